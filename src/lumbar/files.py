@@ -1,0 +1,76 @@
+"""Safe output handling: atomic file writes and checks of output folders before work starts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from lumbar.errors import UserError
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
+
+    Readers never see a half-written file, and an interrupted write leaves no debris.
+    """
+    target = Path(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(target: Path, data: bytes) -> None:
+    """Write `data` to `target` through a temporary file and an atomic rename."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    """Write `text` (UTF-8) to `target` through a temporary file and an atomic rename."""
+    write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def prepare_output_dir(out: Path, *, force: bool) -> None:
+    """Check that `out` can receive fresh output, before anything is written.
+
+    Raises:
+        UserError: `out` is a file, is non-empty without `force`, or is not writable.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"output folder {out} is not empty; use --force to replace its contents")
+    parent = out if out.exists() else _nearest_existing_parent(out)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {out} is not writable")
+
+
+def replace_dir(staging: Path, out: Path) -> None:
+    """Move a fully written `staging` folder onto `out`, replacing whatever was there."""
+    out = Path(out)
+    if out.exists():
+        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, trash)
+        os.replace(staging, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, out)
+
+
+def _nearest_existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path

@@ -1,0 +1,141 @@
+"""The paper's Table 3 grading scheme and the lumbar disc levels, defined once for the package.
+
+Every other module (ingest naming, labeler forms, manifests, training targets) imports these
+enums instead of repeating grade numbers, names or file-name codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class DiscState(IntEnum):
+    """Disc state (Table 3, column "Lumbar Spine Disc State")."""
+
+    NORMAL = 0
+    DEGENERATION = 1
+    BULGE = 2
+    HERNIATION = 3
+
+
+class Herniation(IntEnum):
+    """Herniation type (Table 3); only meaningful when the disc state is HERNIATION."""
+
+    NONE = 0
+    NORMAL = 1
+    MIGRATION = 2
+    SEQUESTRATION = 3
+
+
+class Stenosis(IntEnum):
+    """Stenosis grade shared by spinal canal (SCS) and right/left foraminal (RFS, LFS) stenosis."""
+
+    NORMAL = 0
+    MILD = 1
+    MODERATE = 2
+    SEVERE = 3
+
+
+class GradeField(StrEnum):
+    """The five graded fields of one disc level, in Table 4's column order."""
+
+    DISC_STATE = "disc_state"
+    HERNIATION = "herniation"
+    SCS = "scs"
+    RFS = "rfs"
+    LFS = "lfs"
+
+    @property
+    def scale(self) -> type[IntEnum]:
+        """The enum whose members are this field's grades."""
+        return _FIELD_SCALES[self]
+
+    @property
+    def title(self) -> str:
+        """Human-readable name, as in the paper."""
+        return _FIELD_TITLES[self]
+
+
+_FIELD_SCALES: dict[GradeField, type[IntEnum]] = {
+    GradeField.DISC_STATE: DiscState,
+    GradeField.HERNIATION: Herniation,
+    GradeField.SCS: Stenosis,
+    GradeField.RFS: Stenosis,
+    GradeField.LFS: Stenosis,
+}
+_FIELD_TITLES: dict[GradeField, str] = {
+    GradeField.DISC_STATE: "Disc state",
+    GradeField.HERNIATION: "Herniation type",
+    GradeField.SCS: "Spinal canal stenosis",
+    GradeField.RFS: "Right foraminal stenosis",
+    GradeField.LFS: "Left foraminal stenosis",
+}
+
+GRADES: tuple[int, ...] = (0, 1, 2, 3)
+
+
+class DiscLevel(StrEnum):
+    """A lumbar intervertebral disc level; `code` is the paper's file-name code (Table 2)."""
+
+    L1_L2 = "L1-L2"
+    L2_L3 = "L2-L3"
+    L3_L4 = "L3-L4"
+    L4_L5 = "L4-L5"
+    L5_S1 = "L5-S1"
+
+    @property
+    def code(self) -> str:
+        """The paper's two-digit code used in exported file names: 12, 23, 34, 45, 51."""
+        return _LEVEL_CODES[self]
+
+    @property
+    def eq2_index(self) -> int:
+        """The paper's x in Eq. 2 / Table 1: 1 for L5-S1 up to 5 for L1-L2."""
+        return 5 - list(DiscLevel).index(self)
+
+    @classmethod
+    def parse(cls, text: str) -> DiscLevel:
+        """Read a level written as `L4-L5`, `L4L5`, `l45`, `45` or `L45`.
+
+        Raises:
+            ValueError: naming the text and the accepted forms.
+        """
+        key = text.strip().upper().replace("-", "").replace("_", "").replace(" ", "")
+        for level in cls:
+            forms = {level.value.replace("-", ""), level.code, "L" + level.code}
+            if key in forms:
+                return level
+        allowed = ", ".join(lv.value for lv in cls)
+        raise ValueError(f"unknown disc level {text!r}; expected one of {allowed} or codes 12..51")
+
+
+_LEVEL_CODES: dict[DiscLevel, str] = {
+    DiscLevel.L1_L2: "12",
+    DiscLevel.L2_L3: "23",
+    DiscLevel.L3_L4: "34",
+    DiscLevel.L4_L5: "45",
+    DiscLevel.L5_S1: "51",
+}
+
+LEVELS: tuple[DiscLevel, ...] = tuple(DiscLevel)
+
+
+def is_abnormal(disc_state: int) -> bool:
+    """The paper's binary grouping: any disc state other than normal is abnormal."""
+    return DiscState(disc_state) is not DiscState.NORMAL
+
+
+def validate_grading(disc_state: int, herniation: int, scs: int, rfs: int, lfs: int) -> None:
+    """Check one level's grades against Table 3.
+
+    Raises:
+        ValueError: a grade outside 0-3, or a herniation type on a disc that is not herniated.
+    """
+    for field, value in zip(GradeField, (disc_state, herniation, scs, rfs, lfs), strict=True):
+        if value not in GRADES:
+            raise ValueError(f"{field.value} grade {value!r} is outside 0-3")
+    if herniation != Herniation.NONE and disc_state != DiscState.HERNIATION:
+        raise ValueError(
+            f"herniation type {Herniation(herniation).name.lower()} given for a disc whose state "
+            f"is {DiscState(disc_state).name.lower()}; it applies only to herniated discs"
+        )

@@ -1,0 +1,213 @@
+"""Phantom lumbar MRI studies for the demo and the tests: `synthesize_cohort` writes a cohort.
+
+The output looks like a PACS export of the paper's hospital (one folder per patient, DICOM
+series T2 SAG, T2 AX, MYELO, SURVEY, T1 SAG) with ground truth in `labels.csv` (the paper's
+Table 3 grades per disc level, keyed by the original PatientID as a hospital sheet would be)
+and `lesions.csv` (where each herniation or bulge lies on the axial images).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lumbar.errors import UserError
+from lumbar.files import prepare_output_dir, replace_dir, write_text_atomic
+from lumbar.grading import LEVELS, GradeField
+
+LABEL_COLUMNS = ("patient_id", "level", *(f.value for f in GradeField))
+LESION_COLUMNS = ("patient_id", "level", "series", "instance", "x0", "y0", "x1", "y1")
+
+
+@dataclass(frozen=True)
+class CohortSummary:
+    """What `synthesize_cohort` wrote."""
+
+    patients: int
+    files: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _PatientResult:
+    index: int
+    files: int
+    labels: list[dict[str, object]]
+    lesions: list[dict[str, object]]
+
+
+def patient_folder_name(index: int) -> str:
+    """Folder of the `index`-th patient; carries no identifier, only a running number."""
+    return f"patient-{index + 1:04d}"
+
+
+def _synthesize_patient(args: tuple[Path, int, int]) -> _PatientResult:
+    from lumbar.synth.cohort import make_patient
+    from lumbar.synth.dicom_out import study_dataset, write_series
+    from lumbar.synth.series import StudyBuilder
+
+    staging, seed, index = args
+    patient = make_patient(seed, index)
+    folder = staging / patient_folder_name(index)
+    study = study_dataset(patient)
+    files = 0
+    lesions: list[dict[str, object]] = []
+    for series in StudyBuilder(patient).build():
+        files += len(write_series(folder, patient, study, series))
+        for instance, frame in enumerate(series.frames, start=1):
+            if frame.lesion_px is not None and frame.level is not None:
+                x0, y0, x1, y1 = frame.lesion_px
+                lesions.append(
+                    {
+                        "patient_id": patient.identity.patient_id,
+                        "level": frame.level.value,
+                        "series": series.description,
+                        "instance": instance,
+                        "x0": x0,
+                        "y0": y0,
+                        "x1": x1,
+                        "y1": y1,
+                    }
+                )
+    labels = [
+        {
+            "patient_id": patient.identity.patient_id,
+            "level": level.value,
+            **{f.value: getattr(patient.grades[level], f.value) for f in GradeField},
+        }
+        for level in LEVELS
+    ]
+    return _PatientResult(index, files, labels, lesions)
+
+
+def _worker_signals() -> None:
+    """Workers ignore Ctrl-C and die on SIGTERM: the parent alone handles interruption."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _csv_text(columns: tuple[str, ...], rows: list[dict[str, object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Remove staging folders left by synth runs that were killed (their process is gone)."""
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def synthesize_cohort(
+    out: Path,
+    *,
+    patients: int,
+    seed: int = 0,
+    workers: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> CohortSummary:
+    """Write `patients` phantom studies to `out`; deterministic for a given seed.
+
+    Everything is written to a hidden staging folder beside `out` and moved into place only
+    when complete, so an interrupted run leaves `out` as it was and no half-written files.
+
+    Raises:
+        UserError: patients < 1, `out` not empty without `force`, or not writable.
+    """
+    if patients < 1:
+        raise UserError(f"--patients must be at least 1, got {patients}")
+    if workers < 0:
+        raise UserError(f"--workers must be 0 (one per core) or more, got {workers}")
+    out = Path(out)
+    prepare_output_dir(out, force=force)
+    started = time.perf_counter()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(out)
+        staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as err:
+        raise UserError(f"cannot write to {out.parent}: {err.strerror}") from None
+    try:
+        results = _run(staging, seed, patients, workers or os.cpu_count() or 1, progress)
+        results.sort(key=lambda r: r.index)
+        labels = [row for r in results for row in r.labels]
+        lesions = [row for r in results for row in r.lesions]
+        write_text_atomic(staging / "labels.csv", _csv_text(LABEL_COLUMNS, labels))
+        write_text_atomic(staging / "lesions.csv", _csv_text(LESION_COLUMNS, lesions))
+        replace_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return CohortSummary(
+        patients=patients,
+        files=sum(r.files for r in results),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _run(
+    staging: Path, seed: int, patients: int, workers: int, progress: bool
+) -> list[_PatientResult]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    jobs = [(staging, seed, index) for index in range(patients)]
+    workers = max(1, min(workers, patients))
+    columns = (
+        TextColumn("synth"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("patients"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    results: list[_PatientResult] = []
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("synth", total=patients)
+        if workers == 1:
+            for job in jobs:
+                results.append(_synthesize_patient(job))
+                bar.advance(task)
+            return results
+        context = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        pool = (context or mp).Pool(workers, initializer=_worker_signals)
+        try:
+            for result in pool.imap_unordered(_synthesize_patient, jobs):
+                results.append(result)
+                bar.advance(task)
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
+    return results

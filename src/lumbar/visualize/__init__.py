@@ -1,0 +1,1 @@
+"""Figures people look at: study montages (and, later, charts, ROI grids, heat maps)."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: a small phantom cohort (made once per test process) and the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_MRI = SHARED_DATA / "lumbar-mri-unlabelled"
+
+
+@pytest.fixture(scope="session")
+def phantom_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three phantom patients written by `lumbar synth` (seed 11); treat as read-only."""
+    from lumbar.synth import synthesize_cohort
+
+    out = tmp_path_factory.mktemp("phantom") / "studies"
+    synthesize_cohort(out, patients=3, seed=11, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_mri_dir() -> Path:
+    """Real unlabelled lumbar MRI PNGs from ../shared/data (skipped where that folder is absent)."""
+    if not REAL_MRI.is_dir():
+        pytest.skip(f"real MRI folder {REAL_MRI} is absent (as in a user's clone)")
+    return REAL_MRI
