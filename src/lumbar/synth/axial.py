@@ -48,22 +48,25 @@ class DiscLesion:
 def disc_lesion(grades: LevelGrades, anatomy: Anatomy, rng: np.random.Generator) -> DiscLesion:
     """Turn one level's grades into the geometric and signal changes of its disc."""
     state = DiscState(grades.disc_state)
-    darkening = float(rng.uniform(0.0, 0.15))
+    # Desiccation overlaps between classes, as in real cohorts: "normal" discs of older
+    # patients are greyer, and many bulges keep a bright nucleus. Shape tells them apart.
+    ageing = anatomy.disc_ageing
+    darkening = float(rng.uniform(0.0, 0.3)) + ageing
     bulge = hernia = 0.0
-    height = 1.0
+    height = float(rng.uniform(0.92, 1.0))
     angle = _POSTERIOR
     if state is DiscState.DEGENERATION:
-        darkening = float(rng.uniform(0.7, 1.0))
-        height = float(rng.uniform(0.65, 0.85))
+        darkening = float(rng.uniform(0.45, 1.0)) + 0.5 * ageing
+        height = float(rng.uniform(0.65, 0.9))
     elif state is DiscState.BULGE:
-        darkening = float(rng.uniform(0.25, 0.6)) + 0.4 * anatomy.degeneration_bias
-        bulge = float(rng.uniform(2.2, 4.0))
-        height = float(rng.uniform(0.8, 0.95))
+        darkening = float(rng.uniform(0.05, 0.6)) + ageing
+        bulge = float(rng.uniform(1.3, 3.6))
+        height = float(rng.uniform(0.8, 0.97))
     elif state is DiscState.HERNIATION:
-        darkening = float(rng.uniform(0.3, 0.7))
+        darkening = float(rng.uniform(0.1, 0.65)) + ageing
         hernia = float(rng.uniform(6.5, 10.0))
         angle = _POSTERIOR + float(rng.choice([-1, 1])) * float(rng.uniform(0.0, 0.45))
-        height = float(rng.uniform(0.75, 0.9))
+        height = float(rng.uniform(0.75, 0.92))
     kind = Herniation(grades.herniation)
     migration = int(rng.choice([-1, 1])) if kind is Herniation.MIGRATION else 0
     return DiscLesion(

@@ -104,7 +104,7 @@ class Anatomy:
     noise: float  # noise sigma relative to the brightest tissue
     bias: float  # strength of the coil bias field
     texture: float
-    degeneration_bias: float  # extra nucleus darkening of abnormal discs, 0-1
+    disc_ageing: float  # desiccation of every disc of this patient (age), 0-0.35
 
 
 @dataclass(frozen=True)
@@ -185,8 +185,8 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         canal_scale=float(rng.uniform(0.88, 1.12)),
         disc_height=float(rng.uniform(7.5, 10.0)),
         lordosis=float(rng.uniform(6, 22)),
-        rotation=float(rng.normal(0, 0.05)),
-        shift=(float(rng.normal(0, 5)), float(rng.normal(0, 5))),
+        rotation=float(rng.normal(0, 0.06)),
+        shift=(float(rng.normal(0, 7)), float(rng.normal(0, 7))),
         axial_matrix=int(rng.choice([256, 320, 384, 448, 512])),
         axial_fov=float(rng.uniform(150, 200)),
         sagittal_matrix=int(rng.choice([320, 384, 448, 512])),
@@ -196,10 +196,10 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         tr_t2=float(rng.uniform(2500, 4500)),
         te_t1=float(rng.uniform(8, 15)),
         tr_t1=float(rng.uniform(400, 700)),
-        noise=float(rng.uniform(0.015, 0.05)),
+        noise=float(rng.uniform(0.02, 0.06)),
         bias=float(rng.uniform(0.08, 0.3)),
         texture=float(rng.uniform(0.03, 0.08)),
-        degeneration_bias=float(rng.uniform(0.0, 0.6)),
+        disc_ageing=float(rng.uniform(0.0, 0.35)),
     )
 
 
