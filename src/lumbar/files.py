@@ -16,7 +16,8 @@ from lumbar.errors import UserError
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds.
 
-    Readers never see a half-written file, and an interrupted write leaves no debris.
+    Readers never see a half-written file, and an interrupted write leaves no debris. The file
+    gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
     """
     target = Path(target)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -24,9 +25,17 @@ def atomic_path(target: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:

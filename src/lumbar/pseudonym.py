@@ -7,6 +7,7 @@ original ID is never written out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -43,12 +44,31 @@ def load_secret(folder: Path | None = None, *, create: bool = False) -> bytes:
     if folder is None:
         raise UserError(f"no pseudonym secret: set ${SECRET_ENV}")
     path = Path(folder) / SECRET_FILE
-    if path.is_file():
-        return path.read_text(encoding="utf-8").strip().encode("utf-8")
-    if not create:
-        raise UserError(f"no pseudonym secret: set ${SECRET_ENV} or provide {path}")
+    if not path.is_file():
+        if not create:
+            raise UserError(f"no pseudonym secret: set ${SECRET_ENV} or provide {path}")
+        _create_secret(path)
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret:
+        raise UserError(f"pseudonym secret file {path} is empty; restore it from a backup")
+    return secret.encode("utf-8")
+
+
+def _create_secret(path: Path) -> None:
+    """Write a new random secret (mode 0600) all at once: complete, or absent after a kill.
+
+    The file is written under a temporary name and hard-linked into place, which fails if a
+    concurrent run created the secret first; then that run's secret is the one used.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(secrets.token_hex(32) + "\n")
-    return path.read_text(encoding="utf-8").strip().encode("utf-8")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -6,6 +6,7 @@ many PACS and CD exports do). UIDs are derived from the seed, so a seed gives id
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -69,14 +70,11 @@ def study_dataset(patient: Patient) -> Dataset:
     return ds
 
 
-def frame_dataset(
-    patient: Patient, study: Dataset, series: Series, frame: Frame, instance: int
-) -> Dataset:
-    """The full dataset of one image: study attributes, series attributes, this frame's own."""
+def series_dataset(patient: Patient, study: Dataset, series: Series) -> Dataset:
+    """Attributes shared by every image of `series` (built once, copied per frame)."""
     ds = Dataset()
     ds.update(study)
     ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = _uid(patient, "image", series.description, instance)
     ds.Modality = "MR"
     ds.SeriesInstanceUID = _uid(patient, "series", series.description)
     ds.SeriesNumber = series.number
@@ -87,7 +85,6 @@ def frame_dataset(
     ds.ContentDate = study.StudyDate
     ds.ContentTime = study.StudyTime
     ds.AcquisitionNumber = 1
-    ds.InstanceNumber = instance
     ds.ImageType = (
         ["ORIGINAL", "PRIMARY", "LOCALIZER"] if series.localizer else ["ORIGINAL", "PRIMARY", "M"]
     )
@@ -101,6 +98,22 @@ def frame_dataset(
     ds.SliceThickness = round(series.thickness, 2)
     if series.spacing_between is not None:
         ds.SpacingBetweenSlices = round(series.spacing_between, 2)
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    return ds
+
+
+def frame_dataset(
+    patient: Patient, base: Dataset, series: Series, frame: Frame, instance: int
+) -> Dataset:
+    """The full dataset of one image: the series' shared attributes plus this frame's own."""
+    ds = copy.copy(base)
+    ds.SOPInstanceUID = _uid(patient, "image", series.description, instance)
+    ds.InstanceNumber = instance
     ds.PixelSpacing = [round(frame.spacing, 6), round(frame.spacing, 6)]
     ds.ImageOrientationPatient = [round(v, 6) for v in (*frame.row_dir, *frame.col_dir)]
     ds.ImagePositionPatient = [round(v, 4) for v in frame.position]
@@ -110,17 +123,8 @@ def frame_dataset(
         frame.row_dir[0] * frame.col_dir[1] - frame.row_dir[1] * frame.col_dir[0],
     )
     ds.SliceLocation = round(_dot(frame.position, normal), 4)
-    rows, cols = frame.pixels.shape
-    ds.Rows, ds.Columns = rows, cols
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    center, width = _window(frame.pixels)
-    ds.WindowCenter = center
-    ds.WindowWidth = width
+    ds.Rows, ds.Columns = frame.pixels.shape
+    ds.WindowCenter, ds.WindowWidth = _window(frame.pixels)
     ds.PixelData = np.ascontiguousarray(frame.pixels, dtype="<u2").tobytes()
     return ds
 
@@ -130,8 +134,9 @@ def write_series(folder: Path, patient: Patient, study: Dataset, series: Series)
     target = folder / f"SE{series.number:04d}"
     target.mkdir(parents=True, exist_ok=True)
     paths = []
+    base = series_dataset(patient, study, series)
     for instance, frame in enumerate(series.frames, start=1):
-        ds = frame_dataset(patient, study, series, frame, instance)
+        ds = frame_dataset(patient, base, series, frame, instance)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
