@@ -2,7 +2,7 @@
 # Install the Debian packages that some tests use (as root, only when missing, as on CI).
 # Elsewhere those tests skip with a visible reason.
 set -euo pipefail
-packages=()   # filled by later capabilities (e.g. orthanc for the PACS tests)
+packages=(orthanc orthanc-dicomweb)   # PACS tests (lumbar ingest from DICOMweb)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

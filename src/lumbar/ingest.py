@@ -1,0 +1,722 @@
+"""`lumbar ingest`: DICOM folder or PACS -> index -> classified series -> the paper's 8 images
+per patient, de-identified, plus OUT/images.csv and OUT/ingest-report.csv (section 3.1).
+
+Nothing identifying is written: patients are pseudonyms (`lumbar.pseudonym`), source files
+appear as keyed hashes unless `report_paths` is asked for, and every output file is written
+atomically, so a killed run rerun into the same OUT gives the same output as one clean run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import os
+import re
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lumbar.dicom.classify import (
+    Rules,
+    SeriesClass,
+    SeriesSummary,
+    classify_series,
+    summarize_series,
+)
+from lumbar.dicom.index import (
+    INDEX_FILE,
+    IndexStats,
+    StudyIndex,
+    default_workers,
+    die_with_parent,
+    index_folder,
+    uid_hash,
+)
+from lumbar.dicom.read import InstanceRecord, iter_files
+from lumbar.dicom.select import (
+    AxialSelection,
+    Frame,
+    FrameOrder,
+    SelectionProblem,
+    select_axial,
+    select_myelo,
+    select_sagittal,
+)
+from lumbar.errors import UserError
+from lumbar.files import atomic_path
+from lumbar.grading import DiscLevel
+from lumbar.pseudonym import load_secret
+
+IMAGES_CSV = "images.csv"
+REPORT_CSV = "ingest-report.csv"
+IMAGES_COLUMNS = ("patient_id", "view", "level", "image", "source_uid_hash")
+REPORT_COLUMNS = ("file", "patient_id", "series", "severity", "reason")
+_PSEUDONYM_DIR = re.compile(r"^P[0-9a-f]{12}$")
+_OUTPUT_NAME = re.compile(r"^P[0-9a-f]{12}_(1|2|3|12|23|34|45|51)\.(png|dcm)$")
+_DATE_RANGE = re.compile(r"^(\d{8})?-?(\d{8})?$")
+
+
+@dataclass
+class IngestOptions:
+    """Everything `lumbar ingest` can be told; defaults follow the paper."""
+
+    order: FrameOrder = FrameOrder.INSTANCE
+    axial_selection: AxialSelection = AxialSelection.PAPER
+    bit_depth: int = 8
+    export_dicom: bool = False
+    rules: Rules = field(default_factory=Rules)
+    workers: int = 0
+    study_date: str | None = None
+    modality: str | None = None
+    patients: frozenset[str] | None = None
+    report_paths: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bit_depth not in (8, 16):
+            raise UserError(f"--bit-depth must be 8 or 16, got {self.bit_depth}")
+        if self.workers < 0:
+            raise UserError(f"--workers must be >= 0 (0 = one per core), got {self.workers}")
+        if self.study_date is not None:
+            match = _DATE_RANGE.match(self.study_date)
+            if not match or not any(match.groups()):
+                raise UserError(
+                    f"--study-date {self.study_date!r} must be YYYYMMDD, YYYYMMDD-YYYYMMDD, "
+                    "YYYYMMDD- or -YYYYMMDD"
+                )
+
+
+@dataclass
+class SeriesDecision:
+    """One series as classification saw it (for --explain and the report)."""
+
+    patient: str
+    study_date: str
+    summary: SeriesSummary
+    series_class: SeriesClass
+    reason: str
+    chosen: bool = False
+
+
+@dataclass
+class ExportTask:
+    """One output image: which frame of which instance, and where it goes."""
+
+    patient: str
+    view: str
+    level: str
+    name: str  # file stem, e.g. P0123456789ab_45
+    sop_uid: str
+    series_uid: str
+    study_uid: str
+    frame: int
+    file_key: str
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest did, for the CLI's summary line and the benchmark."""
+
+    index: IndexStats
+    patients: int = 0
+    complete_patients: int = 0
+    images: int = 0
+    exported: int = 0
+    problems: int = 0
+    seconds: float = 0.0
+    decisions: list[SeriesDecision] = field(default_factory=list)
+
+
+@dataclass
+class _ReportRow:
+    file: str = ""
+    patient_id: str = ""
+    series: str = ""
+    severity: str = "error"
+    reason: str = ""
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return (self.file, self.patient_id, self.series, self.severity, self.reason)
+
+
+def ingest(
+    source: str | Path,
+    out: Path,
+    options: IngestOptions | None = None,
+    progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
+    explain: Callable[[list[SeriesDecision]], None] | None = None,
+) -> IngestSummary:
+    """Run the whole ingest; see the module docstring.
+
+    Args:
+        source: a folder of DICOM files, or a DICOMweb URL (`http://host:port/dicom-web`).
+        out: output folder: empty, absent, or the OUT of an earlier ingest (resumed).
+        options: see `IngestOptions`.
+        progress: optional factory `(task name, total) -> advance(n)` for a progress display.
+        explain: optional callback given every series' classification once the selection is
+            made (also when nothing usable was found, when it is most needed).
+
+    Raises:
+        UserError: bad arguments, an unusable OUT, or nothing usable found in the source.
+    """
+    with _quiet_dependencies():
+        return _ingest(source, out, options or IngestOptions(), progress, explain)
+
+
+@contextlib.contextmanager
+def _quiet_dependencies() -> Iterator[None]:
+    """Silence pydicom's warnings and log lines for the run: they quote file paths, which may
+    contain patient names, and every problem they describe is already in the report."""
+    logger = logging.getLogger("pydicom")
+    level, propagate = logger.level, logger.propagate
+    logger.setLevel(logging.CRITICAL + 1)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="pydicom")
+            warnings.filterwarnings("ignore", category=UserWarning, message=".*[Ff]ile.*")
+            yield
+    finally:
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _ingest(
+    source: str | Path,
+    out: Path,
+    options: IngestOptions,
+    progress: Callable[[str, int | None], Callable[[int], None]] | None,
+    explain: Callable[[list[SeriesDecision]], None] | None,
+) -> IngestSummary:
+    from lumbar.dicom.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
+
+    start = time.perf_counter()
+    out = Path(out)
+    text_source = str(source)
+    pacs = is_dicomweb_url(text_source)
+    if not pacs:
+        root = Path(source)
+        if not root.is_dir():
+            raise UserError(f"source {root} is not a folder (or a http(s):// DICOMweb URL)")
+        if _inside(out, root):
+            raise UserError("output folder must not be inside the source folder")
+    _prepare_out(out, options.force)
+    secret = load_secret(out, create=True)
+    _remove_partial_files(out)
+    index = StudyIndex.open(out / INDEX_FILE, secret)
+    try:
+        workers = default_workers(options.workers)
+        keys: dict[str, Path] = {}
+        web: DicomWebSource | None = None
+        if pacs:
+            web = DicomWebSource(text_source)
+            filters = PacsFilters(options.study_date, options.modality, options.patients)
+            totals: dict[str, Callable[[int], None]] = {}
+
+            def on_total(total: int) -> None:
+                if progress:
+                    totals["advance"] = progress("indexing DICOMweb metadata", total)
+
+            def on_progress(n: int) -> None:
+                if "advance" in totals:
+                    totals["advance"](n)
+
+            stats = web.index(index, filters, secret, on_progress, on_total)
+        else:
+            files = iter_files(root)
+            advance = progress("indexing headers", len(files)) if progress else None
+            stats, keys = index_folder(index, root, files, secret, workers, advance)
+        summary = IngestSummary(index=stats)
+        report: list[_ReportRow] = []
+        for file_key, severity, reason in index.problems():
+            report.append(_ReportRow(file=file_key, severity=severity, reason=reason))
+        tasks, decisions = _plan(index, options, report)
+        summary.decisions = decisions
+        summary.patients = len({d.patient for d in decisions})
+        done = _export(index, tasks, out, options, secret, keys, web, workers, report, progress)
+        summary.exported = done
+        complete: dict[str, int] = defaultdict(int)
+        for task in tasks:
+            complete[task.patient] += 1
+        summary.complete_patients = sum(1 for n in complete.values() if n == 8)
+        summary.images = len(tasks)
+        if options.report_paths and not pacs:
+            for row in report:  # only on request: folder names may contain patient names
+                if row.file in keys:
+                    row.file = keys[row.file].relative_to(root).as_posix()
+        _write_images_csv(out, tasks, report)
+        _write_report(out, report)
+        summary.problems = sum(1 for r in report if r.severity in ("error", "warning"))
+        summary.seconds = time.perf_counter() - start
+    finally:
+        index.close()
+    if explain is not None:
+        explain(summary.decisions)
+    if summary.images == 0:
+        raise UserError(
+            f"no usable images found in the source ({stats.files} files, {summary.patients} "
+            f"patients); reasons are in {out / REPORT_CSV}"
+        )
+    return summary
+
+
+def _plan(
+    index: StudyIndex, options: IngestOptions, report: list[_ReportRow]
+) -> tuple[list[ExportTask], list[SeriesDecision]]:
+    """Classify every series, choose one per view and patient, and select the frames."""
+    by_series: dict[str, list[tuple[str, str, InstanceRecord]]] = defaultdict(list)
+    for patient, file_key, record in index.instances():
+        by_series[record.series_uid].append((patient, file_key, record))
+    decisions: list[SeriesDecision] = []
+    per_patient: dict[str, list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]]]
+    per_patient = defaultdict(list)
+    for series_uid in sorted(by_series):
+        members = by_series[series_uid]
+        patient = members[0][0]
+        records = [r for _, _, r in members]
+        first = records[0]
+        if options.patients is not None and patient not in options.patients:
+            continue
+        if options.modality and first.modality.upper() != options.modality.upper():
+            continue
+        if options.study_date and not _date_in_range(first.study_date, options.study_date):
+            continue
+        orientations = [f.orientation for r in records for f in r.frames]
+        summary = summarize_series(series_uid, records, orientations)
+        verdict = classify_series(summary, options.rules)
+        decision = SeriesDecision(
+            patient, first.study_date, summary, verdict.series_class, verdict.reason
+        )
+        decisions.append(decision)
+        per_patient[patient].append((decision, members))
+    tasks: list[ExportTask] = []
+    for patient in sorted(per_patient):
+        tasks.extend(_plan_patient(patient, per_patient[patient], options, report))
+    return tasks, decisions
+
+
+_VIEW_ORDER = (SeriesClass.MYELO, SeriesClass.SAGITTAL_T2, SeriesClass.AXIAL_T2)
+
+
+def _plan_patient(
+    patient: str,
+    series: list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]],
+    options: IngestOptions,
+    report: list[_ReportRow],
+) -> list[ExportTask]:
+    tasks: list[ExportTask] = []
+    for view in _VIEW_ORDER:
+        candidates = [(d, m) for d, m in series if d.series_class is view]
+        if not candidates:
+            report.append(
+                _ReportRow(
+                    patient_id=patient,
+                    severity="error",
+                    reason=f"missing series: no {view.value} series found",
+                )
+            )
+            continue
+        # Most recent study first, then the fullest series, then the lowest series number.
+        candidates.sort(
+            key=lambda dm: (
+                _neg_date(dm[0].study_date),
+                -dm[0].summary.n_images,
+                dm[0].summary.series_number if dm[0].summary.series_number is not None else 1 << 30,
+                dm[0].summary.series_uid,
+            )
+        )
+        failures = []
+        for decision, members in candidates:
+            label = _series_label(decision.summary)
+            try:
+                picked, warnings = _select(view, members, options)
+            except SelectionProblem as problem:
+                failures.append(
+                    _ReportRow(
+                        patient_id=patient,
+                        series=label,
+                        severity="error",
+                        reason=f"{view.value}: {problem}",
+                    )
+                )
+                continue
+            decision.chosen = True
+            for warning in warnings:
+                report.append(
+                    _ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
+                )
+            for suffix, level, frame, file_key, record in picked:
+                tasks.append(
+                    ExportTask(
+                        patient=patient,
+                        view=view.value,
+                        level=level,
+                        name=f"{patient}_{suffix}",
+                        sop_uid=frame.sop_uid,
+                        series_uid=record.series_uid,
+                        study_uid=record.study_uid,
+                        frame=frame.frame,
+                        file_key=file_key,
+                    )
+                )
+            if view is SeriesClass.MYELO and len(picked) < 2:
+                report.append(
+                    _ReportRow(
+                        patient_id=patient,
+                        series=label,
+                        severity="warning",
+                        reason="myelography series has 1 image; the paper uses 2 (only _1 written)",
+                    )
+                )
+            break
+        else:
+            report.extend(failures)
+            report.append(
+                _ReportRow(
+                    patient_id=patient,
+                    severity="error",
+                    reason=f"missing series: no usable {view.value} series",
+                )
+            )
+    return tasks
+
+
+def _select(
+    view: SeriesClass, members: list[tuple[str, str, InstanceRecord]], options: IngestOptions
+) -> tuple[list[tuple[str, str, Frame, str, InstanceRecord]], list[str]]:
+    """(file suffix, level, frame, file_key, record) of the images picked from one series."""
+    frames: list[Frame] = []
+    owner: dict[str, tuple[str, InstanceRecord]] = {}
+    for _, file_key, record in members:
+        owner[record.sop_uid] = (file_key, record)
+        for index, geometry in enumerate(record.frames or [None]):  # type: ignore[list-item]
+            frames.append(
+                Frame(
+                    sop_uid=record.sop_uid,
+                    frame=index,
+                    instance_number=record.instance_number,
+                    position=geometry.position if geometry else None,
+                    orientation=geometry.orientation if geometry else None,
+                )
+            )
+    if view is SeriesClass.SAGITTAL_T2:
+        chosen = select_sagittal(frames, options.order)
+        return [("3", "", chosen, *owner[chosen.sop_uid])], []
+    if view is SeriesClass.MYELO:
+        picked = select_myelo(frames, options.order)
+        return [(str(i), "", f, *owner[f.sop_uid]) for i, f in enumerate(picked, start=1)], []
+    by_level, warnings = select_axial(frames, options.order, options.axial_selection)
+    rows = [(level.code, level.value, f, *owner[f.sop_uid]) for level, f in by_level.items()]
+    rows.sort(key=lambda r: list(DiscLevel).index(DiscLevel(r[1])))
+    return rows, warnings
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def _export(
+    index: StudyIndex,
+    tasks: list[ExportTask],
+    out: Path,
+    options: IngestOptions,
+    secret: bytes,
+    keys: dict[str, Path],
+    web: Any,
+    workers: int,
+    report: list[_ReportRow],
+    progress: Callable[[str, int | None], Callable[[int], None]] | None,
+) -> int:
+    """Write every task's PNG (and DICOM), skipping outputs already made from the same source."""
+    wanted: set[str] = set()
+    todo: list[tuple[ExportTask, str]] = []
+    for task in tasks:
+        fingerprint = _fingerprint(task, options)
+        names = [f"{task.patient}/{task.name}.png"]
+        if options.export_dicom:
+            names.append(f"{task.patient}/{task.name}.dcm")
+        wanted.update(names)
+        up_to_date = all(_is_current(index, out, name, fingerprint) for name in names)
+        if not up_to_date:
+            todo.append((task, fingerprint))
+    _remove_stale(index, out, wanted)
+    advance = progress("exporting images", len(tasks)) if progress else None
+    if advance and len(tasks) - len(todo):
+        advance(len(tasks) - len(todo))
+    failed: set[str] = set()
+    jobs = [_job(task, fingerprint, out, options, secret, keys) for task, fingerprint in todo]
+    results: Sequence[tuple[str, list[tuple[str, str, int]], str]]
+    if web is not None:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results_iter = pool.map(lambda job: _export_job(job, web), jobs)
+            results = _collect(results_iter, index, advance)
+    elif workers > 1 and len(jobs) > 8:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+            results = _collect(pool.map(_export_job, jobs, chunksize=8), index, advance)
+    else:
+        results = _collect(map(_export_job, jobs), index, advance)
+    by_name = {task.name: task for task in tasks}
+    for name, _, problem in results:
+        if problem:
+            failed.add(name)
+            task = by_name[name]
+            report.append(
+                _ReportRow(
+                    file=task.file_key,
+                    patient_id=task.patient,
+                    severity="error",
+                    reason=f"{task.view} image: {problem}",
+                )
+            )
+    tasks[:] = [t for t in tasks if t.name not in failed]
+    return len(todo) - len(failed)
+
+
+def _collect(
+    results: Any, index: StudyIndex, advance: Callable[[int], None] | None
+) -> list[tuple[str, list[tuple[str, str, int]], str]]:
+    collected = []
+    for result in results:
+        _, written, _ = result
+        if written:
+            index.record_exports(written)
+        if advance:
+            advance(1)
+        collected.append(result)
+    return collected
+
+
+def _job(
+    task: ExportTask,
+    fingerprint: str,
+    out: Path,
+    options: IngestOptions,
+    secret: bytes,
+    keys: dict[str, Path],
+) -> dict[str, Any]:
+    path = keys.get(task.file_key)
+    return {
+        "name": task.name,
+        "patient": task.patient,
+        "folder": str(out / task.patient),
+        "path": str(path) if path else None,
+        "frame": task.frame,
+        "sop": task.sop_uid,
+        "series": task.series_uid,
+        "study": task.study_uid,
+        "bit_depth": options.bit_depth,
+        "dicom": options.export_dicom,
+        "secret": secret,
+        "fingerprint": fingerprint,
+    }
+
+
+def _export_job(
+    job: dict[str, Any], web: Any = None
+) -> tuple[str, list[tuple[str, str, int]], str]:
+    """Render one task; returns (name, [(relative output, fingerprint, size)], problem)."""
+    from lumbar.dicom.deid import BurnedInAnnotation, deidentify
+    from lumbar.dicom.export import PixelProblem, render_frame
+
+    name = job["name"]
+    try:
+        if web is not None:
+            ds = web.retrieve(job["study"], job["series"], job["sop"])
+        else:
+            import pydicom
+
+            if job["path"] is None:
+                return name, [], "source file is no longer there"
+            ds = pydicom.dcmread(job["path"], force=True)
+        if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+            return name, [], "image declares burned-in annotation (text in the pixels); skipped"
+        png = render_frame(ds, job["frame"], job["bit_depth"])
+    except PixelProblem as problem:
+        return name, [], str(problem)
+    except UserError as err:
+        return name, [], str(err)
+    except Exception as err:
+        return name, [], f"cannot read image ({type(err).__name__})"
+    folder = Path(job["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    png_path = folder / f"{name}.png"
+    _write_output(png_path, png)
+    written.append((f"{job['patient']}/{name}.png", job["fingerprint"], len(png)))
+    if job["dicom"]:
+        try:
+            data = _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
+        except BurnedInAnnotation as problem:
+            return name, written, str(problem)
+        dcm_path = folder / f"{name}.dcm"
+        _write_output(dcm_path, data)
+        written.append((f"{job['patient']}/{name}.dcm", job["fingerprint"], len(data)))
+    return name, written, ""
+
+
+def _deidentified_bytes(ds: Any, pseudonym: str, secret: bytes, deidentify: Any) -> bytes:
+    from pydicom.filewriter import dcmwrite
+
+    deidentify(ds, pseudonym, secret)
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def _fingerprint(task: ExportTask, options: IngestOptions) -> str:
+    """What an output file depends on; a new lumbar version re-renders (windowing may change)."""
+    from lumbar import __version__
+
+    return (
+        f"{uid_hash(task.sop_uid)}:{task.frame}:{options.bit_depth}:"
+        f"{int(options.export_dicom)}:{__version__}"
+    )
+
+
+def _is_current(index: StudyIndex, out: Path, name: str, fingerprint: str) -> bool:
+    stored = index.export_fingerprint(name)
+    if stored is None or stored[0] != fingerprint:
+        return False
+    try:
+        return (out / name).stat().st_size == stored[1]
+    except OSError:
+        return False
+
+
+def _remove_stale(index: StudyIndex, out: Path, wanted: set[str]) -> None:
+    """Delete earlier outputs (our naming pattern only) that this run no longer produces."""
+    removed = []
+    for folder in sorted(out.iterdir()):
+        if not folder.is_dir() or not _PSEUDONYM_DIR.match(folder.name):
+            continue
+        for path in sorted(folder.iterdir()):
+            name = f"{folder.name}/{path.name}"
+            if _OUTPUT_NAME.match(path.name) and name not in wanted:
+                path.unlink(missing_ok=True)
+                removed.append(name)
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if removed:
+        index.forget_exports(removed)
+
+
+# ----------------------------------------------------------------------------- CSV files
+
+
+def _write_images_csv(out: Path, tasks: list[ExportTask], report: list[_ReportRow]) -> None:
+    order = {"1": 0, "2": 1, "3": 2, **{lv.code: 3 + i for i, lv in enumerate(DiscLevel)}}
+    rows = sorted(tasks, key=lambda t: (t.patient, order[t.name.rsplit("_", 1)[1]]))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(IMAGES_COLUMNS)
+    for task in rows:
+        writer.writerow(
+            (
+                task.patient,
+                task.view,
+                task.level,
+                f"{task.patient}/{task.name}.png",
+                uid_hash(task.sop_uid),
+            )
+        )
+    _write_output(out / IMAGES_CSV, buffer.getvalue().encode("utf-8"))
+
+
+def _write_report(out: Path, report: list[_ReportRow]) -> None:
+    severity = {"error": 0, "warning": 1, "info": 2}
+    rows = sorted(
+        {r.as_tuple() for r in report},
+        key=lambda r: (r[1], r[2], severity.get(r[3], 3), r[0], r[4]),
+    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows(rows)
+    _write_output(out / REPORT_CSV, buffer.getvalue().encode("utf-8"))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+OUTPUT_MODE = 0o644  # outputs are shared with the labeling app and other users of the host
+
+
+def _write_output(target: Path, data: bytes) -> None:
+    """Write through a temporary file and an atomic rename, readable like any output file."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+        os.chmod(tmp, OUTPUT_MODE)
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    """OUT may be absent, empty, or an earlier ingest's output; anything else needs --force."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"output {out} exists and is not a folder")
+    reusable = (out / INDEX_FILE).exists()
+    if out.is_dir() and any(out.iterdir()) and not reusable and not force:
+        raise UserError(
+            f"output folder {out} is not empty and is not an earlier ingest's output; "
+            "use --force to ingest into it anyway"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {out} is not writable")
+
+
+def _remove_partial_files(out: Path) -> None:
+    """Delete `.part` files a killed run left behind (atomic writes in progress)."""
+    for folder in [out, *[p for p in out.iterdir() if p.is_dir() and _PSEUDONYM_DIR.match(p.name)]]:
+        for path in folder.glob(".*.part"):
+            path.unlink(missing_ok=True)
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    try:
+        child.resolve().relative_to(parent.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _date_in_range(date: str, date_range: str) -> bool:
+    match = _DATE_RANGE.match(date_range)
+    low, high = match.groups() if match else (None, None)
+    if "-" not in date_range:
+        high = low
+    if not date:
+        return False
+    return (low is None or date >= low) and (high is None or date <= high)
+
+
+def _neg_date(date: str) -> str:
+    """A sort key that puts later YYYYMMDD dates first (and unknown dates last)."""
+    if not date.isdigit():
+        return "~"
+    return "".join(chr(ord("9") - ord(c) + ord("0")) for c in date)
+
+
+def _series_label(summary: SeriesSummary) -> str:
+    number = summary.series_number if summary.series_number is not None else "?"
+    return f"series {number} ({summary.n_images} images)"
+
+
+def format_explanation(decisions: list[SeriesDecision]) -> str:
+    """One line per series: patient, series, plane, timing, class, chosen or not, and why."""
+    lines = []
+    for d in sorted(
+        decisions, key=lambda d: (d.patient, d.summary.series_number or 0, d.summary.series_uid)
+    ):
+        s = d.summary
+        te = f"{s.echo_time:g}" if s.echo_time is not None else "-"
+        tr = f"{s.repetition_time:g}" if s.repetition_time is not None else "-"
+        mark = "*" if d.chosen else " "
+        lines.append(
+            f"{mark} {d.patient}  {_series_label(s):<24} {s.description[:24]!r:<27} "
+            f"{s.plane.value:<8} TE={te:<6} TR={tr:<6} -> {d.series_class.value:<11} {d.reason}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""Series classification: planes, T1/T2 timing, descriptions, user rules and their validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lumbar.dicom.classify import (
+    Plane,
+    SeriesClass,
+    SeriesSummary,
+    classify_series,
+    load_rules,
+    parse_rules,
+    plane_of,
+    series_plane,
+)
+from lumbar.errors import UserError
+
+SAG = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+COR = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+AX = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+AX_TILTED = (1.0, 0.0, 0.0, 0.0, 0.908677, 0.417499)  # a disc-parallel axial (25 degrees)
+
+
+def summary(**kw) -> SeriesSummary:
+    base = dict(
+        series_uid="1.2",
+        series_number=1,
+        description="",
+        protocol_name="",
+        modality="MR",
+        image_type="ORIGINAL\\PRIMARY",
+        n_images=15,
+        plane=Plane.SAGITTAL,
+        echo_time=100.0,
+        repetition_time=3000.0,
+    )
+    base.update(kw)
+    return SeriesSummary(**base)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "plane"),
+    [
+        (SAG, Plane.SAGITTAL),
+        (COR, Plane.CORONAL),
+        (AX, Plane.AXIAL),
+        (AX_TILTED, Plane.AXIAL),
+        (None, Plane.UNKNOWN),
+    ],
+)
+def test_plane_from_orientation(orientation, plane) -> None:
+    assert plane_of(orientation) is plane
+
+
+def test_localizer_with_three_planes_is_mixed() -> None:
+    assert series_plane([SAG, COR, AX]) is Plane.MIXED
+    assert series_plane([AX, AX_TILTED, None]) is Plane.AXIAL
+
+
+@pytest.mark.parametrize(
+    ("kw", "expected"),
+    [
+        ({}, SeriesClass.SAGITTAL_T2),
+        ({"plane": Plane.AXIAL}, SeriesClass.AXIAL_T2),
+        ({"echo_time": 12.0, "repetition_time": 600.0}, SeriesClass.OTHER),  # T1
+        ({"description": "MYELO", "plane": Plane.CORONAL, "n_images": 2}, SeriesClass.MYELO),
+        (
+            {"echo_time": 900.0, "repetition_time": 6000.0, "plane": Plane.CORONAL},
+            SeriesClass.MYELO,
+        ),
+        ({"description": "SURVEY", "plane": Plane.MIXED}, SeriesClass.OTHER),
+        ({"plane": Plane.MIXED}, SeriesClass.OTHER),
+        ({"image_type": "ORIGINAL\\PRIMARY\\LOCALIZER"}, SeriesClass.OTHER),
+        ({"modality": "CT"}, SeriesClass.OTHER),
+        ({"description": "STIR SAG"}, SeriesClass.OTHER),
+        ({"plane": Plane.CORONAL}, SeriesClass.OTHER),
+        # No timing at all: the description decides weighting and, without IOP, the plane.
+        (
+            {
+                "echo_time": None,
+                "repetition_time": None,
+                "description": "t2_tse_sag",
+                "plane": Plane.UNKNOWN,
+            },
+            SeriesClass.SAGITTAL_T2,
+        ),
+        (
+            {
+                "echo_time": None,
+                "repetition_time": None,
+                "description": "T2 TRA",
+                "plane": Plane.UNKNOWN,
+            },
+            SeriesClass.AXIAL_T2,
+        ),
+        ({"echo_time": None, "repetition_time": None, "description": "T1 SAG"}, SeriesClass.OTHER),
+    ],
+)
+def test_builtin_rules(kw, expected) -> None:
+    result = classify_series(summary(**kw))
+    assert result.series_class is expected, result.reason
+    assert result.reason
+
+
+def test_reason_names_the_evidence() -> None:
+    reason = classify_series(summary()).reason
+    assert "TE 100 ms" in reason and "sagittal" in reason
+
+
+def test_user_rule_wins_and_is_named_in_the_reason() -> None:
+    rules = parse_rules(
+        {
+            "rules": [
+                {
+                    "name": "site myelo",
+                    "class": "myelo",
+                    "series_description": "(?i)^3d heavy",
+                    "min_images": 1,
+                },
+            ]
+        }
+    )
+    result = classify_series(summary(description="3D HEAVY T2 COR", plane=Plane.CORONAL), rules)
+    assert result.series_class is SeriesClass.MYELO
+    assert "site myelo" in result.reason
+
+
+def test_user_rule_conditions_must_all_hold() -> None:
+    rules = parse_rules(
+        {
+            "rules": [
+                {
+                    "class": "other",
+                    "series_description": "T2",
+                    "plane": "axial",
+                    "weighting": "t2",
+                    "max_images": 10,
+                },
+            ]
+        }
+    )
+    assert (
+        classify_series(summary(plane=Plane.AXIAL, n_images=25), rules).series_class
+        is SeriesClass.AXIAL_T2
+    )
+    assert (
+        classify_series(
+            summary(plane=Plane.AXIAL, n_images=8, description="T2"), rules
+        ).series_class
+        is SeriesClass.OTHER
+    )
+
+
+def test_thresholds_can_be_overridden() -> None:
+    rules = parse_rules({"thresholds": {"t2_min_echo_time": 120}})
+    assert classify_series(summary(), rules).series_class is SeriesClass.OTHER
+
+
+def test_rules_file_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - class: other\n    series_description: '(?i)dixon'\n")
+    rules = load_rules(path)
+    assert (
+        classify_series(summary(description="T2 DIXON SAG"), rules).series_class
+        is SeriesClass.OTHER
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: [{class: sagital_t2}]", "'class' must be one of"),
+        ("rules: [{class: other, series_description: '('}]", "bad regular expression"),
+        ("rules: [{class: other, colour: red}]", "unknown key"),
+        ("rules: [{class: other, plane: oblique}]", "'plane' must be one of"),
+        ("thresholds: {t2_min_echo_time: -1}", "must be a number >= 0"),
+        ("thresholds: {te: 1}", "unknown threshold"),
+        ("rule: []", "unknown key"),
+        ("rules: {class: other}", "'rules' must be a list"),
+        ("rules: [: bad", "not valid YAML"),
+    ],
+)
+def test_bad_rules_files_give_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_rules(path)
+
+
+def test_missing_rules_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot read rules file"):
+        load_rules(tmp_path / "nope.yaml")

@@ -1,0 +1,431 @@
+"""End-to-end `lumbar ingest` on phantom studies from `lumbar synth`, with bad input mixed in."""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lumbar.dicom.read import iter_files
+from lumbar.errors import UserError
+from lumbar.ingest import IMAGES_COLUMNS, IngestOptions, ingest
+from lumbar.pseudonym import SECRET_ENV, load_secret, pseudonymize
+
+NAMES = ("_1", "_2", "_3", "_12", "_23", "_34", "_45", "_51")
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    """A writable copy of the cohort made of hard links (fast, no extra disk)."""
+    shutil.copytree(src, dst, copy_function=os.link)
+    return dst
+
+
+def _identifiers(root: Path) -> set[bytes]:
+    import pydicom
+
+    found: set[bytes] = set()
+    for path in iter_files(root):
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:
+            continue
+        for keyword in ("PatientID", "PatientName", "PatientBirthDate", "AccessionNumber"):
+            value = str(ds.get(keyword, "") or "")
+            if value:
+                found.add(value.encode())
+                found.update(part.encode() for part in value.split("^") if len(part) > 2)
+    return found
+
+
+def _leaks(identifiers: set[bytes], data: bytes) -> list[bytes]:
+    """Identifiers found in `data` as whole words (so "ALI" is not found in "LOCALIZER")."""
+    return [
+        i
+        for i in identifiers
+        if i in data and re.search(rb"(?<![A-Za-z0-9])" + re.escape(i) + rb"(?![A-Za-z0-9])", data)
+    ]
+
+
+def _tree(out: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and not p.name.startswith(".lumbar-index")
+    }
+
+
+@pytest.fixture(scope="module")
+def ingested(phantom_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ingest") / "out"
+    ingest(phantom_cohort, out, IngestOptions(workers=2, export_dicom=True))
+    return out
+
+
+def test_eight_images_per_patient_with_the_papers_names(phantom_cohort, ingested) -> None:
+    rows = _rows(ingested / "images.csv")
+    assert tuple(rows[0].keys()) == IMAGES_COLUMNS
+    secret = load_secret(ingested)
+    ids = {row["patient_id"] for row in _rows(phantom_cohort / "labels.csv")}
+    pseudonyms = {pseudonymize(pid, secret) for pid in ids}
+    assert {row["patient_id"] for row in rows} == pseudonyms  # labels join via the pseudonym
+    for pseudonym in pseudonyms:
+        mine = [row for row in rows if row["patient_id"] == pseudonym]
+        assert [Path(r["image"]).stem for r in mine] == [pseudonym + n for n in NAMES]
+        assert [r["view"] for r in mine] == ["myelo"] * 2 + ["sagittal_t2"] + ["axial_t2"] * 5
+        assert [r["level"] for r in mine[3:]] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+        for row in mine:
+            assert (ingested / row["image"]).is_file()
+            assert len(row["source_uid_hash"]) == 64
+
+
+def test_axial_images_are_the_phantoms_disc_slices(phantom_cohort, ingested) -> None:
+    """Eq. 2 picks the slice the phantom put through each disc (lesions.csv has the truth)."""
+    import hashlib
+
+    import pydicom
+
+    secret = load_secret(ingested)
+    truth = {}
+    for row in _rows(phantom_cohort / "lesions.csv"):
+        truth[(pseudonymize(row["patient_id"], secret), row["level"])] = int(row["instance"])
+    by_hash = {}
+    for path in iter_files(phantom_cohort):
+        if path.suffix == ".csv":
+            continue
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        by_hash[hashlib.sha256(ds.SOPInstanceUID.encode()).hexdigest()] = ds
+    checked = 0
+    for row in _rows(ingested / "images.csv"):
+        source = by_hash[row["source_uid_hash"]]
+        if row["view"] == "axial_t2":
+            assert source.SeriesDescription == "T2 AX"
+            key = (row["patient_id"], row["level"])
+            if key in truth:  # lesions.csv lists the abnormal discs only
+                assert int(source.InstanceNumber) == truth[key]
+                checked += 1
+        elif row["view"] == "sagittal_t2":
+            assert source.SeriesDescription == "T2 SAG"
+        else:
+            assert source.SeriesDescription == "MYELO"
+    assert checked >= 3
+
+
+def test_no_identifier_in_any_output(phantom_cohort, ingested) -> None:
+    identifiers = _identifiers(phantom_cohort)
+    assert identifiers
+    for path in ingested.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not _leaks(identifiers, data), path.name
+            assert not _leaks(identifiers, path.as_posix().encode()), path.name
+
+
+def test_exported_dicom_is_deidentified(ingested) -> None:
+    import pydicom
+
+    files = sorted(ingested.rglob("*.dcm"))
+    assert len(files) == 24
+    ds = pydicom.dcmread(files[0])
+    assert ds.PatientIdentityRemoved == "YES"
+    assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+    assert ds.PatientID == files[0].parent.name
+
+
+def test_other_selection_methods_agree_on_phantoms(phantom_cohort, ingested, tmp_path) -> None:
+    from lumbar.dicom.select import AxialSelection, FrameOrder
+
+    env = os.environ.get(SECRET_ENV)
+    secret = load_secret(ingested).decode()
+    os.environ[SECRET_ENV] = secret
+    try:
+        out = tmp_path / "stacks"
+        ingest(
+            phantom_cohort,
+            out,
+            IngestOptions(
+                workers=1, order=FrameOrder.POSITION, axial_selection=AxialSelection.STACKS
+            ),
+        )
+    finally:
+        if env is None:
+            os.environ.pop(SECRET_ENV)
+        else:
+            os.environ[SECRET_ENV] = env
+    mine = {
+        (r["patient_id"], r["level"], r["source_uid_hash"])
+        for r in _rows(out / "images.csv")
+        if r["view"] != "myelo"
+    }
+    paper = {
+        (r["patient_id"], r["level"], r["source_uid_hash"])
+        for r in _rows(ingested / "images.csv")
+        if r["view"] != "myelo"
+    }
+    assert mine == paper
+
+
+def test_rerun_is_a_no_op(phantom_cohort, tmp_path) -> None:
+    out = tmp_path / "out"
+    ingest(phantom_cohort, out, IngestOptions(workers=1))
+    before = _tree(out)
+    summary = ingest(phantom_cohort, out, IngestOptions(workers=1))
+    assert summary.index.read == 0 and summary.exported == 0
+    assert _tree(out) == before
+
+
+def test_bad_input_is_reported_and_the_batch_goes_on(phantom_cohort, tmp_path) -> None:
+    from pydicom.data import get_testdata_file
+
+    src = _copy(phantom_cohort, tmp_path / "src")
+    bad = src / "incoming"
+    bad.mkdir()
+    (bad / "notes.txt").write_text("report text\n")
+    (bad / "empty.dcm").write_bytes(b"")
+    shutil.copy(get_testdata_file("MR_truncated.dcm"), bad / "truncated.dcm")
+    for name in (
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR2_J2KI.dcm",
+        "emri_small_RLE.dcm",
+        "MR_small_bigendian.dcm",
+    ):
+        shutil.copy(get_testdata_file(name), bad / name)
+    cut = (phantom_cohort / "patient-0001" / "SE0001" / "IM00001").read_bytes()
+    (bad / "cut-header").write_bytes(cut[:400])
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=2, report_paths=True))
+    assert summary.complete_patients == 3
+    assert len(_rows(out / "images.csv")) == 24
+    report = {r["file"]: r for r in _rows(out / "ingest-report.csv") if r["file"]}
+    assert "not a DICOM file" in report["incoming/notes.txt"]["reason"]
+    assert report["incoming/empty.dcm"]["severity"] == "error"
+    assert "truncated pixel data" in report["incoming/truncated.dcm"]["reason"]
+    assert "incoming/cut-header" in report
+    # The real pydicom files are usable images of other patients, each missing series.
+    missing = [r for r in _rows(out / "ingest-report.csv") if "missing series" in r["reason"]]
+    assert missing and all(r["patient_id"].startswith("P") for r in missing)
+
+
+def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
+    import pydicom
+
+    src = _copy(phantom_cohort, tmp_path / "src")
+    for series in (src / "patient-0002").iterdir():
+        first = next(series.iterdir())
+        if pydicom.dcmread(first, stop_before_pixels=True).SeriesDescription == "MYELO":
+            shutil.rmtree(series)
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=1))
+    assert summary.complete_patients == 2
+    rows = _rows(out / "ingest-report.csv")
+    assert [r["reason"] for r in rows if r["patient_id"]] == [
+        "missing series: no myelo series found"
+    ]
+    assert len(_rows(out / "images.csv")) == 22
+
+
+def test_patient_filter(phantom_cohort, ingested, tmp_path) -> None:
+    chosen = sorted({r["patient_id"] for r in _rows(ingested / "images.csv")})[0]
+    os.environ[SECRET_ENV] = load_secret(ingested).decode()
+    try:
+        ingest(
+            phantom_cohort, tmp_path / "o", IngestOptions(workers=1, patients=frozenset({chosen}))
+        )
+    finally:
+        os.environ.pop(SECRET_ENV)
+    assert {r["patient_id"] for r in _rows(tmp_path / "o" / "images.csv")} == {chosen}
+
+
+def test_output_folder_checks(phantom_cohort, tmp_path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    with pytest.raises(UserError, match="not empty"):
+        ingest(phantom_cohort, other)
+    with pytest.raises(UserError, match="not a folder"):
+        ingest(tmp_path / "missing", tmp_path / "o")
+    src = _copy(phantom_cohort, tmp_path / "src")
+    with pytest.raises(UserError, match="inside the source"):
+        ingest(src, src / "out")
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from lumbar.cli import main; main()", "ingest", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_nothing_usable_is_one_line_and_exit_2(tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("x")
+    proc = _cli(str(src), str(tmp_path / "out"))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    lines = [line for line in err.splitlines() if line.startswith("error")]
+    assert len(lines) == 1 and "no usable images" in lines[0]
+    assert "Traceback" not in err
+    assert (tmp_path / "out" / "ingest-report.csv").is_file()
+
+
+def test_explain_and_summary_print_no_identifiers(phantom_cohort, tmp_path) -> None:
+    proc = _cli(str(phantom_cohort), str(tmp_path / "out"), "--explain", "-j", "1")
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "-> axial_t2" in out and "-> sagittal_t2" in out and "-> myelo" in out
+    assert "localizer" in out
+    assert "3 with all 8 images" in out
+    assert not _leaks(_identifiers(phantom_cohort), (out + err).encode())
+
+
+def test_killed_runs_resume_to_the_same_output(phantom_cohort, tmp_path) -> None:
+    """SIGKILL at several points, then a full run: the output equals one uninterrupted run."""
+    env = {SECRET_ENV: "kill-test-secret"}
+    clean = tmp_path / "clean"
+    proc = _cli(str(phantom_cohort), str(clean), "-j", "2", "--export-dicom", env=env)
+    assert proc.wait(timeout=120) == 0
+    out = tmp_path / "killed"
+    interrupted = 0
+    for delay in (0.5, 0.9, 1.3, 1.7):
+        proc = _cli(str(phantom_cohort), str(out), "-j", "2", "--export-dicom", env=env)
+        time.sleep(delay)
+        if proc.poll() is None:
+            interrupted += 1
+            proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=120)
+    proc = _cli(str(phantom_cohort), str(out), "-j", "2", "--export-dicom", env=env)
+    assert proc.wait(timeout=120) == 0
+    assert interrupted >= 1
+    assert _tree(out) == _tree(clean)
+    time.sleep(0.5)
+    assert not _processes_mentioning(str(out)), "killed runs left worker processes behind"
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(
+                errors="replace"
+            ):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_contact_sheet_shows_every_patient(ingested, tmp_path) -> None:
+    from PIL import Image
+
+    from lumbar.dicom.sheet import THUMB, write_contact_sheet
+
+    target = tmp_path / "sheet.png"
+    assert write_contact_sheet(ingested, target) == 3
+    with Image.open(target) as image:
+        assert image.width >= 8 * THUMB and image.height >= 3 * THUMB
+        assert image.convert("L").getextrema()[1] > 0
+
+
+def test_patient_list_parsing(tmp_path) -> None:
+    from lumbar.ingest_cli import parse_patients
+
+    listing = tmp_path / "ids.txt"
+    listing.write_text("Paaaaaaaaaaaa  # first\n\nPbbbbbbbbbbbb\n")
+    assert parse_patients(f"@{listing}") == {"Paaaaaaaaaaaa", "Pbbbbbbbbbbbb"}
+    assert parse_patients("P1, P2,") == {"P1", "P2"}
+    assert parse_patients(None) is None
+    with pytest.raises(UserError, match="names no pseudonyms"):
+        parse_patients(" , ")
+    with pytest.raises(UserError, match="cannot read patient list"):
+        parse_patients(f"@{tmp_path / 'missing.txt'}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--order", "random"], "--order must be"),
+        (["--axial-selection", "guess"], "--axial-selection must be"),
+        (["--bit-depth", "12"], "--bit-depth must be 8 or 16"),
+        (["--study-date", "2020"], "--study-date"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, args, message) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    proc = _cli(str(src), str(tmp_path / "out"), *args)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_help_does_not_import_pydicom() -> None:
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom lumbar.cli import app\n"
+        "r = CliRunner().invoke(app, ['ingest', '--help'])\nassert r.exit_code == 0, r.output\n"
+        "assert 'pydicom' not in sys.modules and 'torch' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_sixteen_bit_png(phantom_cohort, tmp_path) -> None:
+    from PIL import Image
+
+    out = tmp_path / "out"
+    ingest(phantom_cohort, out, IngestOptions(workers=1, bit_depth=16))
+    first = _rows(out / "images.csv")[0]
+    with Image.open(out / first["image"]) as image:
+        assert image.mode == "I;16"
+        assert image.getextrema()[1] > 255
+
+
+def test_no_path_in_terminal_output_for_bad_files(tmp_path) -> None:
+    """pydicom's own warnings quote file paths (which may hold a name): none may get out."""
+    from pydicom.data import get_testdata_file
+
+    folder = tmp_path / "src" / "DOE_JANE_19700101"
+    folder.mkdir(parents=True)
+    for name in ("MR_truncated.dcm", "emri_small_jpeg_2k_lossless_too_short.dcm"):
+        shutil.copy(get_testdata_file(name), folder / name)
+    (folder / "notes").write_text("x")
+    proc = _cli(str(tmp_path / "src"), str(tmp_path / "out"), "--explain", "-j", "1")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "-> other" in out  # --explain still shows why nothing was usable
+    assert "DOE" not in out + err and "19700101" not in out + err
+
+
+def test_pydicom_warnings_are_silenced_during_ingest(capfd) -> None:
+    import warnings
+
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from lumbar.ingest import _quiet_dependencies
+
+    path = get_testdata_file("emri_small_jpeg_2k_lossless_too_short.dcm")
+    with pytest.warns(UserWarning, match="found in file"):
+        pydicom.dcmread(path)  # proves the file does make pydicom quote its path
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _quiet_dependencies():
+            pydicom.dcmread(path)
+    captured = capfd.readouterr()
+    assert path not in captured.out + captured.err
+    assert not [w for w in caught if path in str(w.message)]
