@@ -14,9 +14,28 @@ first=$(ls -d "$out"/studies/*/ | head -n 1)
 step "ingest: the paper's 8 images per patient (lumbar ingest)"
 "$bin/lumbar" ingest "$out/studies" "$out/ingest" --contact-sheet "$out/selected.png"
 
+step "dataset, patient-level split and statistics (lumbar dataset)"
+"$bin/lumbar" dataset build --images "$out/ingest" --labels "$out/studies/labels.csv" \
+  --out "$out/dataset" --force
+"$bin/lumbar" dataset stats "$out/dataset/manifest.csv" --out "$out/dataset-stats" --force
+
+step "region of interest, Eq. 3 (lumbar roi)"
+"$bin/lumbar" roi "$out/dataset/manifest.csv" --out "$out/dataset-roi" --force
+axial=$(ls "$out"/ingest/*/*_45.png | head -n 1)
+"$bin/lumbar" roi --figure "$axial" --out "$out/roi-figure-phantom.png"
+real=../shared/data/lumbar-mri-unlabelled/mri_00746a9b727e.png
+if [ -f "$real" ]; then
+  "$bin/lumbar" roi --figure "$real" --out "$out/roi-figure-real.png" \
+    --credit "Image: Sudirman et al., Lumbar Spine MRI Dataset, Mendeley Data, doi:10.17632/k57fr854j2.2, CC BY 4.0"
+fi
+
 echo
 echo "Demo outputs are in $(cd "$out" && pwd):"
 echo "  studies/            phantom DICOM studies, one folder per patient, labels.csv"
 echo "  montage.png         one patient's series with its disc grades"
 echo "  ingest/             the paper's 8 images per patient (pseudonymised), images.csv, ingest-report.csv"
 echo "  selected.png        the selected images, one row per patient"
+echo "  dataset/            manifest.csv with labels and a patient-level 75/15/10 split"
+echo "  dataset-stats/      Table 5 counts, stenosis counts, charts like Figures 3-5"
+echo "  dataset-roi/        the axial images cropped to the paper's ROI (Eq. 3), with their manifest"
+echo "  roi-figure-*.png    the ROI grid drawn on a phantom and a real axial image (Figure 6)"

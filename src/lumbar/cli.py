@@ -159,6 +159,345 @@ def ingest(
     )
 
 
+dataset_app = typer.Typer(
+    help="Datasets: build a manifest, split it by patient, describe it.", no_args_is_help=True
+)
+app.add_typer(dataset_app, name="dataset")
+
+_TargetOption = Annotated[
+    str,
+    typer.Option(
+        help="Target to stratify on: disc_abnormal, disc_state, herniation, scs, rfs, lfs, "
+        "scs_binary, rfs_binary, lfs_binary."
+    ),
+]
+_RatiosOption = Annotated[
+    str, typer.Option(help="Train/val/test shares, e.g. 75/15/10 (the paper's).")
+]
+_SeedOption = Annotated[int, typer.Option(help="Random seed; same seed, same split.")]
+
+
+@dataset_app.command("build")
+def dataset_build(
+    images: Annotated[
+        Path, typer.Option(help="Output folder of `lumbar ingest` (holds images.csv).")
+    ],
+    labels: Annotated[
+        str,
+        typer.Option(
+            help="Labels CSV (patient_id, level, disc_state, herniation, scs, rfs, lfs), keyed "
+            "by original PatientID or by pseudonym; or a labeler database URL."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Dataset folder to create (manifest.csv).")],
+    split: Annotated[
+        bool, typer.Option("--split/--no-split", help="Add a patient-level split column.")
+    ] = True,
+    target: _TargetOption = "disc_abnormal",
+    ratios: _RatiosOption = "75/15/10",
+    seed: _SeedOption = 0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
+    ] = False,
+) -> None:
+    """Join ingested images with gradings into OUT/manifest.csv (pseudonyms only)."""
+    from lumbar.data.build import build_dataset
+    from lumbar.data.splits import parse_ratios
+
+    summary = build_dataset(
+        images,
+        labels,
+        out,
+        split=split,
+        target=target,
+        ratios=parse_ratios(ratios),
+        seed=seed,
+        force=force,
+    )
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    sizes = ", ".join(f"{k} {v}" for k, v in summary.split_rows.items())
+    typer.echo(
+        f"wrote {summary.manifest}: {summary.images} images of {summary.patients} patients, "
+        f"{summary.labelled_images} labelled" + (f" (split: {sizes})" if sizes else "")
+    )
+
+
+@dataset_app.command("split")
+def dataset_split(
+    manifest: Annotated[Path, typer.Argument(help="manifest.csv to split (rewritten in place).")],
+    target: _TargetOption = "disc_abnormal",
+    ratios: _RatiosOption = "75/15/10",
+    seed: _SeedOption = 0,
+    folds: Annotated[
+        int,
+        typer.Option(
+            help="Also add a `fold` column: K patient-grouped stratified folds over train+val "
+            "(test stays held out). 0: none."
+        ),
+    ] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the split manifest here instead of in place.")
+    ] = None,
+) -> None:
+    """Add or redo the patient-level, stratified `split` column (default 75/15/10, seeded)."""
+    from lumbar.data.splits import parse_ratios, split_manifest
+
+    summary = split_manifest(
+        manifest, out=out, target=target, ratios=parse_ratios(ratios), seed=seed, folds=folds
+    )
+    for warning in summary.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"wrote {summary.path}" + (f" ({folds} folds over train+val)" if folds else ""))
+    for name, rows in summary.rows.items():
+        classes = ", ".join(f"{n} {c}" for n, c in summary.classes.get(name, {}).items())
+        typer.echo(
+            f"  {name:<5} {rows:>6} images {summary.patients[name]:>5} patients"
+            + (f"   {target}: {classes}" if classes else "")
+        )
+
+
+@dataset_app.command("stats")
+def dataset_stats(
+    manifest: Annotated[Path, typer.Argument(help="manifest.csv to describe.")],
+    out: Annotated[Path, typer.Option(help="Folder for the tables (CSV) and charts (PNG).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
+    ] = False,
+) -> None:
+    """Table 5 (disc state by level), stenosis grades, split sizes, and Figures 3-5 and 9."""
+    from lumbar.data.stats import format_table5, write_stats
+
+    stats = write_stats(manifest, out, force=force)
+    typer.echo(format_table5(stats))
+    typer.echo(f"wrote tables and charts to {out}")
+
+
+@app.command()
+def roi(
+    manifest: Annotated[
+        Path | None, typer.Argument(help="manifest.csv whose images to crop.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="New dataset folder (with MANIFEST), or the PNG (with --figure)."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(help="grid (the paper's Eq. 3 blocks), center:F (centred fraction F), none."),
+    ] = "grid",
+    figure: Annotated[
+        Path | None,
+        typer.Option(help="Draw the ROI on this image (Figures 6-7) instead of cropping."),
+    ] = None,
+    views: Annotated[
+        str,
+        typer.Option(help="Comma-separated views to crop (others are kept uncropped), or 'all'."),
+    ] = "axial_t2",
+    credit: Annotated[
+        str | None, typer.Option(help="Source/licence line printed under the figure.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
+    ] = False,
+) -> None:
+    """Crop a dataset to the region of interest, or draw the ROI grid on an image."""
+    from lumbar.roi import crop_manifest, draw_roi_figure, parse_roi
+
+    chosen = parse_roi(mode)
+    if out is None:
+        raise UserError("--out is required")
+    if figure is not None:
+        if manifest is not None:
+            raise UserError("give either MANIFEST (to crop) or --figure IMAGE (to draw), not both")
+        typer.echo(f"wrote {draw_roi_figure(figure, out, chosen, credit=credit)}")
+        return
+    if manifest is None:
+        raise UserError("give a MANIFEST to crop, or --figure IMAGE to draw the ROI")
+    chosen_views = None if views.strip() == "all" else [v.strip() for v in views.split(",")]
+    written, count = crop_manifest(manifest, out, chosen, views=chosen_views, force=force)
+    typer.echo(f"wrote {count} cropped images ({chosen.spec}) and {written}")
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run folder to create (or --resume).")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="manifest.csv with a split column.")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Target (default disc_abnormal).")] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="Backbone (see `lumbar models`).")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="imagenet, scratch, a weights file or a run folder.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="frozen (head only) or finetune (last --unfreeze units).")
+    ] = None,
+    unfreeze: Annotated[
+        int | None, typer.Option(help="Units to fine-tune, from the end (default 1 block).")
+    ] = None,
+    unfreeze_unit: Annotated[
+        str | None, typer.Option(help="block (default) or layer (a convolution).")
+    ] = None,
+    roi: Annotated[
+        str | None,
+        typer.Option(help="ROI applied by the loader: none (default), grid, center:F."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML file of options; command-line options win.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default 0).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default 50; 100 from scratch).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (default 64).")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default 1e-3 frozen, 1e-5 fine-tuning).")
+    ] = None,
+    early_stop: Annotated[
+        int | None, typer.Option(help="Stop after N epochs without a lower val loss (0: off).")
+    ] = None,
+    input_size: Annotated[
+        int | None, typer.Option(help="Override the weights' input size (pixels, square).")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run the naive loop (no frozen-layer cache).")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in --out.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Train the paper's classifier (Procedure 1): frozen or fine-tuned transfer learning."""
+    from lumbar.train import TrainConfig, load_config_file, train
+
+    values: dict = load_config_file(config) if config is not None else {}
+    given = {
+        "manifest": None if manifest is None else str(manifest),
+        "target": target,
+        "backbone": backbone,
+        "weights": weights,
+        "mode": mode,
+        "unfreeze": unfreeze,
+        "unfreeze_unit": unfreeze_unit,
+        "roi": roi,
+        "seed": seed,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "early_stop": early_stop,
+        "input_size": input_size,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    if no_cache:
+        values["cache_features"] = False
+    if "manifest" not in values:
+        if not resume:
+            raise UserError("--manifest is required (or a config file with manifest:)")
+        values["manifest"] = ""
+    result = train(
+        TrainConfig(**values),
+        out,
+        resume=resume,
+        progress=not quiet,
+        log=lambda line: typer.echo(line, err=True),
+    )
+    test = result.metrics.get("test")
+    summary = f"wrote {out} (kept epoch {result.best_epoch}, {result.seconds:.0f} s)"
+    if test:
+        summary += f"; test accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f}"
+    typer.echo(summary)
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder of `lumbar train`.")],
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
+    manifest: Annotated[
+        Path | None, typer.Option(help="Score another manifest with the same target column.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
+) -> None:
+    """Accuracy, precision, recall, F1, ROC AUC with 95% patient-bootstrap CIs; confusion PNG."""
+    import json
+
+    from lumbar.evaluate import evaluate_run
+
+    result = evaluate_run(run, split=split, manifest=manifest, resamples=resamples)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{run.name}: {split} split, {result['n']} images of {result['patients']} patients",
+        caption=f"precision/recall/F1: {result['average']}; 95% CIs resample patients",
+        caption_justify="left",
+    )
+    for column in ("metric", "value", "95% CI"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
+        value, ci = result[key], result["ci"][key]
+        table.add_row(
+            key,
+            "n/a" if value is None else f"{value:.3f}",
+            "n/a" if ci is None else f"{ci[0]:.3f} - {ci[1]:.3f}",
+        )
+    Console().print(table)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="Baseline run (old, x1 in Eq. 8).")],
+    run_b: Annotated[Path, typer.Argument(help="New run (x2 in Eq. 8).")],
+    split: Annotated[str, typer.Option(help="Split both runs are scored on.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Eq. 8 improvement rates of RUN_B over RUN_A, with paired bootstrap p-values."""
+    import json
+
+    from lumbar.evaluate import compare_runs
+
+    result = compare_runs(run_a, run_b, split=split)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"{run_b.name} vs {run_a.name} ({result['n']} {split} images, "
+        f"{result['patients']} patients)",
+        caption="improvement = (B - A) / |A| x 100 (Eq. 8); p: paired patient bootstrap",
+        caption_justify="left",
+    )
+    for column in ("metric", "A", "B", "improvement %", "95% CI of B - A", "p"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+
+    def fmt(value: float | None, spec: str = ".3f") -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    for key, paired in result["paired"].items():
+        ci = (
+            "n/a"
+            if paired["low"] is None
+            else f"{paired['low']:+.3f} - {paired['high']:+.3f}"
+        )
+        table.add_row(
+            key,
+            fmt(result["a"][key]),
+            fmt(result["b"][key]),
+            fmt(result["improvement"][key], "+.1f"),
+            ci,
+            fmt(paired["p_value"]),
+        )
+    Console().print(table)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 

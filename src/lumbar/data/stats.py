@@ -1,0 +1,301 @@
+"""`lumbar dataset stats`: the paper's dataset tables and charts for any manifest.
+
+Tables (CSV) and charts (PNG), after the paper's section 3.2:
+    images_by_view.csv / fig3_images_by_view.png        Figure 3 (images per series)
+    table5_disc_state_by_level.csv                      Table 5 (disc state by level)
+    fig4_disc_state.png                                 Figure 4 (disc state classes, and the
+                                                        normal/abnormal grouping)
+    fig5_disc_state_by_level.png                        Figure 5 (images per disc level)
+    stenosis_by_grade.csv / fig_stenosis.png            SCS, RFS, LFS counts by grade
+    splits.csv / fig9_splits.png                        Figure 9 (split sizes by class)
+    stats.json                                          all of the above, machine-readable
+
+Counts are of rows (images) with a grade; empty grades are counted as "unlabelled", never as
+normal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lumbar.data.manifest import SPLITS, Manifest, read_manifest
+from lumbar.errors import UserError
+from lumbar.files import prepare_output_dir, replace_dir
+from lumbar.grading import DiscLevel, DiscState, GradeField, Stenosis
+
+STENOSIS_FIELDS = (GradeField.SCS, GradeField.RFS, GradeField.LFS)
+VIEW_ORDER = ("axial_t2", "sagittal_t2", "myelo")
+VIEW_TITLES = {"axial_t2": "Axial T2", "sagittal_t2": "Sagittal T2", "myelo": "Myelography"}
+
+
+@dataclass
+class DatasetStats:
+    """The counts behind the tables and charts; see the module docstring."""
+
+    images: int
+    patients: int
+    views: dict[str, int]
+    disc_state_by_level: dict[str, dict[str, int]]  # level -> class name -> count
+    grades: dict[str, dict[str, int]]  # field -> grade name -> count (incl. "unlabelled")
+    splits: dict[str, dict[str, int]]  # split -> {"patients", "images", class counts}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "images": self.images,
+            "patients": self.patients,
+            "views": self.views,
+            "disc_state_by_level": self.disc_state_by_level,
+            "grades": self.grades,
+            "splits": self.splits,
+        }
+
+
+def compute_stats(manifest: Manifest) -> DatasetStats:
+    """Count images per view, disc state per level, grades per field, and split sizes."""
+    views = Counter(v or "unspecified" for v in manifest.column("view"))
+    ordered_views = {v: views[v] for v in VIEW_ORDER if v in views}
+    ordered_views.update({v: n for v, n in sorted(views.items()) if v not in ordered_views})
+
+    states = manifest.grades("disc_state")
+    levels = manifest.column("level")
+    state_names = [s.name.lower() for s in DiscState]
+    by_level: dict[str, dict[str, int]] = {}
+    known = [lv.value for lv in DiscLevel]
+    present = sorted({lv for lv, s in zip(levels, states, strict=True) if s >= 0})
+    for level in [lv for lv in known if lv in present] + [lv for lv in present if lv not in known]:
+        counts = Counter(
+            int(s) for lv, s in zip(levels, states, strict=True) if lv == level and s >= 0
+        )
+        by_level[level or "unspecified"] = {name: counts[i] for i, name in enumerate(state_names)}
+    if by_level:
+        by_level["Total"] = {
+            name: sum(row[name] for row in by_level.values()) for name in state_names
+        }
+
+    grades: dict[str, dict[str, int]] = {}
+    for grade_field in GradeField:
+        values = manifest.grades(grade_field.value)
+        counts = Counter(int(v) for v in values)
+        grades[grade_field.value] = {
+            member.name.lower(): counts[int(member)] for member in grade_field.scale
+        }
+        grades[grade_field.value]["unlabelled"] = counts[-1]
+
+    splits: dict[str, dict[str, int]] = {}
+    if manifest.has_column("split"):
+        split_values = manifest.column("split")
+        patients = manifest.patients()
+        names = [s for s in SPLITS if s in split_values] + sorted(
+            {s for s in split_values if s not in SPLITS}
+        )
+        for name in names:
+            rows = [i for i, s in enumerate(split_values) if s == name]
+            counts = Counter(int(states[i]) for i in rows if states[i] >= 0)
+            splits[name or "unassigned"] = {
+                "patients": len({patients[i] for i in rows}),
+                "images": len(rows),
+                **{n: counts[i] for i, n in enumerate(state_names)},
+                "abnormal": sum(counts[i] for i in range(1, len(state_names))),
+            }
+    return DatasetStats(
+        images=len(manifest),
+        patients=len(set(manifest.patients())),
+        views=ordered_views,
+        disc_state_by_level=by_level,
+        grades=grades,
+        splits=splits,
+    )
+
+
+def format_table5(stats: DatasetStats) -> str:
+    """Table 5 as aligned text, for the terminal."""
+    if not stats.disc_state_by_level:
+        return "no disc_state grades in this manifest"
+    names = [s.name.capitalize() for s in DiscState]
+    lines = [f"{'Disc':<8}" + "".join(f"{n:>14}" for n in names)]
+    for level, counts in stats.disc_state_by_level.items():
+        lines.append(f"{level:<8}" + "".join(f"{v:>14}" for v in counts.values()))
+    return "\n".join(lines)
+
+
+def write_stats(manifest_path: Path, out: Path, *, force: bool = False) -> DatasetStats:
+    """Compute the statistics of a manifest and write tables and charts into `out`.
+
+    Raises:
+        UserError: an invalid manifest or output folder; nothing is written.
+    """
+    out = Path(out)
+    prepare_output_dir(out, force=force)
+    manifest = read_manifest(manifest_path)
+    stats = compute_stats(manifest)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        _write_tables(stats, staging)
+        _write_charts(stats, staging)
+        replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return stats
+
+
+def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _write_tables(stats: DatasetStats, folder: Path) -> None:
+    (folder / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n", "utf-8")
+    (folder / "images_by_view.csv").write_text(
+        _csv_text(["view", "images"], [[v, n] for v, n in stats.views.items()]), "utf-8"
+    )
+    names = [s.name.lower() for s in DiscState]
+    (folder / "table5_disc_state_by_level.csv").write_text(
+        _csv_text(
+            ["level", *names],
+            [[lv, *(c[n] for n in names)] for lv, c in stats.disc_state_by_level.items()],
+        ),
+        "utf-8",
+    )
+    grade_names = [s.name.lower() for s in Stenosis]
+    (folder / "stenosis_by_grade.csv").write_text(
+        _csv_text(
+            ["field", *grade_names, "unlabelled"],
+            [
+                [
+                    f.value,
+                    *(stats.grades[f.value][g] for g in grade_names),
+                    stats.grades[f.value]["unlabelled"],
+                ]
+                for f in STENOSIS_FIELDS
+            ],
+        ),
+        "utf-8",
+    )
+    if stats.splits:
+        keys = list(next(iter(stats.splits.values())))
+        (folder / "splits.csv").write_text(
+            _csv_text(
+                ["split", *keys], [[s, *(c[k] for k in keys)] for s, c in stats.splits.items()]
+            ),
+            "utf-8",
+        )
+
+
+def _write_charts(stats: DatasetStats, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(folder / name, dpi=120)
+        plt.close(fig)
+
+    # Figure 3: images per series.
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    labels = [VIEW_TITLES.get(v, v) for v in stats.views]
+    bars = ax.bar(labels, list(stats.views.values()), color=palette[0])
+    ax.bar_label(bars)
+    ax.set_ylabel("images")
+    ax.set_title(f"Images per series ({_plural(stats.patients, 'patient')})")
+    ax.margins(y=0.12)
+    save(fig, "fig3_images_by_view.png")
+
+    if stats.disc_state_by_level:
+        total = stats.disc_state_by_level["Total"]
+        # Figure 4: disc state classes and the normal/abnormal grouping.
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [2, 1]})
+        names = list(total)
+        bars = ax1.bar([n.capitalize() for n in names], list(total.values()), color=palette)
+        ax1.bar_label(bars)
+        ax1.set_ylabel("axial T2 images")
+        ax1.set_title("Disc state")
+        ax1.margins(y=0.12)
+        abnormal = sum(v for n, v in total.items() if n != "normal")
+        bars = ax2.bar(
+            ["Normal", "Abnormal"], [total["normal"], abnormal], color=[palette[0], palette[3]]
+        )
+        ax2.bar_label(bars)
+        ax2.set_title("Normal vs abnormal")
+        ax2.margins(y=0.12)
+        save(fig, "fig4_disc_state.png")
+
+        # Figure 5: images per disc level, stacked by disc state.
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        levels = [lv for lv in stats.disc_state_by_level if lv != "Total"]
+        bottom = [0] * len(levels)
+        for color, name in zip(palette, names, strict=True):
+            values = [stats.disc_state_by_level[lv][name] for lv in levels]
+            ax.bar(levels, values, bottom=bottom, label=name.capitalize(), color=color)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        for x, height in enumerate(bottom):
+            ax.text(x, height, str(height), ha="center", va="bottom")
+        ax.set_ylim(0, max(bottom, default=1) * 1.12 + 1)
+        ax.set_ylabel("axial T2 images")
+        ax.set_title("Disc state by disc level (Table 5)")
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        save(fig, "fig5_disc_state_by_level.png")
+
+    # Stenosis grades.
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
+    grade_names = [s.name.lower() for s in Stenosis]
+    for ax, grade_field in zip(axes, STENOSIS_FIELDS, strict=True):
+        counts = stats.grades[grade_field.value]
+        bars = ax.bar(
+            [g.capitalize() for g in grade_names], [counts[g] for g in grade_names], color=palette
+        )
+        ax.bar_label(bars)
+        ax.set_title(f"{grade_field.title} ({grade_field.value.upper()})", fontsize=10)
+        ax.margins(y=0.12)
+    axes[0].set_ylabel("axial T2 images")
+    save(fig, "fig_stenosis.png")
+
+    if stats.splits:
+        # Figure 9: split sizes, normal vs abnormal discs, patients annotated.
+        fig, ax = plt.subplots(figsize=(6, 4))
+        splits = list(stats.splits)
+        normal = [stats.splits[s]["normal"] for s in splits]
+        abnormal = [stats.splits[s]["abnormal"] for s in splits]
+        ax.bar(splits, normal, label="Normal", color=palette[0])
+        ax.bar(splits, abnormal, bottom=normal, label="Abnormal", color=palette[3])
+        labelled = sum(normal) + sum(abnormal)
+        for x, s in enumerate(splits):
+            n = normal[x] + abnormal[x]
+            share = f"{100 * n / labelled:.0f}%" if labelled else "-"
+            ax.text(
+                x,
+                n,
+                f"{n} ({share})\n{_plural(stats.splits[s]['patients'], 'patient')}",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+            )
+        ax.set_ylabel("labelled axial T2 images")
+        ax.set_title("Patient-level split (disc state)")
+        ax.legend(frameon=False, loc="upper right")
+        ax.margins(y=0.25)
+        save(fig, "fig9_splits.png")
+    if not any(folder.glob("*.png")):
+        raise UserError("no charts could be drawn")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -1,0 +1,367 @@
+"""The paper's region of interest (section 3.3, Eq. 3, Figures 6-7) and simpler crops.
+
+Eq. 3 cuts a 1061x752 image into a grid of 82x94-pixel blocks, 13 across and 8 down (104
+blocks, numbered from 1 row by row), and keeps the 20 blocks
+
+    Z = {30 + 13x + y : x in 0..4, y in 1..4}
+      = 31-34, 44-47, 57-60, 70-73, 83-86,
+
+i.e. block rows 3-7 and block columns 5-8 (1-based): the pixel box x 328-656, y 188-658.
+(13 x 82 = 1066 exceeds 1061, so the last block column is 77 pixels wide; the ROI does not
+touch it.) Other image sizes get the same grid scaled proportionally.
+
+Crops are small classes validated at construction (TorchIO style) that work on numpy arrays
+(H, W) or (H, W, C); `parse_roi` reads the CLI spelling: `grid`, `center:0.6`, `none`.
+
+Example:
+    >>> GridROI().box(1061, 752)
+    (328, 188, 656, 658)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from lumbar.errors import UserError
+
+#: The paper's image size (width, height), block size (width, height) and grid (across, down).
+EQ3_IMAGE_SIZE: tuple[int, int] = (1061, 752)
+EQ3_BLOCK_SIZE: tuple[int, int] = (82, 94)
+EQ3_GRID: tuple[int, int] = (13, 8)
+
+
+def eq3_blocks() -> tuple[int, ...]:
+    """The block numbers of Eq. 3, in increasing order."""
+    return tuple(sorted(30 + 13 * x + y for x in range(5) for y in range(1, 5)))
+
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom (right/bottom exclusive)
+
+
+class ROI:
+    """A crop that depends only on the image size."""
+
+    spec: str = "none"
+
+    def box(self, width: int, height: int) -> Box:
+        """The crop box (left, top, right, bottom) for an image of this size."""
+        return (0, 0, width, height)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Crop an (H, W) or (H, W, C) array (a view, not a copy)."""
+        if image.ndim not in (2, 3):
+            raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
+        left, top, right, bottom = self.box(image.shape[1], image.shape[0])
+        return image[top:bottom, left:right]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+class NoROI(ROI):
+    """The whole image."""
+
+    spec = "none"
+
+
+class CenterROI(ROI):
+    """A centred crop keeping `fraction` of the width and of the height.
+
+    Args:
+        fraction: in (0, 1]; 1 keeps the whole image.
+    """
+
+    def __init__(self, fraction: float) -> None:
+        if not (
+            isinstance(fraction, int | float) and math.isfinite(fraction) and 0 < fraction <= 1
+        ):
+            raise ValueError(f"centre-crop fraction must be in (0, 1], got {fraction!r}")
+        self.fraction = float(fraction)
+        self.spec = f"center:{self.fraction:g}"
+
+    def box(self, width: int, height: int) -> Box:
+        """Centred box of round(fraction x size) pixels per side (at least 1)."""
+        w = max(1, round(width * self.fraction))
+        h = max(1, round(height * self.fraction))
+        left = (width - w) // 2
+        top = (height - h) // 2
+        return (left, top, left + w, top + h)
+
+
+class GridROI(ROI):
+    """The paper's block-grid ROI (Eq. 3), scaled to the image size.
+
+    Args:
+        blocks: block numbers to keep (1-based, row by row); default Eq. 3's twenty. The crop
+            is their bounding box (for Eq. 3, exactly the union of the 20 blocks).
+        grid: blocks (across, down).
+        block_size: block (width, height) in pixels at `reference_size`.
+        reference_size: the image (width, height) the grid is defined on.
+    """
+
+    def __init__(
+        self,
+        blocks: Iterable[int] | None = None,
+        *,
+        grid: tuple[int, int] = EQ3_GRID,
+        block_size: tuple[int, int] = EQ3_BLOCK_SIZE,
+        reference_size: tuple[int, int] = EQ3_IMAGE_SIZE,
+    ) -> None:
+        across, down = grid
+        if across < 1 or down < 1:
+            raise ValueError(f"grid must be at least 1x1 blocks, got {grid!r}")
+        bw, bh = block_size
+        rw, rh = reference_size
+        if bw < 1 or bh < 1 or rw < 1 or rh < 1:
+            raise ValueError("block_size and reference_size must be positive")
+        if (across - 1) * bw >= rw or (down - 1) * bh >= rh:
+            raise ValueError(
+                f"a {across}x{down} grid of {bw}x{bh} blocks does not fit a {rw}x{rh} image"
+            )
+        chosen = tuple(sorted(set(eq3_blocks() if blocks is None else blocks)))
+        if not chosen:
+            raise ValueError("blocks must name at least one block")
+        bad = [b for b in chosen if not 1 <= b <= across * down]
+        if bad:
+            raise ValueError(f"block numbers {bad} are outside 1..{across * down}")
+        self.blocks = chosen
+        self.grid = (across, down)
+        self.block_size = (bw, bh)
+        self.reference_size = (rw, rh)
+        self.spec = "grid" if blocks is None else "grid:" + ",".join(map(str, chosen))
+
+    def block_cell(self, block: int) -> tuple[int, int]:
+        """(column, row), 0-based, of a 1-based block number."""
+        return ((block - 1) % self.grid[0], (block - 1) // self.grid[0])
+
+    def edges(self, width: int, height: int) -> tuple[list[int], list[int]]:
+        """Block edges in pixels for an image of this size: x edges and y edges.
+
+        At the reference size the edges are multiples of the block size, with the last edge
+        clipped to the image; other sizes scale them proportionally.
+        """
+        across, down = self.grid
+        bw, bh = self.block_size
+        rw, rh = self.reference_size
+        xs = [min(i * bw, rw) for i in range(across)] + [rw]
+        ys = [min(j * bh, rh) for j in range(down)] + [rh]
+        return ([round(x * width / rw) for x in xs], [round(y * height / rh) for y in ys])
+
+    def block_box(self, block: int, width: int, height: int) -> Box:
+        """The pixel box of one block."""
+        xs, ys = self.edges(width, height)
+        col, row = self.block_cell(block)
+        return (xs[col], ys[row], xs[col + 1], ys[row + 1])
+
+    def box(self, width: int, height: int) -> Box:
+        """Bounding box of the chosen blocks."""
+        boxes = [self.block_box(b, width, height) for b in self.blocks]
+        return (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
+
+
+def parse_roi(spec: str | ROI | None) -> ROI:
+    """An ROI from its CLI spelling: `none`, `grid` (Eq. 3), `grid:31,32,...`, `center:F`.
+
+    Raises:
+        UserError: an unknown spelling or a bad fraction/block list.
+    """
+    if isinstance(spec, ROI):
+        return spec
+    text = (spec or "none").strip().lower()
+    try:
+        if text == "none":
+            return NoROI()
+        if text in ("grid", "eq3"):
+            return GridROI()
+        if text.startswith("grid:"):
+            return GridROI(int(b) for b in text[5:].split(",") if b.strip())
+        if text.startswith(("center:", "centre:")):
+            return CenterROI(float(text.split(":", 1)[1]))
+    except ValueError as err:
+        raise UserError(f"ROI {spec!r}: {err}") from None
+    raise UserError(f"unknown ROI {spec!r}; use grid, center:F (0 < F <= 1) or none")
+
+
+def crop_manifest(
+    manifest_path: Path,
+    out: Path,
+    roi: ROI,
+    *,
+    views: Iterable[str] | None = ("axial_t2",),
+    force: bool = False,
+) -> tuple[Path, int]:
+    """Write the manifest's images cropped to `roi` under `out/images/`, and `out/manifest.csv`.
+
+    The paper's ROI is defined on axial disc images, so by default only rows whose `view` is
+    `axial_t2` are cropped (all rows when the manifest has no `view` column); other rows are
+    kept, pointing at their original images, with `roi` = `none`. Crops keep the stored bit
+    depth (8-bit stays 8-bit, 16-bit stays 16-bit PNG); DICOM pixel data (after its modality
+    LUT) is stretched to a 16-bit PNG. The new manifest keeps every column and adds `roi`.
+
+    Args:
+        views: the views to crop; None crops every row.
+
+    Returns:
+        The manifest written and the number of images cropped.
+
+    Raises:
+        UserError: invalid manifest, unreadable image, or output folder; nothing is written.
+    """
+    from PIL import Image
+
+    from lumbar.data.imageio import read_native
+    from lumbar.data.manifest import Manifest, manifest_text, read_manifest, relative_image_path
+    from lumbar.files import prepare_output_dir, replace_dir
+
+    out = Path(out)
+    prepare_output_dir(out, force=force)
+    manifest = read_manifest(manifest_path)
+    wanted = None if views is None or not manifest.has_column("view") else set(views)
+    staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "images").mkdir(parents=True)
+    try:
+        rows = []
+        cropped = 0
+        width = len(str(len(manifest)))
+        for i, row in enumerate(manifest.rows):
+            if wanted is not None and row.get("view", "") not in wanted:
+                original = relative_image_path(manifest.image_path(i), out)
+                rows.append({**row, "image": original, "roi": "none"})
+                continue
+            try:
+                pixels = read_native(manifest.image_path(i))
+            except Exception:
+                raise manifest.error([i], "image file could not be decoded") from None
+            crop = roi(pixels)
+            if crop.dtype == np.float32:  # DICOM: keep precision in a 16-bit PNG
+                low, high = float(crop.min()), float(crop.max())
+                scale = 65535.0 / (high - low) if high > low else 0.0
+                crop = np.rint((crop - low) * scale).astype(np.uint16)
+            name = f"images/{i + 1:0{width}d}-{Path(row['image']).stem}.png"
+            Image.fromarray(np.ascontiguousarray(crop)).save(staging / name)
+            rows.append({**row, "image": name, "roi": roi.spec})
+            cropped += 1
+        if cropped == 0:
+            raise UserError(
+                f"{manifest_path}: no row has view {', '.join(sorted(wanted or []))}; "
+                "nothing to crop (use --views all)"
+            )
+        columns = (*manifest.columns, "roi") if "roi" not in manifest.columns else manifest.columns
+        result = Manifest(out / "manifest.csv", tuple(columns), tuple(rows))
+        (staging / "manifest.csv").write_text(manifest_text(result.columns, result.rows), "utf-8")
+        replace_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out / "manifest.csv", cropped
+
+
+def draw_roi_figure(image_path: Path, out: Path, roi: ROI, *, credit: str | None = None) -> Path:
+    """Draw Figures 6-7 on any image: the block grid with the ROI highlighted, and the crop.
+
+    For a `GridROI` every block is outlined and numbered and the chosen blocks are shaded;
+    other ROIs show their box. The figure is written atomically to `out` (PNG).
+
+    Raises:
+        UserError: unreadable image.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from lumbar.data.imageio import read_uint8
+    from lumbar.files import atomic_path
+
+    image_path = Path(image_path)
+    try:
+        pixels = read_uint8(image_path)
+    except FileNotFoundError:
+        raise UserError(f"{image_path}: file not found") from None
+    except Exception as err:
+        raise UserError(f"{image_path}: not a readable image ({type(err).__name__})") from None
+    height, width = pixels.shape[:2]
+    cmap = "gray" if pixels.ndim == 2 else None
+    left, top, right, bottom = roi.box(width, height)
+    crop = roi(pixels)
+
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(11, 5.6), gridspec_kw={"width_ratios": [width, max(1, right - left) * 1.4]}
+    )
+    ax1.imshow(pixels, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+    if isinstance(roi, GridROI):
+        xs, ys = roi.edges(width, height)
+        for x in xs:
+            ax1.axvline(x - 0.5, color="#ffd54f", lw=0.6, alpha=0.8)
+        for y in ys:
+            ax1.axhline(y - 0.5, color="#ffd54f", lw=0.6, alpha=0.8)
+        fontsize = max(4.0, min(8.0, 7.0 * width / 500))
+        for block in range(1, roi.grid[0] * roi.grid[1] + 1):
+            b = roi.block_box(block, width, height)
+            chosen = block in roi.blocks
+            if chosen:
+                ax1.add_patch(
+                    Rectangle(
+                        (b[0] - 0.5, b[1] - 0.5),
+                        b[2] - b[0],
+                        b[3] - b[1],
+                        facecolor="#e53935",
+                        alpha=0.28,
+                        lw=0,
+                    )
+                )
+            ax1.text(
+                (b[0] + b[2]) / 2,
+                (b[1] + b[3]) / 2,
+                str(block),
+                ha="center",
+                va="center",
+                fontsize=fontsize,
+                color="white" if chosen else "#ffd54f",
+                weight="bold" if chosen else None,
+            )
+        title = (
+            f"Eq. 3 block grid {roi.grid[0]}x{roi.grid[1]} scaled to {width}x{height}; "
+            f"{len(roi.blocks)} ROI blocks"
+        )
+    else:
+        title = f"{roi.spec} on {width}x{height}"
+    ax1.add_patch(
+        Rectangle(
+            (left - 0.5, top - 0.5),
+            right - left,
+            bottom - top,
+            fill=False,
+            edgecolor="#e53935",
+            lw=2,
+        )
+    )
+    ax1.set_title(title, fontsize=10)
+    ax1.set_axis_off()
+    ax2.imshow(crop, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+    ax2.set_title(
+        f"ROI {right - left}x{bottom - top} px (x {left}-{right}, y {top}-{bottom})", fontsize=10
+    )
+    ax2.set_axis_off()
+    if credit:
+        fig.text(0.01, 0.01, credit, fontsize=7, color="#555555", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03 if credit else 0, 1, 1))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
+    return out
