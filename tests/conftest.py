@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL_MRI = SHARED_DATA / "lumbar-mri-unlabelled"
+from shared_data import REAL_MRI
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from shared_data import REAL_MRI
 
-REAL_MRI = Path(__file__).resolve().parents[3] / "shared" / "data" / "lumbar-mri-unlabelled"
-if not REAL_MRI.is_dir():  # the checkout may sit elsewhere; the shared folder does not move
-    REAL_MRI = Path("/work/shared/data/lumbar-mri-unlabelled")
 #: Axial T2 slices among the real images (picked by eye from a contact sheet).
 REAL_AXIAL = ("mri_00746a9b727e.png", "mri_07ebad8569c2.png")
 REAL_CREDIT = (
