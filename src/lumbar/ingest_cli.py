@@ -103,26 +103,9 @@ class _progress:
     """A rich progress display whose factory makes one bar (with files/s) per stage."""
 
     def __enter__(self) -> Callable[[str, int | None], Callable[[int], None]]:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from lumbar.progress import progress_bar
 
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self.progress = progress_bar("rate")
         self.progress.start()
         return self._factory
 

@@ -171,28 +171,13 @@ def synthesize_cohort(
 def _run(
     staging: Path, seed: int, patients: int, workers: int, progress: bool
 ) -> list[_PatientResult]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from lumbar.progress import progress_bar
 
     jobs = [(staging, seed, index) for index in range(patients)]
     workers = max(1, min(workers, patients))
-    columns = (
-        TextColumn("synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("patients"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
     results: list[_PatientResult] = []
-    with Progress(*columns, disable=not progress, transient=False) as bar:
-        task = bar.add_task("synth", total=patients)
+    with progress_bar(disable=not progress) as bar:
+        task = bar.add_task("synth patients", total=patients)
         if workers == 1:
             for job in jobs:
                 results.append(_synthesize_patient(job))
