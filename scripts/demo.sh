@@ -47,3 +47,14 @@ echo "  dataset/            manifest.csv with labels and a patient-level 75/15/1
 echo "  dataset-stats/      Table 5 counts, stenosis counts, charts like Figures 3-5"
 echo "  dataset-roi/        the axial images cropped to the paper's ROI (Eq. 3), with their manifest"
 echo "  roi-figure-*.png    the ROI grid drawn on a phantom and a real axial image (Figure 6)"
+
+step "grading web app, FaLa (lumbar label)"
+db="$out/fala.db"
+if [ ! -f "$db" ]; then  # demo accounts only: real deployments prompt for passwords
+  echo "demo-admin-pass" | "$bin/lumbar" label add-user demo-admin --role admin --db "$db" --password-stdin
+  echo "demo-rater-pass" | "$bin/lumbar" label add-user demo --db "$db" --password-stdin
+fi
+echo "To grade the demo cohort in the browser:"
+echo "  $bin/lumbar label serve --images $out/ingest --db $db"
+echo "  then open http://localhost:8000/ and log in as demo / demo-rater-pass"
+echo "  (admin: demo-admin / demo-admin-pass: users, consensus, export)"

@@ -58,10 +58,12 @@ def test_wrong_secret_is_explained(ingest_out, tmp_path: Path, monkeypatch) -> N
     assert not (tmp_path / "ds").exists()
 
 
-def test_database_url_is_not_supported_yet(ingest_out, tmp_path: Path) -> None:
+def test_missing_labeler_database_is_an_error_not_a_new_file(ingest_out, tmp_path: Path) -> None:
     folder, _ = ingest_out
-    with pytest.raises(UserError, match=r"labeler database .* not supported yet"):
-        build_dataset(folder, "sqlite:///labels.db", tmp_path / "ds")
+    missing = tmp_path / "typo.db"
+    with pytest.raises(UserError, match="not found"):
+        build_dataset(folder, f"sqlite:///{missing}", tmp_path / "ds")
+    assert not missing.exists() and not (tmp_path / "ds").exists()
 
 
 @pytest.mark.parametrize(

@@ -293,20 +293,14 @@ def _read_labels(
 
 
 def _read_labels_db(url: str, pseudonyms: set[str]) -> dict[tuple[str, str], _Grades]:
-    """Gradings from the labeler's database, once `lumbar.store` (issue 4) provides them."""
-    try:
-        from lumbar import store  # type: ignore[attr-defined]
-    except ImportError:
-        store = None
-    reader = getattr(store, "read_gradings", None) if store is not None else None
-    if reader is None:
-        raise UserError(
-            f"labels from a labeler database ({url.split('://', 1)[0]}://) are not supported yet: "
-            "the labeler is not built; pass a labels CSV (patient_id, level, disc_state, "
-            "herniation, scs, rfs, lfs)"
-        )
+    """Gradings from the FaLa labeler's database: consensus where adjudicated, else the one rater.
+
+    Levels graded by several raters without a consensus are left out (not settled).
+    """
+    from lumbar.store import read_gradings
+
     grades: dict[tuple[str, str], _Grades] = {}
-    for record in reader(url):  # expected: dicts keyed like a labels CSV row, by pseudonym
+    for record in read_gradings(url):  # rows keyed like a labels CSV row, by pseudonym
         level = DiscLevel.parse(str(record["level"])).value
         values = {
             c: "" if record.get(c) in (None, "") else str(int(record[c])) for c in GRADE_COLUMNS

@@ -1,0 +1,18 @@
+"""FaLa: the radiologists' grading web app (paper section 3.1.3, Tables 3-4).
+
+`catalog` reads the ingest output, `app` builds the FastAPI application, `exchange` exports and
+imports gradings, `agreement` computes Cohen's weighted kappa. The database lives in
+`lumbar.store`. Importing this package does not import FastAPI.
+
+Running it on a department network:
+
+    lumbar label add-user alice --role admin --db /srv/fala/fala.db      # password prompted
+    lumbar label serve --images INGEST_OUT --db /srv/fala/fala.db --host 127.0.0.1 --port 8000
+
+and put an https reverse proxy (nginx, Caddy) in front, forwarding `X-Forwarded-Proto`: cookies
+are then marked Secure automatically (or force it with `--secure-cookies`). One server process
+serialises SQLite writes without lock waits; for many more raters use PostgreSQL
+(`--db postgresql://user@host/fala`, `pip install lumbar[postgres]`). Only `/login` and the
+static CSS/JS are reachable without a session; images are served by (patient, index) from
+`images.csv`, checked to lie inside the images folder.
+"""

@@ -1,0 +1,119 @@
+"""The images the labeler shows: `lumbar ingest`'s `images.csv`, checked and indexed by patient."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lumbar.errors import UserError
+from lumbar.grading import DiscLevel
+from lumbar.store import PATIENT_ID
+
+IMAGES_CSV = "images.csv"
+REQUIRED = ("patient_id", "view", "image")
+# the order a radiologist reads a study in: overview first, then the levels top to bottom
+VIEW_ORDER = {"sagittal_t2": 0, "myelo": 1, "axial_t2": 2}
+VIEW_TITLES = {"sagittal_t2": "Sagittal T2", "myelo": "Myelography", "axial_t2": "Axial T2"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class CatalogImage:
+    """One image of one patient; `key` is its URL-safe id within the patient."""
+
+    key: int
+    view: str
+    level: str | None
+    path: Path
+
+    @property
+    def title(self) -> str:
+        """Caption: view name, and the disc level for axial images."""
+        name = VIEW_TITLES.get(self.view, self.view)
+        return f"{name} {self.level}" if self.level else name
+
+
+@dataclass
+class Catalog:
+    """Patients (pseudonyms) and their images, all inside `root`."""
+
+    root: Path
+    patients: dict[str, list[CatalogImage]] = field(default_factory=dict)
+
+    def image(self, patient_id: str, key: int) -> CatalogImage | None:
+        """One image, or None when the patient or key is unknown."""
+        images = self.patients.get(patient_id)
+        if images is None or not 0 <= key < len(images):
+            return None
+        return images[key]
+
+
+def load_catalog(folder: Path) -> Catalog:
+    """Read `folder/images.csv` as written by `lumbar ingest`.
+
+    Raises:
+        UserError: missing file or columns, non-pseudonym ids, or image paths that leave the
+            folder (absolute, `..`, symbolic links pointing out) or are not PNG/JPEG.
+    """
+    root = folder.resolve()
+    path = root / IMAGES_CSV
+    if not path.is_file():
+        raise UserError(f"{path} not found; pass the output folder of `lumbar ingest` as --images")
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+        rows = list(reader)
+    bad_id: list[int] = []
+    outside: list[int] = []
+    bad_level: list[int] = []
+    found: dict[str, list[tuple[str, str | None, Path]]] = {}
+    for number, row in enumerate(rows, start=2):
+        patient = (row.get("patient_id") or "").strip()
+        if not PATIENT_ID.match(patient):
+            bad_id.append(number)
+            continue
+        image = (row.get("image") or "").strip()
+        resolved = (root / image).resolve()
+        if (
+            not image
+            or Path(image).is_absolute()
+            or not resolved.is_relative_to(root)
+            or resolved.suffix.lower() not in IMAGE_SUFFIXES
+        ):
+            outside.append(number)
+            continue
+        level_text = (row.get("level") or "").strip()
+        level = None
+        if level_text:
+            try:
+                level = DiscLevel.parse(level_text).value
+            except ValueError:
+                bad_level.append(number)
+                continue
+        found.setdefault(patient, []).append(((row.get("view") or "").strip(), level, resolved))
+    for numbers, what in (
+        (bad_id, "patient_id is not a pseudonym (letters, digits, '.', '_', '-')"),
+        (outside, "image path is not a PNG/JPEG file inside the images folder"),
+        (bad_level, "unknown disc level"),
+    ):
+        if numbers:
+            shown = ", ".join(map(str, numbers[:10])) + (" ..." if len(numbers) > 10 else "")
+            raise UserError(f"{path}: {what} (line {shown})")
+    catalog = Catalog(root=root)
+    levels = [lv.value for lv in DiscLevel]
+    for patient in sorted(found):
+        ordered = sorted(
+            found[patient],
+            key=lambda t: (
+                VIEW_ORDER.get(t[0], 3),
+                levels.index(t[1]) if t[1] in levels else 9,
+                t[2].name,
+            ),
+        )
+        catalog.patients[patient] = [
+            CatalogImage(key=i, view=v, level=lv, path=p) for i, (v, lv, p) in enumerate(ordered)
+        ]
+    return catalog

@@ -1,0 +1,200 @@
+"""End to end in a real browser: Playwright driving Debian's headless chromium (no download).
+
+Screenshots of the worklist and the patient page go to $LUMBAR_TEST_ARTIFACTS/labeler (default:
+pytest's temporary folder, printed in the test output).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import PASSWORDS, PATIENTS, make_store
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# the grades typed per level; herniation type (2nd) is skipped by the form unless disc state 3
+PLAN = {
+    "L1-L2": {"disc_state": 0, "herniation": 0, "scs": 0, "rfs": 0, "lfs": 0},
+    "L2-L3": {"disc_state": 1, "herniation": 0, "scs": 1, "rfs": 0, "lfs": 0},
+    "L3-L4": {"disc_state": 2, "herniation": 0, "scs": 2, "rfs": 1, "lfs": 0},
+    "L4-L5": {"disc_state": 3, "herniation": 1, "scs": 2, "rfs": 1, "lfs": 1},
+    "L5-S1": {"disc_state": 3, "herniation": 3, "scs": 3, "rfs": 2, "lfs": 3},
+}
+
+pytestmark = pytest.mark.slow
+
+
+def _keys(grades: dict[str, int]) -> list[str]:
+    fields = ["disc_state", "herniation", "scs", "rfs", "lfs"]
+    if grades["disc_state"] != 3:
+        fields.remove("herniation")
+    return [str(grades[f]) for f in fields]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (Debian package chromium; make test installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path, ingest_dir: Path) -> Iterator[tuple[str, object]]:
+    """The app under uvicorn on a free loopback port, in a thread."""
+    import uvicorn
+
+    from lumbar.labeler.app import create_app
+    from lumbar.labeler.catalog import load_catalog
+
+    store = make_store(f"sqlite:///{tmp_path / 'fala.db'}")
+    app = create_app(store, load_catalog(ingest_dir))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", store
+    srv.should_exit = True
+    thread.join(timeout=10)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = os.environ.get("LUMBAR_TEST_ARTIFACTS")
+    folder = (Path(root) if root else tmp_path_factory.getbasetemp() / "artifacts") / "labeler"
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"screenshots in {folder}")
+    return folder
+
+
+def _login(context, base: str, name: str):  # type: ignore[no-untyped-def]
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(base + "/")
+    assert "/login" in page.url
+    page.fill("input[name=username]", name)
+    page.fill("input[name=password]", PASSWORDS[name])
+    page.keyboard.press("Enter")
+    page.wait_for_url(base + "/")
+    return page, errors
+
+
+def _shown(page, level: str) -> dict[str, int | None]:  # type: ignore[no-untyped-def]
+    values: dict[str, int | None] = {}
+    for field in PLAN[level]:
+        on = page.locator(f'.level[data-level="{level}"] .field[data-field="{field}"] .grade.on')
+        values[field] = int(on.get_attribute("data-value")) if on.count() else None
+    return values
+
+
+def test_grade_a_patient_by_keyboard_reload_second_rater_export(
+    browser, server, artifacts: Path
+) -> None:  # type: ignore[no-untyped-def]
+    base, _store = server
+    context = browser.new_context(viewport={"width": 1600, "height": 900})
+    page, errors = _login(context, base, "rad1")
+    page.screenshot(path=str(artifacts / "worklist.png"))
+    page.keyboard.press("Tab")  # nothing but the keyboard from here: open the next patient
+    page.goto(base + "/next")
+    page.wait_for_selector(".level.active")
+    assert PATIENTS[0] in page.url
+    page.wait_for_function("document.querySelector('#pane-main .pane-label').textContent !== ''")
+    for level, grades in PLAN.items():
+        for key in _keys(grades):
+            page.keyboard.press(key)
+        if level != "L5-S1":
+            assert page.locator(".level.active").get_attribute("data-level") != level
+    page.wait_for_selector("#save-state.saved", timeout=10_000)
+    page.keyboard.press("ArrowUp")  # the axial pane follows the level being graded
+    page.wait_for_function(
+        "document.querySelector('#pane-main .pane-label').textContent === 'Axial T2 L4-L5'"
+    )
+    # zoom (wheel), pan (drag) and window/level (shift-drag) on the main pane
+    box = page.locator("#pane-main canvas").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.wheel(0, -300)
+    page.keyboard.down("Shift")
+    page.mouse.down()
+    page.mouse.move(cx + 60, cy - 40)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    label = page.locator("#pane-main .wl").inner_text()
+    assert "×1.0" not in label and "W 255 " not in label, label
+    page.keyboard.press("r")
+    assert page.locator("#pane-main .wl").inner_text().startswith("W 255 L 128")
+    page.keyboard.press("?")
+    assert page.locator("#help").is_visible()
+    page.screenshot(path=str(artifacts / "patient-help.png"))
+    page.keyboard.press("Escape")
+    assert not page.locator("#help").is_visible()
+    page.screenshot(path=str(artifacts / "patient.png"))
+    page.reload()
+    page.wait_for_selector(".level")
+    for level, grades in PLAN.items():
+        assert _shown(page, level) == grades, level
+    assert page.locator(".level.complete").count() == 5
+    assert not errors, errors
+
+    other = browser.new_context(viewport={"width": 1600, "height": 900})
+    page2, _ = _login(other, base, "rad2")
+    page2.goto(f"{base}/patients/{PATIENTS[0]}")
+    page2.wait_for_selector(".level")
+    assert page2.locator(".grade.on").count() == 0  # a second rater sees an empty form
+
+    admin = browser.new_context()
+    page3, _ = _login(admin, base, "admin")
+    manifest = page3.request.get(base + "/admin/export?format=manifest").text()
+    for level, g in PLAN.items():
+        row = f"{PATIENTS[0]},{level},axial_t2," + ",".join(str(g[f]) for f in g)
+        assert row in manifest
+    for ctx in (context, other, admin):
+        ctx.close()
+    if os.environ.get("LUMBAR_TEST_ARTIFACTS") is None:
+        print("(set LUMBAR_TEST_ARTIFACTS to keep the screenshots)")
+    assert (artifacts / "patient.png").stat().st_size > 10_000
+    shutil.copy(artifacts / "patient.png", artifacts / "patient-latest.png")
+
+
+def test_stale_tab_shows_conflict(browser, server) -> None:  # type: ignore[no-untyped-def]
+    base, _store = server
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    first, _ = _login(context, base, "rad1")
+    second = context.new_page()
+    for page in (first, second):
+        page.goto(f"{base}/patients/{PATIENTS[1]}")
+        page.wait_for_selector(".level.active")
+    first.keyboard.press("2")
+    first.wait_for_selector("#save-state.saved")
+    second.keyboard.press("1")  # based on the version loaded before the first tab saved
+    second.wait_for_selector("#conflict:not([hidden])")
+    assert "another tab" in second.locator("#conflict").inner_text()
+    assert _shown(second, "L1-L2")["disc_state"] == 2  # it now shows what is stored
+    context.close()
