@@ -7,7 +7,7 @@ mkdir -p "$out"
 step() { printf '\n== %s\n' "$*"; }
 
 step "phantom studies (lumbar synth)"
-synth_args=(--patients 24 --seed 7)
+synth_args=(--patients 80 --seed 7)  # 80: a test split of 8 patients
 # rerun synth only when its code or arguments changed since the last demo
 stamp=$(cat src/lumbar/synth/*.py <(echo "${synth_args[@]}") | sha256sum | cut -c1-16)
 if [ "$(cat "$out/studies/.demo-stamp" 2>/dev/null)" = "$stamp" ]; then
@@ -37,16 +37,21 @@ if [ -f "$real" ]; then
     --credit "Image: Sudirman et al., Lumbar Spine MRI Dataset, Mendeley Data, doi:10.17632/k57fr854j2.2, CC BY 4.0"
 fi
 
-echo
-echo "Demo outputs are in $(cd "$out" && pwd):"
-echo "  studies/            phantom DICOM studies, one folder per patient, labels.csv"
-echo "  montage.png         one patient's series with its disc grades"
-echo "  ingest/             the paper's 8 images per patient (pseudonymised), images.csv, ingest-report.csv"
-echo "  selected.png        the selected images, one row per patient"
-echo "  dataset/            manifest.csv with labels and a patient-level 75/15/10 split"
-echo "  dataset-stats/      Table 5 counts, stenosis counts, charts like Figures 3-5"
-echo "  dataset-roi/        the axial images cropped to the paper's ROI (Eq. 3), with their manifest"
-echo "  roi-figure-*.png    the ROI grid drawn on a phantom and a real axial image (Figure 6)"
+step "transfer learning, Procedure 1 (lumbar train / evaluate): EfficientNet-Lite0, ImageNet"
+# The paper's defaults (DESIGN.md): batch 64, 50 epochs, lr 1e-3 frozen / 1e-5 fine-tuning,
+# brightness [0.1, 0.7] + flips, lowest validation loss kept. The frozen layers run once per
+# image and augmentation variant (lumbar.train), so each run takes about a minute on 2 cores.
+# Fine-tuning (last block) starts from the frozen run's trunk and head, as in Keras.
+runs="$out/runs"
+rm -rf "$runs/effnet-frozen" "$runs/effnet-finetune"
+"$bin/lumbar" train --manifest "$out/dataset-roi/manifest.csv" --target disc_abnormal \
+  --backbone efficientnet_lite0 --weights imagenet --mode frozen --seed 0 --quiet \
+  --out "$runs/effnet-frozen"
+"$bin/lumbar" train --manifest "$out/dataset-roi/manifest.csv" --target disc_abnormal \
+  --backbone efficientnet_lite0 --weights "$runs/effnet-frozen" --mode finetune --unfreeze 1 \
+  --seed 0 --quiet --out "$runs/effnet-finetune"
+"$bin/lumbar" evaluate "$out/runs/effnet-frozen" "$out/runs/effnet-finetune" --split test
+"$bin/lumbar" compare "$out/runs/effnet-frozen" "$out/runs/effnet-finetune"
 
 step "grading web app, FaLa (lumbar label)"
 db="$out/fala.db"
@@ -58,3 +63,17 @@ echo "To grade the demo cohort in the browser:"
 echo "  $bin/lumbar label serve --images $out/ingest --db $db"
 echo "  then open http://localhost:8000/ and log in as demo / demo-rater-pass"
 echo "  (admin: demo-admin / demo-admin-pass: users, consensus, export)"
+
+echo
+echo "Demo outputs are in $(cd "$out" && pwd):"
+echo "  studies/            phantom DICOM studies, one folder per patient, labels.csv"
+echo "  montage.png         one patient's series with its disc grades"
+echo "  ingest/             the paper's 8 images per patient (pseudonymised), images.csv, ingest-report.csv"
+echo "  selected.png        the selected images, one row per patient"
+echo "  dataset/            manifest.csv with labels and a patient-level 75/15/10 split"
+echo "  dataset-stats/      Table 5 counts, stenosis counts, charts like Figures 3-5"
+echo "  dataset-roi/        the axial images cropped to the paper's ROI (Eq. 3), with their manifest"
+echo "  roi-figure-*.png    the ROI grid drawn on a phantom and a real axial image (Figure 6)"
+echo "  runs/effnet-*/      run folders: config.json, checkpoint.pt, history.csv,"
+echo "                      learning-curve.png, metrics.json, confusion-test.png"
+echo "  fala.db             the grading app's database with the demo accounts"

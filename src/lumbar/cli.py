@@ -46,22 +46,44 @@ def _root(
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to create; one sub-folder per patient.")],
-    patients: Annotated[int, typer.Option("--patients", "-n", help="Number of patients.")] = 181,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same studies.")] = 0,
-    workers: Annotated[int, typer.Option(help="Processes to use; 0 means one per CPU core.")] = 0,
+    out: Annotated[Path, typer.Argument(help="Folder to create.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="lumbar: patient studies as DICOM (one folder each) with labels.csv; "
+            "source: labelled brain-tumour phantoms in class folders with classes.yaml "
+            "(Procedure 2); unlabelled: a folder tree of MRI PNG/DICOM (Procedure 3)."
+        ),
+    ] = "lumbar",
+    patients: Annotated[
+        int, typer.Option("--patients", "-n", help="Number of patients (lumbar).")
+    ] = 181,
+    images: Annotated[int, typer.Option(help="Number of images (source, unlabelled).")] = 400,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Processes to use (lumbar); 0 means one per CPU core.")
+    ] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
     ] = False,
 ) -> None:
-    """Write phantom lumbar MRI studies as DICOM, with ground-truth labels in OUT/labels.csv."""
-    from lumbar.synth import synthesize_cohort
+    """Write phantom MRI: lumbar studies with ground truth, or pretraining image sets."""
+    if kind == "lumbar":
+        from lumbar.synth import synthesize_cohort
 
-    summary = synthesize_cohort(out, patients=patients, seed=seed, workers=workers, force=force)
-    typer.echo(
-        f"wrote {summary.patients} patients, {summary.files} DICOM files to {out} "
-        f"(labels: {out / 'labels.csv'}) in {summary.seconds:.1f} s"
-    )
+        summary = synthesize_cohort(out, patients=patients, seed=seed, workers=workers, force=force)
+        typer.echo(
+            f"wrote {summary.patients} patients, {summary.files} DICOM files to {out} "
+            f"(labels: {out / 'labels.csv'}) in {summary.seconds:.1f} s"
+        )
+    elif kind in ("source", "unlabelled"):
+        from lumbar.synth.sets import synthesize_source_set, synthesize_unlabelled_set
+
+        writer = synthesize_source_set if kind == "source" else synthesize_unlabelled_set
+        result = writer(out, images=images, seed=seed, force=force)
+        typer.echo(f"wrote {result.images} {kind} images to {out} in {result.seconds:.1f} s")
+    else:
+        raise UserError(f"unknown --kind {kind!r}; choose lumbar, source or unlabelled")
 
 
 @app.command()
@@ -377,18 +399,18 @@ def roi(
 @app.command()
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder to create (or --resume).")],
-    manifest: Annotated[
-        Path | None, typer.Option(help="manifest.csv with a split column.")
-    ] = None,
+    manifest: Annotated[Path | None, typer.Option(help="manifest.csv with a split column.")] = None,
     target: Annotated[str | None, typer.Option(help="Target (default disc_abnormal).")] = None,
     backbone: Annotated[
-        str | None, typer.Option(help="Backbone (see `lumbar models`).")
+        str | None, typer.Option(help="Backbone (default efficientnet_lite0; see `lumbar models`).")
     ] = None,
     weights: Annotated[
-        str | None, typer.Option(help="imagenet, scratch, a weights file or a run folder.")
+        str | None,
+        typer.Option(help="imagenet (default), scratch, a weights file or a run folder."),
     ] = None,
     mode: Annotated[
-        str | None, typer.Option(help="frozen (head only) or finetune (last --unfreeze units).")
+        str | None,
+        typer.Option(help="frozen (default: head only) or finetune (last --unfreeze units)."),
     ] = None,
     unfreeze: Annotated[
         int | None, typer.Option(help="Units to fine-tune, from the end (default 1 block).")
@@ -420,6 +442,9 @@ def train(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Run the naive loop (no frozen-layer cache).")
     ] = False,
+    device: Annotated[
+        str | None, typer.Option(help="auto (default: the GPU if any), cpu or cuda.")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the interrupted run in --out.")
     ] = False,
@@ -444,6 +469,7 @@ def train(
         "lr": lr,
         "early_stop": early_stop,
         "input_size": input_size,
+        "device": device,
     }
     values.update({k: v for k, v in given.items() if v is not None})
     if no_cache:
@@ -468,41 +494,54 @@ def train(
 
 @app.command()
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="Run folder of `lumbar train`.")],
+    runs: Annotated[list[Path], typer.Argument(help="Run folder(s) of `lumbar train`.")],
     split: Annotated[str, typer.Option(help="train, val or test.")] = "test",
     manifest: Annotated[
         Path | None, typer.Option(help="Score another manifest with the same target column.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object (one line per run).")
+    ] = False,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the CIs.")] = 1000,
 ) -> None:
-    """Accuracy, precision, recall, F1, ROC AUC with 95% patient-bootstrap CIs; confusion PNG."""
+    """Accuracy, precision, recall, F1, ROC AUC with 95% patient-bootstrap CIs; confusion PNG.
+
+    Several runs print one table shaped like the paper's Tables 6-9.
+    """
     import json
 
-    from lumbar.evaluate import evaluate_run
+    from lumbar.evaluate import evaluate_run, run_label
 
-    result = evaluate_run(run, split=split, manifest=manifest, resamples=resamples)
+    results = [evaluate_run(r, split=split, manifest=manifest, resamples=resamples) for r in runs]
     if as_json:
-        typer.echo(json.dumps(result))
+        for result in results:
+            typer.echo(json.dumps(result))
         return
     from rich.console import Console
     from rich.table import Table
 
+    first = results[0]
     table = Table(
-        title=f"{run.name}: {split} split, {result['n']} images of {result['patients']} patients",
-        caption=f"precision/recall/F1: {result['average']}; 95% CIs resample patients",
+        title=f"{split} split",
+        caption=f"% with 95% CIs (patient bootstrap, {resamples} resamples); precision, recall, "
+        f"F1: {first['average']}",
         caption_justify="left",
     )
-    for column in ("metric", "value", "95% CI"):
-        table.add_column(column, justify="right" if column != "metric" else "left")
-    for key in ("accuracy", "precision", "recall", "f1", "roc_auc"):
-        value, ci = result[key], result["ci"][key]
-        table.add_row(
-            key,
-            "n/a" if value is None else f"{value:.3f}",
-            "n/a" if ci is None else f"{ci[0]:.3f} - {ci[1]:.3f}",
-        )
-    Console().print(table)
+    columns = ("accuracy", "precision", "recall", "f1")  # the paper's Tables 6-9
+    for column in ("model", "weights", "mode", "images", *columns):
+        left = column in ("model", "weights", "mode")
+        table.add_column(column, justify="left" if left else "right", no_wrap=True)
+
+    def cell(value: float | None, ci: list[float] | None) -> str:
+        if value is None:
+            return "n/a"
+        text = f"{100 * value:.1f}"
+        return text if ci is None else f"{text} ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})"
+
+    for run, result in zip(runs, results, strict=True):
+        images = f"{result['n']} ({result['patients']} pt)"
+        table.add_row(*run_label(run), images, *(cell(result[k], result["ci"][k]) for k in columns))
+    Console(width=max(160, Console().width)).print(table)
 
 
 @app.command()
@@ -537,11 +576,7 @@ def compare(
         return "n/a" if value is None else format(value, spec)
 
     for key, paired in result["paired"].items():
-        ci = (
-            "n/a"
-            if paired["low"] is None
-            else f"{paired['low']:+.3f} - {paired['high']:+.3f}"
-        )
+        ci = "n/a" if paired["low"] is None else f"{paired['low']:+.3f} - {paired['high']:+.3f}"
         table.add_row(
             key,
             fmt(result["a"][key]),

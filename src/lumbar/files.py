@@ -65,6 +65,51 @@ def prepare_output_dir(out: Path, *, force: bool) -> None:
         raise UserError(f"output folder {out} is not writable")
 
 
+@contextlib.contextmanager
+def staged_dir(out: Path, *, force: bool) -> Iterator[Path]:
+    """Yield a hidden staging folder beside `out`; move it onto `out` only if the block succeeds.
+
+    An interrupted or failed run leaves `out` as it was and no half-written files; staging
+    folders of runs that were killed outright are removed the next time.
+
+    Raises:
+        UserError: `out` is not empty without `force`, or its folder is not writable.
+    """
+    out = Path(out)
+    prepare_output_dir(out, force=force)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(out)
+        staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as err:
+        raise UserError(f"cannot write to {out.parent}: {err.strerror}") from None
+    try:
+        yield staging
+        replace_dir(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Remove staging folders left by runs that were killed (their process is gone)."""
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def replace_dir(staging: Path, out: Path) -> None:
     """Move a fully written `staging` folder onto `out`, replacing whatever was there."""
     out = Path(out)

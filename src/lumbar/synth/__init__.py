@@ -12,14 +12,13 @@ import csv
 import io
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from lumbar.errors import UserError
-from lumbar.files import prepare_output_dir, replace_dir, write_text_atomic
+from lumbar.files import staged_dir, write_text_atomic
 from lumbar.grading import LEVELS, GradeField
 
 LABEL_COLUMNS = ("patient_id", "level", *(f.value for f in GradeField))
@@ -101,24 +100,6 @@ def _csv_text(columns: tuple[str, ...], rows: list[dict[str, object]]) -> str:
     return buffer.getvalue()
 
 
-def _remove_stale_staging(out: Path) -> None:
-    """Remove staging folders left by synth runs that were killed (their process is gone)."""
-    for stale in out.parent.glob(f".{out.name}.partial-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def synthesize_cohort(
     out: Path,
     *,
@@ -140,27 +121,14 @@ def synthesize_cohort(
         raise UserError(f"--patients must be at least 1, got {patients}")
     if workers < 0:
         raise UserError(f"--workers must be 0 (one per core) or more, got {workers}")
-    out = Path(out)
-    prepare_output_dir(out, force=force)
     started = time.perf_counter()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_staging(out)
-        staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-    except OSError as err:
-        raise UserError(f"cannot write to {out.parent}: {err.strerror}") from None
-    try:
+    with staged_dir(Path(out), force=force) as staging:
         results = _run(staging, seed, patients, workers or os.cpu_count() or 1, progress)
         results.sort(key=lambda r: r.index)
         labels = [row for r in results for row in r.labels]
         lesions = [row for r in results for row in r.lesions]
         write_text_atomic(staging / "labels.csv", _csv_text(LABEL_COLUMNS, labels))
         write_text_atomic(staging / "lesions.csv", _csv_text(LESION_COLUMNS, lesions))
-        replace_dir(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return CohortSummary(
         patients=patients,
         files=sum(r.files for r in results),
