@@ -16,7 +16,8 @@ else
   "$bin/lumbar" synth "$out/studies" "${synth_args[@]}" --force
   echo "$stamp" > "$out/studies/.demo-stamp"
 fi
-first=$(ls -d "$out"/studies/*/ | head -n 1)
+patients=("$out"/studies/*/)  # a glob, not ls | head: that pipe can fail under pipefail
+first=${patients[0]}
 "$bin/lumbar" montage "$first" "$out/montage.png" --labels "$out/studies/labels.csv"
 
 step "ingest: the paper's 8 images per patient (lumbar ingest)"
@@ -29,7 +30,8 @@ step "dataset, patient-level split and statistics (lumbar dataset)"
 
 step "region of interest, Eq. 3 (lumbar roi)"
 "$bin/lumbar" roi "$out/dataset/manifest.csv" --out "$out/dataset-roi" --force
-axial=$(ls "$out"/ingest/*/*_45.png | head -n 1)
+axials=("$out"/ingest/*/*_45.png)
+axial=${axials[0]}
 "$bin/lumbar" roi --figure "$axial" --out "$out/roi-figure-phantom.png"
 real=../shared/data/lumbar-mri-unlabelled/mri_00746a9b727e.png
 if [ -f "$real" ]; then
