@@ -439,6 +439,13 @@ def train(
     input_size: Annotated[
         int | None, typer.Option(help="Override the weights' input size (pixels, square).")
     ] = None,
+    bn_stats: Annotated[
+        str | None,
+        typer.Option(
+            help="Fine-tuning: frozen (default; BatchNorm statistics fixed, as Keras advises) "
+            "or update."
+        ),
+    ] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Run the naive loop (no frozen-layer cache).")
     ] = False,
@@ -469,6 +476,7 @@ def train(
         "lr": lr,
         "early_stop": early_stop,
         "input_size": input_size,
+        "bn_stats": bn_stats,
         "device": device,
     }
     values.update({k: v for k, v in given.items() if v is not None})

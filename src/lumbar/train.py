@@ -63,6 +63,7 @@ from lumbar.models import (
     Classifier,
     build_classifier,
     freeze_backbone,
+    freeze_norm_statistics,
     list_backbones,
     resolve_weights,
     save_checkpoint,
@@ -130,6 +131,9 @@ class TrainConfig:
         input_size: override the weights' input size (square side in pixels), e.g. for quick
             experiments; None keeps the weights' own.
         bn_momentum: BatchNorm momentum of the backbone (None: the architecture's default).
+        bn_stats: "frozen" keeps BatchNorm statistics of unfrozen layers fixed while their
+            scale and shift learn (Keras' fine-tuning advice; the default), "update" lets
+            them follow the training batches.
         threads: torch CPU threads (None: torch's default); fixes results across machines.
         device: "auto" (the process's GPU under torchrun, else GPU 0 if any, else CPU), "cpu"
             or "cuda".
@@ -159,6 +163,7 @@ class TrainConfig:
     precision: str = "auto"
     input_size: int | None = None
     bn_momentum: float | None = None
+    bn_stats: str = "frozen"
     threads: int | None = None
     device: str = "auto"
     eval_batch_size: int = 128
@@ -173,6 +178,8 @@ class TrainConfig:
         cfg = dataclasses.replace(self)
         if cfg.mode not in MODES:
             raise UserError(f"--mode must be frozen or finetune, got {cfg.mode!r}")
+        if cfg.bn_stats not in ("frozen", "update"):
+            raise UserError(f"--bn-stats must be frozen or update, got {cfg.bn_stats!r}")
         if cfg.backbone not in list_backbones():
             raise UserError(
                 f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(list_backbones())}"
@@ -467,6 +474,7 @@ def _model_for(cfg: TrainConfig) -> Classifier:
         freeze_backbone(model)
     else:
         unfreeze_last(model, cfg.unfreeze, unit=cfg.unfreeze_unit)
+        freeze_norm_statistics(model, cfg.bn_stats == "frozen")
     return model
 
 

@@ -165,3 +165,23 @@ def test_build_classifier_with_imagenet_efficientnet() -> None:
     assert model.backbone.load_report.loaded == 294  # every trunk tensor; head is new
     assert isinstance(model.head.out, nn.Linear) and model.head.out.out_features == 4
     assert model.preprocessing.mean == (127.0, 127.0, 127.0)
+
+
+def test_frozen_norm_statistics_do_not_move_while_scale_and_shift_learn():
+    import torch
+
+    from lumbar.models import build_classifier, freeze_norm_statistics, unfreeze_last
+
+    model = build_classifier("mobilenet_v2", 2, "scratch")
+    unfreeze_last(model, 1, unit="block")
+    freeze_norm_statistics(model)
+    model.train()
+    norms = [m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    trainable = [m for m in norms if m.weight.requires_grad]
+    assert trainable and all(not m.training for m in norms)
+    before = [m.running_mean.clone() for m in trainable]
+    model(torch.randn(2, 3, 64, 64) * 5 + 3).sum().backward()
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, trainable, strict=True))
+    assert all(m.weight.grad is not None for m in trainable)
+    freeze_norm_statistics(model, False)
+    assert all(m.training for m in trainable)

@@ -34,6 +34,7 @@ from lumbar.models.heads import (
     load_classifier,
     save_checkpoint,
     trainable_parameters,
+    freeze_norm_statistics,
     unfreeze_last,
 )
 from lumbar.models.weights import (
@@ -64,6 +65,7 @@ __all__ = [
     "download_imagenet_weights",
     "feature_grid",
     "freeze_backbone",
+    "freeze_norm_statistics",
     "get_backbone_spec",
     "imagenet_weights_available",
     "imagenet_weights_path",

@@ -52,6 +52,7 @@ __all__ = [
 HeadKind = Literal["pool", "flatten"]
 HEAD_KINDS: tuple[str, ...] = ("pool", "flatten")
 UNFREEZE_UNITS: tuple[str, ...] = ("layer", "block")
+_BATCH_NORMS = nn.modules.batchnorm._BatchNorm  # layers with running statistics
 _NORMS = (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -135,6 +136,8 @@ class Classifier(nn.Module):
         self.spec = spec
         self.weight_source = weight_source
         self._options = dict(options)
+        # BatchNorm running statistics stay fixed in training mode (see `freeze_norm_statistics`)
+        self.norm_stats_frozen = False
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -189,12 +192,18 @@ class Classifier(nn.Module):
         return count
 
     def train(self, mode: bool = True) -> Classifier:
-        """Set training mode, keeping every fully frozen module in inference mode."""
+        """Set training mode, keeping every fully frozen module in inference mode.
+
+        With `norm_stats_frozen`, every BatchNorm of the trunk also stays in inference mode:
+        its scale and shift still learn, its running statistics do not move.
+        """
         super().train(mode)
         if mode:
             for module in self.backbone.modules():
                 params = list(module.parameters())
-                if params and not any(p.requires_grad for p in params):
+                fully_frozen = bool(params) and not any(p.requires_grad for p in params)
+                fixed_stats = self.norm_stats_frozen and isinstance(module, _BATCH_NORMS)
+                if fully_frozen or fixed_stats:
                     module.eval()
         return self
 
@@ -305,6 +314,17 @@ def unfreeze_last(model: Classifier, k: int, *, unit: str = "layer") -> list[str
                 param.requires_grad_(True)
     model.train(model.training)
     return [name for name, _ in chosen]
+
+
+def freeze_norm_statistics(model: Classifier, frozen: bool = True) -> Classifier:
+    """Keep the trunk's BatchNorm layers in inference mode while fine-tuning (or not).
+
+    Keras' transfer-learning guidance, which the paper followed: unfrozen BatchNorm layers
+    that update their statistics on a small, augmented training set (the paper's brightness
+    range only darkens) drift from the statistics seen at validation and test time.
+    """
+    model.norm_stats_frozen = frozen
+    return model.train(model.training)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
