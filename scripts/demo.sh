@@ -79,3 +79,16 @@ echo "  roi-figure-*.png    the ROI grid drawn on a phantom and a real axial ima
 echo "  runs/effnet-*/      run folders: config.json, checkpoint.pt, history.csv,"
 echo "                      learning-curve.png, metrics.json, confusion-test.png"
 echo "  fala.db             the grading app's database with the demo accounts"
+
+step "Grad-CAM and prediction on a new study (lumbar explain / predict / export)"
+# Heat maps of every lesion image, with the pointing game (the generator knows each lesion's
+# box), then one study end to end: series classification, Eq. 1-2 selection, ROI, per-disc
+# probabilities and Grad-CAM, ending with a one-page summary.
+"$bin/lumbar" explain "$runs/effnet-finetune" --manifest "$out/dataset-roi/manifest.csv" \
+  --split all --lesions-only --lesions "$out/studies/lesions.csv" --ingest "$out/ingest" \
+  --out "$out/explain" --force
+"$bin/lumbar" export "$runs/effnet-finetune" --onnx "$out/effnet-finetune.onnx"
+"$bin/lumbar" predict "$first" --model "$runs/effnet-finetune" --out "$out/predict"
+echo "  explain/            Grad-CAM overlays (lesion box in white), compare.png, pointing game"
+echo "  effnet-finetune.onnx  the model as ONNX (checked against onnxruntime)"
+echo "  predict/summary.html  the predicted study: per-disc states, images and heat maps"

@@ -769,6 +769,180 @@ def label_import(
     typer.echo(f"imported {count} grading(s) for {rater}")
 
 
+@app.command()
+def explain(
+    run: Annotated[Path, typer.Argument(help="Run folder of `lumbar train` to explain.")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Image files (instead of --manifest).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the overlays.")] = Path("explain"),
+    manifest: Annotated[
+        Path | None, typer.Option(help="Explain this manifest's images (one split, one view).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split of --manifest: train, val, test, or 'all'.")
+    ] = "test",
+    view: Annotated[
+        str, typer.Option(help="View of --manifest to explain, or 'all'.")
+    ] = "axial_t2",
+    limit: Annotated[int | None, typer.Option(help="At most this many images.")] = None,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(help="More run folders drawn beside RUN in one grid (repeatable)."),
+    ] = None,
+    layer: Annotated[
+        str,
+        typer.Option(help="Grad-CAM layer: features (trunk output), last_conv, or a module path."),
+    ] = "features",
+    target_class: Annotated[
+        int | None,
+        typer.Option("--class", help="Class index to explain (default: the predicted class)."),
+    ] = None,
+    lesions: Annotated[
+        Path | None,
+        typer.Option(help="lesions.csv of `lumbar synth`: score the pointing game."),
+    ] = None,
+    ingest: Annotated[
+        Path | None, typer.Option(help="Ingest folder of the manifest (its pseudonym secret).")
+    ] = None,
+    lesions_only: Annotated[
+        bool, typer.Option("--lesions-only", help="Only images with a lesion box.")
+    ] = False,
+    tolerance: Annotated[
+        float, typer.Option(help="Pointing game: pixels of margin around each lesion box.")
+    ] = 0.0,
+    roi: Annotated[
+        str | None,
+        typer.Option(help="Crop before the model (default: the run's loader ROI, e.g. none)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT.")] = False,
+) -> None:
+    """Grad-CAM heat maps of a run's predictions (Figures 17-18), and the pointing game."""
+    from lumbar.explain import explain_run, items_from_manifest, items_from_paths, read_run_config
+    from lumbar.files import prepare_output_dir
+
+    if (manifest is None) == (not images):
+        raise UserError("give either --manifest MANIFEST or IMAGES, not both")
+    prepare_output_dir(out, force=force)
+    config = read_run_config(run)
+    if manifest is not None:
+        items = items_from_manifest(
+            manifest,
+            split=None if split in (None, "all") else split,
+            view=None if view == "all" else view,
+            limit=limit,
+            target_name=config.get("target"),
+            lesions=lesions,
+            ingest=ingest,
+            lesions_only=lesions_only,
+        )
+    else:
+        items = items_from_paths(images or [])[:limit]
+    summary = explain_run(
+        run,
+        items,
+        out,
+        compare=compare or [],
+        layer=layer,
+        target=target_class,
+        tolerance=tolerance,
+        roi=roi,
+    )
+    typer.echo(f"explained {len(items)} images under {len(summary['runs'])} run(s) in {out}")
+    for label, info in summary["runs"].items():
+        for key, game in info.items():
+            if key.startswith("pointing_game"):
+                group = key.removeprefix("pointing_game").strip("_") or "all lesions"
+                typer.echo(
+                    f"  {label}: pointing game ({group}) {game['hits']}/{game['lesions']} = "
+                    f"{game['hit_rate']:.1%} (random point: {game['random_baseline']:.1%})"
+                )
+
+
+@app.command()
+def predict(
+    study: Annotated[Path, typer.Argument(help="Folder of one study's DICOM files.")],
+    model: Annotated[Path, typer.Option("--model", help="Run folder of `lumbar train`.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for prediction.json/.csv, summary.html and the heat maps."),
+    ] = None,
+    roi: Annotated[
+        str | None,
+        typer.Option(help="Crop override: grid, center:F or none (default: the run's crop)."),
+    ] = None,
+    layer: Annotated[
+        str, typer.Option(help="Grad-CAM layer: features, last_conv, or a module path.")
+    ] = "features",
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for the model (0: PyTorch's default).")
+    ] = 0,
+) -> None:
+    """Predict each disc of one DICOM study, with class probabilities and Grad-CAM maps."""
+    from lumbar.predict import Predictor, set_threads
+
+    set_threads(threads)
+    predictor = Predictor.load(model, roi=roi, layer=layer)
+    result = predictor.predict_study(study, out)
+    for disc in result["discs"]:
+        probs = ", ".join(f"{c} {p:.3f}" for c, p in disc["probabilities"].items())
+        typer.echo(f"{disc['level']}: {disc['predicted']} ({probs})")
+    if result["missing_levels"]:
+        typer.echo(f"no axial image for: {', '.join(result['missing_levels'])}")
+    if out is not None:
+        typer.echo(f"wrote {out / 'summary.html'}")
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder of `lumbar train`.")],
+    onnx: Annotated[Path, typer.Option("--onnx", help="ONNX file to write (.onnx).")],
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    atol: Annotated[float, typer.Option(help="Largest allowed logit difference.")] = 1e-4,
+) -> None:
+    """Export a run's classifier to ONNX, checked against onnxruntime."""
+    from lumbar.export_onnx import export_onnx
+
+    report = export_onnx(run, onnx, opset=opset, atol=atol)
+    typer.echo(
+        f"wrote {onnx} (input {report['input']['shape']}); onnxruntime max |diff| "
+        f"{report['max_abs_diff']:.2e} <= {atol:g}"
+    )
+
+
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option("--model", help="Run folder of `lumbar train`.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the bearer token (default: $LUMBAR_SERVE_TOKEN)."),
+    ] = None,
+    max_upload_mb: Annotated[int, typer.Option(help="Largest upload (zip), MiB.")] = 512,
+    max_unpacked_mb: Annotated[int, typer.Option(help="Largest unpacked study, MiB.")] = 2048,
+    roi: Annotated[str | None, typer.Option(help="Crop override: grid, center:F or none.")] = None,
+    threads: Annotated[
+        int, typer.Option(help="CPU threads for the model (0: PyTorch's default).")
+    ] = 0,
+) -> None:
+    """Serve predictions over HTTP: POST a study zip, GET its heat maps (bearer token)."""
+    import logging
+
+    import uvicorn
+
+    from lumbar.predict import Predictor, set_threads
+    from lumbar.serve import Limits, create_app, load_token
+
+    set_threads(threads)
+    token = load_token(token_file)
+    predictor = Predictor.load(model, roi=roi)
+    limits = Limits(max_upload=max_upload_mb * 2**20, max_unpacked=max_unpacked_mb * 2**20)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    typer.echo(f"lumbar serve: model {model.name}; POST http://{host}:{port}/v1/predict")
+    uvicorn.run(create_app(predictor, token, limits), host=host, port=port, log_level="info")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 

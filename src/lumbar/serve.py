@@ -1,0 +1,335 @@
+"""`lumbar serve`: the prediction service a DICOM viewer can call (FastAPI).
+
+    POST /v1/predict                        body: a zip of one study's DICOM files
+                                            -> the prediction JSON (as `lumbar predict`)
+    GET  /v1/results/{id}/heatmaps/{level}.png   Grad-CAM overlay of one disc level
+    GET  /v1/results/{id}/images/{level}.png     the selected axial image (ROI crop)
+    GET  /healthz                           liveness (no token)
+    GET  /openapi.json, /docs               the schema
+
+Every /v1 call needs `Authorization: Bearer <token>`. Uploads are untrusted: the body size is
+capped while it streams in; the zip is checked before anything is extracted (path traversal
+entries, links, member count, declared uncompressed size) and again while extracting (actual
+bytes written, so a lying header cannot inflate past the cap); every member must be a DICOM
+Part 10 file. Problems are 4xx answers naming the rule, never a member's name (file names in
+studies may contain patient names), and the service keeps serving.
+
+Logs carry a request id, sizes, status and timings only: no file names, no patient ids. The
+model and the ingest step each run one study at a time (see `lumbar.predict`); uploads and
+unpacking of concurrent requests proceed in parallel in the server's thread pool.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import shutil
+import stat
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from lumbar.errors import UserError
+from lumbar.predict import Predictor
+
+__all__ = ["Limits", "UploadProblem", "create_app", "safe_extract"]
+
+log = logging.getLogger("lumbar.serve")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one upload may be.
+
+    Args:
+        max_upload: compressed request body, bytes.
+        max_unpacked: total uncompressed size of the zip's members, bytes.
+        max_members: number of zip entries.
+        max_ratio: largest compression ratio of one member (a zip bomb's tell).
+        keep_results: finished results kept in memory for the heat-map URLs (oldest dropped).
+    """
+
+    max_upload: int = 512 * 2**20
+    max_unpacked: int = 2 * 2**30
+    max_members: int = 10_000
+    max_ratio: float = 200.0
+    keep_results: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload", "max_unpacked", "max_members", "keep_results"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+class UploadProblem(Exception):
+    """A rejected upload: HTTP status and a message safe to show (no member names)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def safe_extract(archive: Path, dest: Path, limits: Limits) -> int:
+    """Extract a study zip into `dest` after checking it; return the number of files.
+
+    Raises:
+        UploadProblem: 400 not a zip / empty / path traversal or links / non-DICOM members;
+            413 too many members or too large when unpacked.
+    """
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError):
+        raise UploadProblem(400, "the upload is not a zip archive") from None
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > limits.max_members:
+            raise UploadProblem(413, f"the zip has more than {limits.max_members} entries")
+        files = [i for i in infos if not i.is_dir()]
+        if not files:
+            raise UploadProblem(400, "the zip holds no files")
+        declared = 0
+        for info in files:
+            name = info.filename.replace("\\", "/")
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+                raise UploadProblem(400, "the zip has an entry with an unsafe path (traversal)")
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise UploadProblem(400, "the zip has a symbolic-link entry")
+            declared += info.file_size
+            if info.compress_size and info.file_size / info.compress_size > limits.max_ratio:
+                raise UploadProblem(413, "the zip has an entry with an excessive compression ratio")
+        if declared > limits.max_unpacked:
+            raise UploadProblem(
+                413, f"the zip unpacks to more than {limits.max_unpacked // 2**20} MiB"
+            )
+        written = 0
+        not_dicom = 0
+        for n, info in enumerate(files):
+            target = dest / f"{n:06d}.dcm"  # member names are not reused: they may name people
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    head = b""
+                    while chunk := src.read(1 << 20):
+                        written += len(chunk)
+                        if written > limits.max_unpacked:
+                            raise UploadProblem(
+                                413,
+                                f"the zip unpacks to more than {limits.max_unpacked // 2**20} MiB",
+                            )
+                        if len(head) < 132:
+                            head += chunk[: 132 - len(head)]
+                        out.write(chunk)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, RuntimeError):
+                raise UploadProblem(400, "the zip archive is damaged or encrypted") from None
+            if head[128:132] != b"DICM":
+                not_dicom += 1
+        if not_dicom:
+            raise UploadProblem(
+                400,
+                f"{not_dicom} of {len(files)} zip members are not DICOM files "
+                "(no Part 10 'DICM' header)",
+            )
+    return len(files)
+
+
+class _Results:
+    """The last `size` results' images, by id (thread-safe)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: OrderedDict[str, dict[str, dict[str, bytes]]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def put(self, pictures: dict[str, dict[str, bytes]]) -> str:
+        key = secrets.token_urlsafe(16)
+        with self.lock:
+            self.items[key] = pictures
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> dict[str, dict[str, bytes]] | None:
+        with self.lock:
+            return self.items.get(key)
+
+
+def create_app(predictor: Predictor, token: str, limits: Limits | None = None) -> FastAPI:
+    """The service application.
+
+    Args:
+        predictor: a loaded `Predictor` (one model for the life of the service).
+        token: the bearer token every /v1 call must present.
+        limits: upload limits (defaults: `Limits()`).
+    """
+    if len(token) < 16:
+        raise UserError("the service token must be at least 16 characters")
+    limits = limits or Limits()
+    results = _Results(limits.keep_results)
+    expected = token.encode("utf-8")
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> None:
+        given = credentials.credentials.encode("utf-8") if credentials else b""
+        if not hmac.compare_digest(given, expected):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    app = FastAPI(
+        title="lumbar prediction service",
+        version="1",
+        description="Per-disc states with Grad-CAM heat maps for one lumbar MRI study.",
+    )
+    app.state.predictor = predictor
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, Any]:
+        """Liveness, and which model is loaded."""
+        return {"status": "ok", "model": predictor.model_info()}
+
+    @app.post(
+        "/v1/predict",
+        dependencies=[Depends(authorised)],
+        tags=["prediction"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+        responses={
+            400: {"description": "not a zip, empty, unsafe entries, non-DICOM members"},
+            401: {"description": "missing or wrong bearer token"},
+            413: {"description": "upload or unpacked study too large"},
+            422: {"description": "the study cannot be predicted (e.g. no axial T2 series)"},
+        },
+    )
+    async def predict(request: Request) -> JSONResponse:
+        """Predict one study: POST its DICOM files as a zip (Content-Type application/zip)."""
+        request_id = secrets.token_hex(4)
+        start = time.perf_counter()
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_upload:
+            log.info("%s rejected: body of %s bytes over the limit", request_id, declared)
+            return _problem(413, f"upload larger than {limits.max_upload // 2**20} MiB")
+        work = Path(tempfile.mkdtemp(prefix="lumbar-serve-"))
+        try:
+            archive = work / "upload.zip"
+            size = 0
+            with open(archive, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limits.max_upload:
+                        log.info("%s rejected: body over the limit while streaming", request_id)
+                        return _problem(413, f"upload larger than {limits.max_upload // 2**20} MiB")
+                    f.write(chunk)
+            if size == 0:
+                return _problem(400, "empty upload: POST a zip of the study's DICOM files")
+            from starlette.concurrency import run_in_threadpool
+
+            try:
+                result = await run_in_threadpool(_predict_zip, predictor, archive, work, limits)
+            except UploadProblem as problem:
+                log.info("%s rejected (%d): %s", request_id, problem.status, problem.message)
+                return _problem(problem.status, problem.message)
+            except UserError as err:
+                log.info("%s unprocessable study", request_id)
+                return _problem(422, str(err))
+            pictures = result.pop("_images")
+            key = results.put(pictures)
+            for disc in result["discs"]:
+                disc["image"] = f"/v1/results/{key}/images/{disc['level']}.png"
+                disc["heatmap"] = f"/v1/results/{key}/heatmaps/{disc['level']}.png"
+            result["id"] = key
+            log.info(
+                "%s predicted %d discs from %d bytes in %.2f s",
+                request_id,
+                len(result["discs"]),
+                size,
+                time.perf_counter() - start,
+            )
+            return JSONResponse(result)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _picture(key: str, kind: str, level: str) -> Response:
+        pictures = results.get(key)
+        name = level.removesuffix(".png")
+        if pictures is None or name not in pictures or not level.endswith(".png"):
+            raise HTTPException(404, "no such result (results are kept for the latest studies)")
+        return Response(pictures[name][kind], media_type="image/png")
+
+    @app.get(
+        "/v1/results/{key}/heatmaps/{level}",
+        dependencies=[Depends(authorised)],
+        tags=["prediction"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    def heatmap(key: str, level: str) -> Response:
+        """The Grad-CAM overlay of one disc level (e.g. L4-L5.png) of a result."""
+        return _picture(key, "heatmap", level)
+
+    @app.get(
+        "/v1/results/{key}/images/{level}",
+        dependencies=[Depends(authorised)],
+        tags=["prediction"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}},
+    )
+    def image(key: str, level: str) -> Response:
+        """The axial image (ROI crop) of one disc level of a result."""
+        return _picture(key, "image", level)
+
+    return app
+
+
+def _predict_zip(predictor: Predictor, archive: Path, work: Path, limits: Limits) -> dict[str, Any]:
+    study = work / "study"
+    study.mkdir()
+    safe_extract(archive, study, limits)
+    archive.unlink()
+    return predictor.predict_study(study, None, work=work / "predict")
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def load_token(token_file: Path | None) -> str:
+    """The service token: from `token_file`, else $LUMBAR_SERVE_TOKEN.
+
+    Raises:
+        UserError: neither is given, or the token is shorter than 16 characters.
+    """
+    import os
+
+    if token_file is not None:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError:
+            raise UserError(f"cannot read the token file {Path(token_file).name}") from None
+    else:
+        token = os.environ.get("LUMBAR_SERVE_TOKEN", "").strip()
+    if not token:
+        raise UserError(
+            "the service needs a bearer token: --token-file FILE or $LUMBAR_SERVE_TOKEN "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    if len(token) < 16:
+        raise UserError("the service token must be at least 16 characters")
+    return token
