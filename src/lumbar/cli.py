@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -624,6 +624,13 @@ def label_serve(
             help="Mark cookies Secure; default: when the request came over https.",
         ),
     ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="Run folder of `lumbar train`: show its suggestion per disc (never saved).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the grading web app (every page needs a login; see `label add-user`)."""
     import logging
@@ -635,14 +642,39 @@ def label_serve(
     from lumbar.store import Store
 
     catalog = load_catalog(images)
+    suggestions = _label_suggestions(model, catalog) if model is not None else None
     store = Store(db)
     if not store.users():
         typer.echo("note: no accounts yet; create one: lumbar label add-user NAME --role admin")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     typer.echo(f"FaLa: {len(catalog.patients)} patients; open http://{shown}:{port}/")
-    app_ = create_app(store, catalog, secure_cookies=secure_cookies)
+    app_ = create_app(store, catalog, secure_cookies=secure_cookies, suggestions=suggestions)
     uvicorn.run(app_, host=host, port=port, proxy_headers=True, log_level="info")
+
+
+def _label_suggestions(model: Path, catalog: Any) -> Any:
+    """Load `model` for the grading app and try it on one patient now, not at the first page.
+
+    Raises:
+        UserError: not a loadable run folder, or its model fails on this catalog's images.
+    """
+    from lumbar.predict import Predictor
+    from lumbar.suggest import Suggestions
+
+    suggestions = Suggestions(Predictor.load(model), catalog)
+    first = next(iter(catalog.patients), None)
+    if first is not None:
+        try:
+            suggestions.for_patient(first)
+        except Exception as err:  # a wrong-shaped model, unreadable images: say so at start-up
+            reason = (str(err).splitlines() or [""])[0]
+            raise UserError(
+                f"--model {model}: the model fails on the images of {first}: "
+                f"{type(err).__name__}: {reason}"
+            ) from err
+    typer.echo(f"model suggestions from {model.name} (shown as AI suggestions, never saved)")
+    return suggestions
 
 
 @label_app.command("add-user")

@@ -169,6 +169,30 @@ def store(sqlite_url: str) -> Iterator[object]:
     s.close()
 
 
+class FakeSuggestions:
+    """A model-free stand-in for `lumbar.suggest.Suggestions`: abnormal 87% at every level."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def for_patient(self, patient_id: str) -> dict[str, dict[str, object]]:
+        """The same suggestion for each level of a known patient ({} otherwise)."""
+        self.calls.append(patient_id)
+        if patient_id not in PATIENTS:
+            return {}
+        return {
+            lv.value: {
+                "source": "model",
+                "model": "fake-run",
+                "target": "disc_abnormal",
+                "suggested": "abnormal",
+                "probability": 0.87,
+                "probabilities": {"normal": 0.13, "abnormal": 0.87},
+            }
+            for lv in LEVELS
+        }
+
+
 @pytest.fixture
 def app(store, ingest_dir: Path):  # type: ignore[no-untyped-def]
     """The FastAPI app over the store and the ingest folder."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PASSWORDS, PATIENTS, make_store
+from .conftest import PASSWORDS, PATIENTS, FakeSuggestions, make_store
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -59,14 +59,14 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def server(tmp_path: Path, ingest_dir: Path) -> Iterator[tuple[str, object]]:
-    """The app under uvicorn on a free loopback port, in a thread."""
+    """The app (with fake model suggestions) under uvicorn on a free loopback port, in a thread."""
     import uvicorn
 
     from lumbar.labeler.app import create_app
     from lumbar.labeler.catalog import load_catalog
 
     store = make_store(f"sqlite:///{tmp_path / 'fala.db'}")
-    app = create_app(store, load_catalog(ingest_dir))
+    app = create_app(store, load_catalog(ingest_dir), suggestions=FakeSuggestions())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -126,6 +126,13 @@ def test_grade_a_patient_by_keyboard_reload_second_rater_export(
     page.wait_for_selector(".level.active")
     assert PATIENTS[0] in page.url
     page.wait_for_function("document.querySelector('#pane-main .pane-label').textContent !== ''")
+    badge = page.locator('.level[data-level="L4-L5"] .suggestion')
+    badge.wait_for(state="visible")  # the model's suggestion: marked, with a "not a grade" tooltip
+    text = badge.inner_text()
+    assert "ai suggestion" in text.lower() and "Model: abnormal 87%" in text, text
+    assert "not a grade" in badge.get_attribute("title")
+    badge.click()  # clicking it grades nothing
+    assert page.locator(".grade.on").count() == 0
     for level, grades in PLAN.items():
         for key in _keys(grades):
             page.keyboard.press(key)

@@ -20,13 +20,14 @@ import secrets
 import time
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lumbar.errors import UserError
@@ -62,6 +63,20 @@ SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
 )
+
+
+SUGGESTION_NOTE = (
+    "AI suggestion from the model, not a grade: it is never saved as your grading. "
+    "Grade from the images."
+)
+
+
+class SuggestionSource(Protocol):
+    """Where model suggestions come from: `lumbar.suggest.Suggestions` (or a test double)."""
+
+    def for_patient(self, patient_id: str) -> dict[str, dict[str, Any]]:
+        """{level: {"source": "model", "suggested": class, "probability": p, ...}}."""
+        ...
 
 
 class NotLoggedInError(Exception):
@@ -194,6 +209,7 @@ def create_app(
     secure_cookies: bool | None = None,
     max_body: int = MAX_BODY,
     throttle: LoginThrottle | None = None,
+    suggestions: SuggestionSource | None = None,
 ) -> FastAPI:
     """Build the labeler application.
 
@@ -204,6 +220,9 @@ def create_app(
             a proxy's `X-Forwarded-Proto`, which uvicorn honours with --proxy-headers).
         max_body: largest accepted request body in bytes.
         throttle: failed-login bookkeeping (a fresh one by default).
+        suggestions: model suggestions per disc (`lumbar.suggest.Suggestions`), shown on the
+            patient page as marked, read-only badges; None: no model, no badges. They are
+            served by their own endpoint and never pass through the grading API.
     """
     app = FastAPI(title="FaLa", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -467,6 +486,11 @@ def create_app(
             "gradings": gradings,
             "others": others,
             "next": f"/next?after={quote(patient_id)}",
+            # only where to fetch them: the page loads at once, the model runs in the background
+            "suggestions": (
+                f"/api/patients/{quote(patient_id)}/suggestions" if suggestions else None
+            ),
+            "suggestion_note": SUGGESTION_NOTE,
         }
         return render(
             request,
@@ -500,6 +524,20 @@ def create_app(
         chosen = slot_for(user, slot)
         rows = store.gradings(patient_id=patient_id, slot=chosen)
         return JSONResponse({"gradings": {g.level: _grading_json(g) for g in rows}})
+
+    @app.get("/api/patients/{patient_id}/suggestions")
+    async def api_suggestions(request: Request, patient_id: str) -> Response:
+        """The model's suggestion per level (read-only; 404 when no model is configured)."""
+        require_user(request)
+        patient_or_404(patient_id)
+        if suggestions is None:
+            return JSONResponse({"detail": "no model configured"}, status_code=404)
+        try:  # the model runs in a worker thread, not on the event loop
+            found = await run_in_threadpool(suggestions.for_patient, patient_id)
+        except Exception:
+            log.exception("model suggestions failed for patient %s", patient_id)
+            return JSONResponse({"detail": "model suggestions unavailable"}, status_code=503)
+        return JSONResponse({"suggestions": found, "note": SUGGESTION_NOTE})
 
     @app.put("/api/patients/{patient_id}/gradings/{level}")
     async def api_save(

@@ -448,6 +448,46 @@
     }, 12000);
   }
 
+  // ------------------------------------------------------------------ model suggestions
+  // Advisory only: shown as a badge per level, never written into state.gradings, never sent
+  // by flush(); no key or click copies it into a grade.
+  async function loadSuggestions() {
+    if (!data.suggestions) return;
+    let body = {};
+    try {
+      const res = await fetch(data.suggestions, { credentials: "same-origin" });
+      body = await res.json().catch(() => ({}));
+      if (!res.ok) throw new Error(body.detail || `error ${res.status}`);
+    } catch (err) {
+      body = { error: String(err.message || err) };
+    }
+    data.levels.forEach((lv) => {
+      const card = levelsRoot.querySelector(`.level[data-level="${lv}"]`);
+      if (!card) return;
+      const s = body.suggestions && body.suggestions[lv];
+      const badge = document.createElement("div");
+      badge.className = "suggestion" + (s ? "" : " none");
+      badge.dataset.source = "model";
+      const tag = document.createElement("span");
+      tag.className = "suggestion-tag";
+      tag.textContent = "AI suggestion";
+      const text = document.createElement("span");
+      text.className = "suggestion-text";
+      if (s) {
+        const pct = Math.round(s.probability * 100);
+        text.textContent = `Model: ${s.suggested} ${pct}%`;
+        const all = Object.entries(s.probabilities || {}).map(([c, p]) => `${c} ${Math.round(p * 100)}%`).join(", ");
+        badge.title = `${data.suggestion_note}\nModel ${s.model} (${s.target}): ${all}`;
+      } else {
+        text.textContent = body.error ? "Model: unavailable" : "Model: no axial image";
+        badge.title = body.error ? `Model suggestions unavailable: ${body.error}` : data.suggestion_note;
+      }
+      badge.setAttribute("aria-label", `${text.textContent} (AI suggestion, not a grade)`);
+      badge.append(tag, text);
+      card.querySelector("header").after(badge);
+    });
+  }
+
   window.addEventListener("beforeunload", (e) => {
     if (data.levels.some((lv) => state.inflight[lv] || state.pending[lv])) {
       e.preventDefault();
@@ -519,4 +559,5 @@
   }
   showLevelImage();
   render();
+  loadSuggestions();
 })();
