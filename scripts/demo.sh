@@ -5,16 +5,19 @@ bin=$1
 out=$2
 mkdir -p "$out"
 step() { printf '\n== %s\n' "$*"; }
+# A fixed pseudonym secret makes the demo's pseudonyms, split and metrics the same on every
+# machine. Phantom data only: for real studies let `lumbar ingest` create a secret and keep it.
+export LUMBAR_PSEUDONYM_SECRET=lumbar-demo-phantom-only
 
 step "phantom studies (lumbar synth)"
 synth_args=(--patients 80 --seed 7)  # 80: a test split of 8 patients
 # rerun synth only when its code or arguments changed since the last demo
 stamp=$(cat src/lumbar/synth/*.py <(echo "${synth_args[@]}") | sha256sum | cut -c1-16)
-if [ "$(cat "$out/studies/.demo-stamp" 2>/dev/null)" = "$stamp" ]; then
+if [ "$(cat "$out/.synth-stamp" 2>/dev/null)" = "$stamp" ]; then
   echo "unchanged since the last demo: reusing $out/studies"
 else
   "$bin/lumbar" synth "$out/studies" "${synth_args[@]}" --force
-  echo "$stamp" > "$out/studies/.demo-stamp"
+  echo "$stamp" > "$out/.synth-stamp"  # beside the studies: ingest reads everything in them
 fi
 patients=("$out"/studies/*/)  # a glob, not ls | head: that pipe can fail under pipefail
 first=${patients[0]}
@@ -85,10 +88,16 @@ step "Grad-CAM and prediction on a new study (lumbar explain / predict / export)
 # box), then one study end to end: series classification, Eq. 1-2 selection, ROI, per-disc
 # probabilities and Grad-CAM, ending with a one-page summary.
 "$bin/lumbar" explain "$runs/effnet-finetune" --manifest "$out/dataset-roi/manifest.csv" \
-  --split all --lesions-only --lesions "$out/studies/lesions.csv" --ingest "$out/ingest" \
+  --split test --lesions-only --lesions "$out/studies/lesions.csv" --ingest "$out/ingest" \
   --out "$out/explain" --force
 "$bin/lumbar" export "$runs/effnet-finetune" --onnx "$out/effnet-finetune.onnx"
-"$bin/lumbar" predict "$first" --model "$runs/effnet-finetune" --out "$out/predict"
+# a new patient that no model has seen (another seed)
+"$bin/lumbar" synth "$out/new-study" --patients 1 --seed 2026 --force
+"$bin/lumbar" predict "$out/new-study/patient-0001" --model "$runs/effnet-finetune" \
+  --out "$out/predict"
+grep ',L' "$out/new-study/labels.csv" | cut -d, -f2-3 | tr ',' ' ' \
+  | sed 's/^/  ground truth (disc_state 0 = normal): /'
+
 echo "  explain/            Grad-CAM overlays (lesion box in white), compare.png, pointing game"
 echo "  effnet-finetune.onnx  the model as ONNX (checked against onnxruntime)"
 echo "  predict/summary.html  the predicted study: per-disc states, images and heat maps"
