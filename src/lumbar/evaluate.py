@@ -34,22 +34,9 @@ __all__ = ["compare_runs", "evaluate_run", "plot_confusion", "predict_split", "r
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
-    from lumbar.models import RUN_CONFIG
+    from lumbar.models import read_run_config
 
-    path = Path(run_dir) / RUN_CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(
-            f"{Path(run_dir).name} is not a training run: it has no readable {RUN_CONFIG} "
-            "(make one with `lumbar train --out RUN`)"
-        ) from None
-    if "target" not in config or "manifest" not in config:
-        raise UserError(
-            f"{Path(run_dir).name} was not made by `lumbar train` (its {RUN_CONFIG} has no "
-            "target/manifest); evaluate a train run folder"
-        )
-    return config
+    return read_run_config(run_dir, require=("target", "manifest"), kind="training run")
 
 
 def predict_split(

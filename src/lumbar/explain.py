@@ -363,18 +363,9 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     Raises:
         UserError: the folder is not a run folder.
     """
-    from lumbar.models import RUN_CONFIG
+    from lumbar.models import read_run_config
 
-    path = Path(run_dir) / RUN_CONFIG
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(
-            f"{Path(run_dir).name} is not a run folder (no readable {RUN_CONFIG})"
-        ) from None
-    if not isinstance(data, dict):
-        raise UserError(f"{RUN_CONFIG} of run {Path(run_dir).name} is not a JSON object")
-    return data
+    return read_run_config(run_dir)
 
 
 def load_run(run_dir: Path) -> tuple[Any, dict[str, Any]]:

@@ -31,10 +31,10 @@ from lumbar.models.heads import (
     ClassifierHead,
     build_classifier,
     freeze_backbone,
+    freeze_norm_statistics,
     load_classifier,
     save_checkpoint,
     trainable_parameters,
-    freeze_norm_statistics,
     unfreeze_last,
 )
 from lumbar.models.weights import (
@@ -45,6 +45,7 @@ from lumbar.models.weights import (
     download_imagenet_weights,
     imagenet_weights_available,
     imagenet_weights_path,
+    read_run_config,
     resolve_weights,
 )
 
@@ -71,6 +72,7 @@ __all__ = [
     "imagenet_weights_path",
     "list_backbones",
     "load_classifier",
+    "read_run_config",
     "register_backbone",
     "resolve_weights",
     "save_checkpoint",

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +32,7 @@ from lumbar.models.weights import (
     RUN_CHECKPOINT,
     RUN_CONFIG,
     WeightSource,
+    read_run_config,
     read_weights_file,
     resolve_weights,
 )
@@ -352,14 +352,7 @@ def load_classifier(run_dir: Path) -> Classifier:
             that does not match its config.
     """
     run_dir = Path(run_dir)
-    config_path = run_dir / RUN_CONFIG
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {RUN_CONFIG} of run folder {run_dir.name}: {err}") from None
-    missing = [k for k in ("backbone", "num_classes", "preprocessing") if k not in config]
-    if missing:
-        raise UserError(f"{RUN_CONFIG} of run {run_dir.name} lacks {', '.join(missing)}")
+    config = read_run_config(run_dir, require=("backbone", "num_classes", "preprocessing"))
     source = resolve_weights(config["backbone"], run_dir)
     model = build_classifier(
         config["backbone"],

@@ -60,6 +60,7 @@ __all__ = [
     "imagenet_weights_path",
     "load_state_dict_from_source",
     "load_weights_into",
+    "read_run_config",
     "read_weights_file",
     "resolve_weights",
 ]
@@ -223,14 +224,32 @@ def _sidecar_preprocessing(path: Path, backbone: str) -> Preprocessing | None:
         raise UserError(f"sidecar {sidecar.name} is not a valid preprocessing: {err}") from None
 
 
-def _read_run_config(run_dir: Path) -> dict[str, Any]:
-    config_path = run_dir / RUN_CONFIG
+def read_run_config(
+    run_dir: Path, *, require: tuple[str, ...] = (), kind: str = "run folder"
+) -> dict[str, Any]:
+    """RUN/config.json as a dict: the one reader of a run folder's configuration.
+
+    Args:
+        run_dir: a run folder of `lumbar train` or `lumbar pretrain`.
+        require: keys the caller needs (a config from another version may lack them).
+        kind: what the caller expects the folder to be, for the error message.
+
+    Raises:
+        UserError: no readable config.json, not a JSON object, or a required key missing.
+    """
+    name = Path(run_dir).name
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read {RUN_CONFIG} of run folder {run_dir.name}: {err}") from None
-    if not isinstance(config, dict) or "backbone" not in config:
-        raise UserError(f"{RUN_CONFIG} of run folder {run_dir.name} names no backbone")
+        config = json.loads((Path(run_dir) / RUN_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(
+            f"{name} is not a {kind} (no readable {RUN_CONFIG}; make one with "
+            "`lumbar train --out RUN`)"
+        ) from None
+    if not isinstance(config, dict):
+        raise UserError(f"{RUN_CONFIG} of {name} is not a JSON object")
+    missing = [key for key in require if key not in config]
+    if missing:
+        raise UserError(f"{name} is not a {kind}: its {RUN_CONFIG} lacks {', '.join(missing)}")
     return config
 
 
@@ -265,7 +284,7 @@ def resolve_weights(backbone: str, weights: str | Path) -> WeightSource:
                 f"folder {path.name} is not a run folder: it needs {RUN_CHECKPOINT} and "
                 f"{RUN_CONFIG} (from lumbar train or lumbar pretrain)"
             )
-        config = _read_run_config(path)
+        config = read_run_config(path, require=("backbone",))
         if config["backbone"] != backbone:
             raise UserError(
                 f"run {path.name} trained {config['backbone']}, not {backbone}: "
