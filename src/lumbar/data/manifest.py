@@ -268,16 +268,11 @@ def _check_split_columns(manifest: Manifest) -> None:
             raise manifest.error(
                 bad, f"unknown split name; expected {', '.join(SPLITS)} (or empty)"
             )
-        by_patient: dict[str, set[str]] = defaultdict(set)
-        for row in manifest.rows:
-            if row["split"]:
-                by_patient[row["patient_id"]].add(row["split"])
-        mixed = {p for p, splits in by_patient.items() if len(splits) > 1}
+        rows, mixed = _patients_in_several(manifest, "split")
         if mixed:
-            rows = [i for i, row in enumerate(manifest.rows) if row["patient_id"] in mixed]
             raise manifest.error(
                 rows,
-                f"{len(mixed)} patient(s) appear in more than one split; a patient's images "
+                f"{mixed} patient(s) appear in more than one split; a patient's images "
                 "must all be in one split (run `lumbar dataset split` to redo it)",
             )
     if "fold" in manifest.columns:
@@ -286,14 +281,9 @@ def _check_split_columns(manifest: Manifest) -> None:
         ]
         if bad:
             raise manifest.error(bad, "fold must be a non-negative integer or empty")
-        by_patient_fold: dict[str, set[str]] = defaultdict(set)
-        for row in manifest.rows:
-            if row["fold"]:
-                by_patient_fold[row["patient_id"]].add(row["fold"])
-        mixed = {p for p, folds in by_patient_fold.items() if len(folds) > 1}
+        rows, mixed = _patients_in_several(manifest, "fold")
         if mixed:
-            rows = [i for i, row in enumerate(manifest.rows) if row["patient_id"] in mixed]
-            raise manifest.error(rows, f"{len(mixed)} patient(s) appear in more than one fold")
+            raise manifest.error(rows, f"{mixed} patient(s) appear in more than one fold")
 
 
 def _check_duplicates(manifest: Manifest) -> None:
@@ -370,3 +360,14 @@ def relative_image_path(image: Path, folder: Path) -> str:
     """`image` relative to `folder` with forward slashes (manifests are portable across OSes)."""
     rel = os.path.relpath(Path(image).absolute(), Path(folder).absolute())
     return Path(rel).as_posix()
+
+
+def _patients_in_several(manifest: Manifest, column: str) -> tuple[list[int], int]:
+    """Rows of patients whose non-empty `column` values differ, and how many such patients."""
+    values: dict[str, set[str]] = defaultdict(set)
+    for row in manifest.rows:
+        if row[column]:
+            values[row["patient_id"]].add(row[column])
+    mixed = {patient for patient, seen in values.items() if len(seen) > 1}
+    rows = [i for i, row in enumerate(manifest.rows) if row["patient_id"] in mixed]
+    return rows, len(mixed)
