@@ -1,0 +1,463 @@
+"""`lumbar pretrain unlabeled`: the paper's Procedure 3, a backbone trained on unlabelled MRI.
+
+The paper pretrains on 209,083 unlabelled MRI images (Dataset B) without saying how a network
+learns from images without labels. `lumbar` uses an established self-supervised method and
+says which: **SimCLR** (Chen, Kornblith, Norouzi & Hinton, ICML 2020). Two random views of each
+image go through the backbone and a projection MLP; the NT-Xent loss pulls the two views of an
+image together and pushes the other 2N-2 images of the batch away. After training the
+projection MLP is discarded and the backbone's trunk is the result.
+
+Choices and hyperparameters (all recorded in RUN/config.json under "pretrain"):
+    views         `lumbar.pretrain.dataset.SimCLRAugmentation`: random resized crop (area
+                  0.35-1), horizontal and vertical flips, rotation +-10 degrees, brightness /
+                  contrast / gamma (p 0.8), Gaussian blur (p 0.5), Gaussian noise (p 0.5); no
+                  colour jitter or grayscale conversion (MRI is gray).
+    projection    Linear(feature_dim, 512) - BatchNorm - ReLU - Linear(512, 128), on the
+                  globally average-pooled trunk features (SimCLR v2's MLP, 2 layers).
+    loss          NT-Xent at temperature 0.2 (0.1-0.5 work for batches of 64-256; lower
+                  suits small batches less).
+    optimiser     Adam, lr 1e-3, weight decay 1e-6, linear warm-up over the first 10% of the
+                  epochs, then cosine decay to 0 (SimCLR uses LARS for batches of 4096; Adam is
+                  the usual choice at the batch sizes of one or a few GPUs or a CPU).
+    batch         128 images (256 views); under torchrun the embeddings of all processes are
+                  gathered, so every image has 2N-2 negatives from the global batch.
+    checkpoint    the last epoch (contrastive pretraining has no validation loss to select on),
+                  with BatchNorm statistics recomputed over up to 1024 un-augmented images
+                  (`bn_recalibration`), as frozen transfer runs BatchNorm on them.
+
+Files stream from the folder tree (`lumbar.pretrain.files.scan_images`), decoded by DataLoader
+workers; unreadable files are skipped, counted and reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lumbar.errors import UserError
+from lumbar.files import atomic_path
+from lumbar.models import create_backbone, get_backbone_spec, list_backbones
+from lumbar.pretrain.dataset import (
+    ImageFileDataset,
+    SimCLRAugmentation,
+    StreamSampler,
+    make_stream_loader,
+    plain_batches,
+)
+from lumbar.pretrain.distributed import (
+    dummy_batch,
+    gather_rows,
+    merge_unreadable,
+)
+from lumbar.pretrain.files import scan_images
+from lumbar.pretrain.runfolder import (
+    CURVE,
+    LAST_STATE,
+    METRICS_FILE,
+    PretrainResult,
+    StepProgress,
+    Throughput,
+    load_history,
+    open_run,
+    recalibrate_batchnorm,
+    save_trunk,
+    say_unreadable,
+    weight_source,
+    write_history,
+    write_json,
+)
+from lumbar.train import _all_reduce, _autocast, _init_distributed, _pick_device
+
+__all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabeled"]
+
+KIND = "unlabeled"
+METHODS = ("simclr",)
+HISTORY_FIELDS = ("epoch", "loss", "contrastive_accuracy", "lr", "images_per_s", "seconds")
+
+
+@dataclass
+class SSLPretrainConfig:
+    """Settings of a self-supervised run on unlabelled images (see the module docstring).
+
+    Attributes:
+        data: folders of images and/or DICOM files, nested to any depth.
+        backbone: registry name (`lumbar models`).
+        method: "simclr".
+        epochs, batch_size, lr, weight_decay: the optimisation (batch = images, 2 views each).
+        warmup_epochs: linear warm-up; None = 10% of the epochs.
+        temperature: NT-Xent temperature.
+        projection_hidden, projection_dim: the projection MLP (discarded after training).
+        input_size: square input side; None keeps the backbone's (224).
+        weights: starting weights ("scratch"; a run folder continues from other pretraining).
+        augmentation: overrides of `SimCLRAugmentation` fields, e.g. {"crop_scale": [0.2, 1]}.
+        max_images: train on a stable hashed subset of at most this many files.
+        seed, workers, threads, device, precision: as in `lumbar train`.
+        bn_recalibration: after training, recompute the trunk's BatchNorm statistics over this
+            many un-augmented images (0: keep the running averages of the augmented views);
+            see `lumbar.pretrain.runfolder.recalibrate_batchnorm`.
+    """
+
+    data: list[str]
+    backbone: str = "vgg16"
+    method: str = "simclr"
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    warmup_epochs: int | None = None
+    temperature: float = 0.2
+    projection_hidden: int = 512
+    projection_dim: int = 128
+    input_size: int | None = None
+    weights: str = "scratch"
+    augmentation: dict[str, Any] = field(default_factory=dict)
+    max_images: int | None = None
+    seed: int = 0
+    workers: int = 2
+    threads: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    bn_recalibration: int = 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> SSLPretrainConfig:
+        """Check every field; raise a one-line UserError naming a bad value."""
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        checks = [
+            (bool(self.data), "give at least one --data folder"),
+            (self.backbone in list_backbones(),
+             f"unknown backbone {self.backbone!r}; choose one of {', '.join(list_backbones())}"),
+            (self.method in METHODS,
+             f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}"),
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"--batch-size must be at least 2 (negatives), got "
+                                   f"{self.batch_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}"),
+            (self.weight_decay >= 0, f"weight_decay must be 0 or more, got {self.weight_decay}"),
+            (self.warmup_epochs is None or self.warmup_epochs >= 0,
+             f"warmup_epochs must be 0 or more, got {self.warmup_epochs}"),
+            (self.temperature > 0, f"--temperature must be positive, got {self.temperature}"),
+            (self.projection_hidden >= 1 and self.projection_dim >= 1,
+             "projection_hidden and projection_dim must be at least 1"),
+            (self.input_size is None or self.input_size >= 16,
+             f"--input-size must be at least 16 pixels, got {self.input_size}"),
+            (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
+            (self.precision in ("auto", "fp32", "bf16"),
+             f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
+            (self.max_images is None or self.max_images >= 2,
+             f"--max-images must be at least 2, got {self.max_images}"),
+            (self.bn_recalibration >= 0,
+             f"bn_recalibration must be 0 or more images, got {self.bn_recalibration}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        self.views()
+        return self
+
+    def views(self) -> SimCLRAugmentation:
+        """The view augmentation, with this config's overrides."""
+        known = set(SimCLRAugmentation.__dataclass_fields__)
+        unknown = sorted(set(self.augmentation) - known)
+        if unknown:
+            raise UserError(
+                f"unknown augmentation setting(s) {', '.join(unknown)}; known: "
+                f"{', '.join(sorted(known))}"
+            )
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in self.augmentation.items()}
+        try:
+            return SimCLRAugmentation(**values)
+        except (ValueError, TypeError) as err:
+            raise UserError(f"augmentation: {err}") from None
+
+    def warmup(self) -> int:
+        """Warm-up epochs (10% of the run unless set)."""
+        return self.epochs // 10 if self.warmup_epochs is None else self.warmup_epochs
+
+
+class SimCLRModel(nn.Module):
+    """A backbone trunk, global average pooling, and SimCLR's projection MLP."""
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, hidden: int, out: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.projector = nn.Sequential(
+            nn.Linear(feature_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.encoder.forward_features(x)
+        return self.projector(torch.flatten(F.adaptive_avg_pool2d(features, 1), 1))
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, float]:
+    """SimCLR's NT-Xent loss of paired embeddings (N, d), and the share of views whose most
+    similar other view is their partner (the "contrastive accuracy", a training diagnostic)."""
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    similarity = z @ z.T / temperature
+    self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    similarity = similarity.masked_fill(self_mask, float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    loss = F.cross_entropy(similarity, targets)
+    accuracy = float((similarity.argmax(1) == targets).float().mean())
+    return loss, accuracy
+
+
+def _lr_at(cfg: SSLPretrainConfig, progress: float) -> float:
+    """Learning rate at `progress` epochs: linear warm-up, then cosine decay to 0."""
+    warmup = cfg.warmup()
+    if warmup > 0 and progress < warmup:
+        return cfg.lr * (progress + 1e-3) / warmup
+    span = max(cfg.epochs - warmup, 1e-9)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min((progress - warmup) / span, 1.0)))
+
+
+def pretrain_unlabeled(
+    config: SSLPretrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> PretrainResult:
+    """Self-supervised pretraining of `config.backbone` on unlabelled images (SimCLR).
+
+    Args:
+        config: the run's settings.
+        run_dir: the run folder (empty or absent, unless `resume`).
+        resume: continue from RUN/last.pt (the saved config wins; a larger epochs extends it).
+        progress: show progress bars with images/s (main process only).
+        log: receives one-line notes and warnings.
+
+    Returns:
+        A `PretrainResult`; RUN/checkpoint.pt holds the trunk after the last epoch.
+
+    Raises:
+        UserError: bad settings or data (one line).
+    """
+    started = time.perf_counter()
+    say = log or (lambda line: None)
+    run_dir = Path(run_dir)
+    dist = _init_distributed()
+    config, state = open_run(run_dir, config, resume, KIND)
+    cfg = config.resolved()
+    views = cfg.views()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    files = scan_images(cfg.data, max_images=cfg.max_images, seed=cfg.seed)
+    if len(files) < 2:
+        raise UserError(f"found {len(files)} image; contrastive learning needs at least 2")
+    source = weight_source(cfg.backbone, cfg.weights, cfg.input_size)
+    preprocessing = source.preprocessing
+    device = _pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    encoder = create_backbone(cfg.backbone, source, num_classes=0)
+    feature_dim = get_backbone_spec(cfg.backbone).feature_dim
+    model = SimCLRModel(encoder, feature_dim, cfg.projection_hidden, cfg.projection_dim)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    dataset = ImageFileDataset(files.paths, preprocessing, views=views, seed=cfg.seed)
+
+    run_config = {
+        "backbone": cfg.backbone,
+        "preprocessing": preprocessing.to_dict(),
+        "weights": source.to_config(),
+        "pretrain": {
+            "kind": KIND,
+            "method": cfg.method,
+            "procedure": 3,
+            "config": asdict(cfg),
+            "hyperparameters": {
+                "method": "SimCLR (Chen et al. 2020), NT-Xent loss",
+                "temperature": cfg.temperature,
+                "projection": f"Linear({feature_dim}, {cfg.projection_hidden})-BN-ReLU-"
+                f"Linear({cfg.projection_hidden}, {cfg.projection_dim}), discarded",
+                "optimizer": "adam", "lr": cfg.lr, "weight_decay": cfg.weight_decay,
+                "schedule": f"linear warm-up {cfg.warmup()} epochs, cosine decay to 0",
+                "batch_size": cfg.batch_size, "epochs": cfg.epochs,
+                "views": views.to_dict(),
+                "checkpoint": "last epoch",
+                "batchnorm": f"statistics recomputed over {cfg.bn_recalibration} un-augmented "
+                "images with the final weights" if cfg.bn_recalibration else "running",
+            },
+        },
+        "data": {"images": len(files), "roots": files.roots},
+        "world_size": dist.world,
+    }  # fmt: skip
+
+    history: list[dict[str, float]] = []
+    first_epoch = 0
+    bad: set[int] = set()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        first_epoch = int(state["epoch"])
+        known = set(state.get("unreadable", []))
+        bad = {i for i, path in enumerate(files.paths) if path in known}
+        history = load_history(run_dir)[:first_epoch]
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", run_config)
+
+    net: nn.Module = model
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device])
+    bar = StepProgress(progress and dist.main)
+    try:
+        epoch_task = bar.task(f"pretraining ({cfg.method})", cfg.epochs, first_epoch)
+        for epoch in range(first_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            active = np.array([i for i in range(len(files)) if i not in bad], dtype=np.int64)
+            sampler = StreamSampler(
+                active, cfg.batch_size, epoch=epoch, seed=cfg.seed, drop_last=True,
+                rank=dist.rank, world=dist.world,
+            )  # fmt: skip
+            steps = len(sampler)
+            step_task = bar.task(f"epoch {epoch + 1}/{cfg.epochs}", steps)
+            meter = Throughput()
+            loss_sum = acc_sum = counted = 0.0
+            lr = cfg.lr
+            for step, batch in enumerate(make_stream_loader(dataset, sampler, cfg.workers)):
+                bad.update(batch.failed)
+                images = batch.images
+                n_local = len(batch.indices)
+                n_global = n_local
+                if dist.active:
+                    n_global = int(_all_reduce(torch.tensor([n_local]), dist, device)[0])
+                if n_global < 2:  # nothing to contrast (all files of the batch unreadable)
+                    bar.update(step_task)
+                    continue
+                lr = _lr_at(cfg, epoch + step / max(steps, 1))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if n_local == 0:  # keep this process in DDP's exchange; its rows are dropped
+                    x = dummy_batch(preprocessing).repeat(2, 1, 1, 1)
+                else:
+                    x = torch.cat([images[:, 0], images[:, 1]])
+                with _autocast(cfg.precision, device):
+                    z = net(x.to(device)).float()
+                if n_local == 0:
+                    z1 = z2 = z[:0]
+                    keep = z.sum() * 0.0  # gradient path for DDP, no contribution
+                else:
+                    z1, z2, keep = z[:n_local], z[n_local:], 0.0
+                if dist.active:
+                    z1, z2 = gather_rows(z1), gather_rows(z2)
+                loss, accuracy = nt_xent(z1, z2, cfg.temperature)
+                loss = loss + keep
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach()) * n_global
+                acc_sum += accuracy * n_global
+                counted += n_global
+                meter.add(n_global)
+                bar.update(step_task, info=f"loss {loss_sum / counted:.4f} "
+                           f"{meter.rate:.1f} img/s")  # fmt: skip
+            bar.hide(step_task)
+            bad = merge_unreadable(bad, dist)
+            if counted == 0:
+                raise UserError("no batch of two readable images in an epoch; check --data")
+            row = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / counted,
+                "contrastive_accuracy": acc_sum / counted,
+                "lr": lr,
+                "images_per_s": meter.images / max(time.perf_counter() - t0, 1e-9),
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            if dist.main:
+                save_trunk(run_dir, model.encoder, epoch=epoch + 1, loss=row["loss"])
+                with atomic_path(run_dir / LAST_STATE) as tmp:
+                    torch.save(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "rng": torch.get_rng_state(),
+                            "epoch": epoch + 1,
+                            "unreadable": sorted(files.paths[i] for i in bad),
+                        },
+                        tmp,
+                    )
+                write_history(run_dir, history, HISTORY_FIELDS)
+            bar.update(epoch_task, info=f"loss {row['loss']:.4f} "
+                       f"acc {row['contrastive_accuracy']:.3f} "
+                       f"{row['images_per_s']:.1f} img/s")  # fmt: skip
+    finally:
+        bar.close()
+
+    say_unreadable(say, len(bad), len(files))
+    if dist.main and cfg.bn_recalibration and history:
+        plain = ImageFileDataset(files.paths, preprocessing, seed=cfg.seed)
+        usable = np.array([i for i in range(len(files)) if i not in bad], dtype=np.int64)
+        chosen = np.random.default_rng([cfg.seed, 7]).permutation(usable)[: cfg.bn_recalibration]
+        count = recalibrate_batchnorm(
+            model.encoder.forward_features, model.encoder,
+            plain_batches(plain, chosen, cfg.batch_size, cfg.workers, device),
+        )  # fmt: skip
+        last_row = history[-1]
+        save_trunk(run_dir, model.encoder, epoch=int(last_row["epoch"]), loss=last_row["loss"],
+                   bn_recalibrated=count)  # fmt: skip
+    if dist.main:
+        plot_ssl_curve(history, run_dir / CURVE)
+        last = history[-1]
+        write_json(
+            run_dir / METRICS_FILE,
+            {
+                "best_epoch": int(last["epoch"]),
+                "final_loss": last["loss"],
+                "contrastive_accuracy": last["contrastive_accuracy"],
+                "images": len(files),
+                "unreadable": len(bad),
+                "seconds": time.perf_counter() - started,
+            },
+        )
+    if dist.active:
+        import torch.distributed as torch_dist
+
+        torch_dist.barrier()
+    return PretrainResult(
+        run_dir, history, len(history), time.perf_counter() - started, len(files) - len(bad)
+    )
+
+
+def plot_ssl_curve(history: list[dict[str, float]], out: Path) -> Path:
+    """Contrastive loss and accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["loss"] for r in history])
+    ax_loss.set_title("NT-Xent loss")
+    ax_acc.plot(epochs, [r["contrastive_accuracy"] for r in history])
+    ax_acc.set_title("contrastive accuracy (partner view ranked first)")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return out

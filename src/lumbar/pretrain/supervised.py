@@ -1,0 +1,453 @@
+"""`lumbar pretrain supervised`: the paper's Procedure 2, a backbone trained on a labelled source.
+
+Al-kubaisi & Khamiss train each backbone from scratch on Dataset A (16,441 brain-tumour MRI from
+six public collections, grouped into normal and abnormal), then transfer it to the lumbar disc
+task. Here the source is any set of class folders (`lumbar.pretrain.files.scan_labelled`), with
+a YAML class map for the grouping. Paper defaults: 85/15 train/validation split, Adam at
+lr 1e-5, batch 64, 100 epochs, the paper's augmentation, and the weights with the lowest
+validation loss are kept, with their BatchNorm statistics recomputed over up to 1024
+un-augmented training images (`bn_recalibration`; frozen transfer runs BatchNorm on them).
+
+The split is made per file by a hash of its class folder and path inside it, mixed with the
+seed: no list is held in memory beyond the paths, and adding files leaves earlier files on
+their side. Files are decoded by DataLoader workers on the fly (`lumbar.pretrain.dataset`).
+Under `torchrun` each process takes its share of every global batch (DDP, gloo on CPU, nccl
+on GPUs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from lumbar.data.augment import parse_augmentation
+from lumbar.errors import UserError
+from lumbar.files import atomic_path
+from lumbar.models import RUN_CHECKPOINT, build_classifier, list_backbones
+from lumbar.pretrain.dataset import (
+    ImageFileDataset,
+    StreamSampler,
+    make_stream_loader,
+    plain_batches,
+)
+from lumbar.pretrain.distributed import all_gather_objects, dummy_batch, merge_unreadable
+from lumbar.pretrain.files import hash_fraction, scan_labelled
+from lumbar.pretrain.runfolder import (
+    CURVE,
+    LAST_STATE,
+    METRICS_FILE,
+    PretrainResult,
+    StepProgress,
+    Throughput,
+    load_history,
+    open_run,
+    recalibrate_batchnorm,
+    save_trunk,
+    say_unreadable,
+    weight_source,
+    write_history,
+    write_json,
+)
+from lumbar.train import _all_reduce, _autocast, _init_distributed, _pick_device
+
+__all__ = ["SupervisedPretrainConfig", "pretrain_supervised", "split_files"]
+
+KIND = "supervised"
+HISTORY_FIELDS = (
+    "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_f1", "lr",
+    "images_per_s", "seconds",
+)  # fmt: skip
+
+
+@dataclass
+class SupervisedPretrainConfig:
+    """Settings of a supervised source run; defaults are the paper's (Procedure 2).
+
+    Attributes:
+        data: roots of class folders (merged by folder name).
+        backbone: registry name (`lumbar models`).
+        classes: YAML folder -> class map; None: ROOT/classes.yaml if present, else each folder
+            is its own class.
+        val_fraction: share of files held out for validation (the paper's 15%).
+        lr, batch_size, epochs: Adam learning rate, global batch, epochs.
+        input_size: square input side; None keeps the backbone's (224).
+        weights: starting weights; the paper trains from "scratch".
+        augmentation: `lumbar.data.augment.parse_augmentation` spelling ("paper", "none", ...).
+        class_weights: weight the loss by inverse class frequency (e.g. 3 tumour folders : 1).
+        hidden, dropout: the classifier head during pretraining (discarded on transfer).
+        seed, workers, threads, device, precision, max_images: as in `lumbar train`;
+            max_images keeps a stable hashed subset (quick runs).
+        bn_recalibration: after training, recompute the kept weights' BatchNorm statistics
+            over this many un-augmented training images (0: keep the running averages); see
+            `lumbar.pretrain.runfolder.recalibrate_batchnorm`.
+    """
+
+    data: list[str]
+    backbone: str = "vgg16"
+    classes: str | None = None
+    val_fraction: float = 0.15
+    lr: float = 1e-5
+    batch_size: int = 64
+    epochs: int = 100
+    input_size: int | None = None
+    weights: str = "scratch"
+    augmentation: str = "paper"
+    class_weights: bool = True
+    hidden: int = 256
+    dropout: float = 0.2
+    seed: int = 0
+    workers: int = 2
+    threads: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+    max_images: int | None = None
+    bn_recalibration: int = 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def resolved(self) -> SupervisedPretrainConfig:
+        """Check every field; raise a one-line UserError naming a bad value."""
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        checks = [
+            (bool(self.data), "give at least one --data folder"),
+            (self.backbone in list_backbones(),
+             f"unknown backbone {self.backbone!r}; choose one of {', '.join(list_backbones())}"),
+            (0.0 < self.val_fraction < 1.0,
+             f"val_fraction must be between 0 and 1, got {self.val_fraction}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (self.input_size is None or self.input_size >= 16,
+             f"--input-size must be at least 16 pixels, got {self.input_size}"),
+            (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
+            (self.precision in ("auto", "fp32", "bf16"),
+             f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
+            (self.max_images is None or self.max_images >= 2,
+             f"--max-images must be at least 2, got {self.max_images}"),
+            (self.bn_recalibration >= 0,
+             f"bn_recalibration must be 0 or more images, got {self.bn_recalibration}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+        try:
+            parse_augmentation(self.augmentation)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        return self
+
+
+def split_files(keys: list[str], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the train and validation files: a file is in validation when the hash of its
+    key (class folder / path) and the seed falls below `val_fraction` (stable as files are added).
+    """
+    is_val = np.array([hash_fraction(key, seed) < val_fraction for key in keys], dtype=bool)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def _inverse_frequency(counts: list[int]) -> torch.Tensor:
+    """n / (C x n_c) per class present (scikit-learn's "balanced"), 0 for an absent class."""
+    from lumbar.train import _class_weights
+
+    return _class_weights(np.asarray(counts))
+
+
+def pretrain_supervised(
+    config: SupervisedPretrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> PretrainResult:
+    """Train `config.backbone` on labelled class folders and write a pretraining run folder.
+
+    Args:
+        config: the run's settings.
+        run_dir: the run folder (empty or absent, unless `resume`).
+        resume: continue from RUN/last.pt (the saved config wins; a larger epochs extends it).
+        progress: show progress bars with images/s (main process only).
+        log: receives one-line notes and warnings.
+
+    Returns:
+        A `PretrainResult`; RUN/checkpoint.pt holds the trunk with the lowest validation loss.
+
+    Raises:
+        UserError: bad settings or data (one line).
+    """
+    started = time.perf_counter()
+    say = log or (lambda line: None)
+    run_dir = Path(run_dir)
+    dist = _init_distributed()
+    config, state = open_run(run_dir, config, resume, KIND)
+    cfg = config.resolved()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    files = scan_labelled(cfg.data, cfg.classes)
+    for warning in files.warnings:
+        say(f"warning: {warning}")
+    train_idx, val_idx = split_files(files.keys, cfg.val_fraction, cfg.seed)
+    if cfg.max_images is not None:
+        keep = {i for i in np.argsort([hash_fraction(k, cfg.seed + 1) for k in files.keys])[
+            : cfg.max_images
+        ]}  # fmt: skip
+        train_idx = np.array([i for i in train_idx if i in keep], dtype=np.int64)
+        val_idx = np.array([i for i in val_idx if i in keep], dtype=np.int64)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise UserError(
+            f"{len(files)} images are too few for a {cfg.val_fraction:.0%} validation split "
+            f"({len(train_idx)} train, {len(val_idx)} validation); add images"
+        )
+    labels = np.asarray(files.labels, dtype=np.int64)
+    train_counts = np.bincount(labels[train_idx], minlength=len(files.class_names)).tolist()
+    if sum(1 for n in train_counts if n) < 2:
+        raise UserError("the training split holds a single class; add images of the others")
+
+    source = weight_source(cfg.backbone, cfg.weights, cfg.input_size)
+    device = _pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(
+        cfg.backbone, len(files.class_names), source, hidden=cfg.hidden, dropout=cfg.dropout
+    ).to(device)
+    weights = _inverse_frequency(train_counts) if cfg.class_weights else torch.ones(len(
+        files.class_names))  # fmt: skip
+    preprocessing = source.preprocessing
+    augmentation = parse_augmentation(cfg.augmentation)
+    train_set = ImageFileDataset(
+        files.paths, preprocessing, labels=labels, augmentation=augmentation, seed=cfg.seed
+    )
+    val_set = ImageFileDataset(files.paths, preprocessing, labels=labels, seed=cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    run_config = {
+        "backbone": cfg.backbone,
+        "preprocessing": preprocessing.to_dict(),
+        "weights": source.to_config(),
+        "class_names": files.class_names,
+        "pretrain": {
+            "kind": KIND,
+            "method": "supervised",
+            "procedure": 2,
+            "config": asdict(cfg),
+            "hyperparameters": {
+                "optimizer": "adam", "lr": cfg.lr, "batch_size": cfg.batch_size,
+                "epochs": cfg.epochs, "loss": "cross-entropy" + (
+                    " (inverse-frequency class weights)" if cfg.class_weights else ""),
+                "augmentation": repr(augmentation), "head": {"hidden": cfg.hidden,
+                                                             "dropout": cfg.dropout},
+                "checkpoint": "lowest validation loss",
+                "batchnorm": f"statistics recomputed over {cfg.bn_recalibration} un-augmented "
+                "training images with the kept weights" if cfg.bn_recalibration else "running",
+            },
+        },
+        "data": {
+            "images": len(files),
+            "train_images": len(train_idx),
+            "val_images": len(val_idx),
+            "folders": files.folder_counts,
+            "class_counts": files.class_counts(),
+            "class_weights": [round(float(w), 6) for w in weights],
+        },
+        "world_size": dist.world,
+    }  # fmt: skip
+
+    history: list[dict[str, float]] = []
+    best_val_loss, best_epoch, first_epoch = math.inf, 0, 0
+    bad: set[int] = set()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"])
+        best_val_loss, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
+        first_epoch = int(state["epoch"])
+        bad = {files.paths.index(p) for p in state.get("unreadable", []) if p in files.paths}
+        history = load_history(run_dir)[:first_epoch]
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", run_config)
+
+    net: torch.nn.Module = model
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device])
+    device_weights = weights.to(device)
+    bar = StepProgress(progress and dist.main)
+    try:
+        epoch_task = bar.task("pretraining (supervised)", cfg.epochs, first_epoch)
+        for epoch in range(first_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            active = np.array([i for i in train_idx if i not in bad], dtype=np.int64)
+            sampler = StreamSampler(
+                active, cfg.batch_size, epoch=epoch, seed=cfg.seed, rank=dist.rank, world=dist.world
+            )
+            loader = make_stream_loader(train_set, sampler, cfg.workers)
+            step_task = bar.task(f"epoch {epoch + 1}/{cfg.epochs}", len(sampler))
+            meter = Throughput()
+            loss_sum = correct = seen = 0.0
+            for batch in loader:
+                bad.update(batch.failed)
+                x, y, w_scale = batch.images, batch.labels, 1.0
+                if len(y) == 0:
+                    if not dist.active:
+                        bar.update(step_task)
+                        continue
+                    x, y, w_scale = (
+                        dummy_batch(preprocessing),
+                        torch.zeros(1, dtype=torch.int64),
+                        0.0,
+                    )
+                x, y = x.to(device), y.to(device)
+                with _autocast(cfg.precision, device):
+                    logits = net(x).float()
+                per_image = (
+                    F.cross_entropy(logits, y, reduction="none") * device_weights[y] * w_scale
+                )
+                norm = _all_reduce(per_image.detach().new_tensor(
+                    [float((device_weights[y] * w_scale).sum())]), dist, device)  # fmt: skip
+                loss = per_image.sum() / norm.clamp_min(1e-12) * dist.world
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(per_image.sum().detach())
+                correct += float(((logits.argmax(1) == y).float() * w_scale).sum())
+                seen += float((device_weights[y] * w_scale).sum())
+                meter.add(int(len(y) * w_scale) * dist.world)
+                bar.update(step_task, info=f"loss {loss_sum / max(seen, 1e-12):.4f} "
+                           f"{meter.rate:.1f} img/s")  # fmt: skip
+            bar.hide(step_task)
+            totals = _all_reduce(
+                torch.tensor([loss_sum, correct, seen, meter.images]), dist, device
+            )
+            val_loss, val_metrics = _validate(
+                model, val_set, val_idx, bad, cfg, device_weights, dist, device, epoch
+            )
+            bad = merge_unreadable(bad, dist)
+            n_train = max(len(active) - len(bad & set(active.tolist())), 1)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": float(totals[0] / max(float(totals[2]), 1e-12)),
+                "train_accuracy": float(totals[1]) / n_train,
+                "val_loss": val_loss,
+                "val_accuracy": float(val_metrics["accuracy"]),
+                "val_f1": float(val_metrics["f1"]),
+                "lr": cfg.lr,
+                "images_per_s": float(totals[3]) / max(time.perf_counter() - t0, 1e-9),
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            improved = val_loss < best_val_loss
+            if improved:
+                best_val_loss, best_epoch = val_loss, epoch + 1
+            if dist.main:
+                if improved:
+                    save_trunk(run_dir, model.backbone, head=model.head.state_dict(),
+                               epoch=epoch + 1, val_loss=val_loss)  # fmt: skip
+                with atomic_path(run_dir / LAST_STATE) as tmp:
+                    torch.save(
+                        {
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "rng": torch.get_rng_state(),
+                            "epoch": epoch + 1,
+                            "best_val_loss": best_val_loss,
+                            "best_epoch": best_epoch,
+                            "unreadable": sorted(files.paths[i] for i in bad),
+                        },
+                        tmp,
+                    )
+                write_history(run_dir, history, HISTORY_FIELDS)
+            bar.update(epoch_task, info=f"loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
+                       f"val_f1 {row['val_f1']:.3f} {row['images_per_s']:.1f} img/s")  # fmt: skip
+    finally:
+        bar.close()
+
+    say_unreadable(say, len(bad), len(files))
+    if dist.main and cfg.bn_recalibration and best_epoch:
+        checkpoint = torch.load(run_dir / RUN_CHECKPOINT, map_location="cpu", weights_only=True)
+        trunk = {k[len("backbone.") :]: v for k, v in checkpoint.pop("model").items()}
+        model.backbone.load_state_dict(trunk)
+        usable = np.array([i for i in train_idx if i not in bad], dtype=np.int64)
+        chosen = np.random.default_rng([cfg.seed, 7]).permutation(usable)[: cfg.bn_recalibration]
+        count = recalibrate_batchnorm(
+            model.backbone.forward_features, model.backbone,
+            plain_batches(val_set, chosen, cfg.batch_size, cfg.workers, device),
+        )  # fmt: skip
+        save_trunk(run_dir, model.backbone, **{**checkpoint, "bn_recalibrated": count})
+    if dist.main:
+        from lumbar.train import plot_learning_curve
+
+        plot_learning_curve(history, run_dir / CURVE, best_epoch)
+        best = history[best_epoch - 1] if best_epoch else {}
+        write_json(
+            run_dir / METRICS_FILE,
+            {
+                "best_epoch": best_epoch,
+                "best_val_loss": best_val_loss,
+                "val": {k: best[k] for k in ("val_loss", "val_accuracy", "val_f1") if k in best},
+                "images": len(files),
+                "unreadable": len(bad),
+                "seconds": time.perf_counter() - started,
+            },
+        )
+        say(f"kept epoch {best_epoch} (validation loss {best_val_loss:.4f})")
+    if dist.active:
+        import torch.distributed as torch_dist
+
+        torch_dist.barrier()
+    return PretrainResult(
+        run_dir, history, best_epoch, time.perf_counter() - started, len(files) - len(bad)
+    )
+
+
+def _validate(
+    model: torch.nn.Module,
+    dataset: ImageFileDataset,
+    val_idx: np.ndarray,
+    bad: set[int],
+    cfg: SupervisedPretrainConfig,
+    weights: torch.Tensor,
+    dist: Any,
+    device: torch.device,
+    epoch: int,
+) -> tuple[float, dict[str, Any]]:
+    """Weighted validation loss and metrics; each process scores its share, then all combine."""
+    from lumbar.metrics import classification_metrics
+
+    model.eval()
+    active = np.array([i for i in val_idx if i not in bad], dtype=np.int64)
+    sampler = StreamSampler(
+        active, max(cfg.batch_size, 64), epoch=epoch, seed=cfg.seed, shuffle=False,
+        rank=dist.rank, world=dist.world,
+    )  # fmt: skip
+    labels: list[int] = []
+    probs: list[np.ndarray] = []
+    with torch.no_grad():
+        for batch in make_stream_loader(dataset, sampler, cfg.workers):
+            bad.update(batch.failed)
+            if len(batch.labels) == 0:
+                continue
+            with _autocast(cfg.precision, device):
+                logits = model(batch.images.to(device)).float().cpu()
+            labels.extend(batch.labels.tolist())
+            probs.append(torch.softmax(logits, 1).numpy())
+    num_classes = int(weights.shape[0])
+    mine = (labels, np.concatenate(probs) if probs else np.zeros((0, num_classes)))
+    parts = all_gather_objects(mine) if dist.active else [mine]
+    y = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
+    p = np.concatenate([p[1] for p in parts])
+    if len(y) == 0:
+        raise UserError("no validation image could be read; check the --data folders")
+    w = weights.cpu().numpy()[y]
+    nll = -np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))
+    loss = float((nll * w).sum() / max(w.sum(), 1e-12))
+    return loss, classification_metrics(y, p)
