@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -73,9 +73,11 @@ from lumbar.models import (
 
 __all__ = [
     "LAST_STATE",
+    "PrefixCache",
     "TrainConfig",
     "TrainResult",
     "compute_prefix",
+    "extend_prefix",
     "load_config_file",
     "plot_learning_curve",
     "read_history",
@@ -411,6 +413,69 @@ def compute_prefix(
     return cache
 
 
+@torch.no_grad()
+def extend_prefix(
+    model: Classifier,
+    base: torch.Tensor,
+    start: int,
+    stop: int,
+    *,
+    batch_size: int,
+    channels_last: bool,
+    precision: str,
+    pool: nn.Module | None = None,
+    device: torch.device = CPU,
+) -> torch.Tensor:
+    """`compute_prefix` up to `stop` from a cache `base` of stages 0..start-1 (same images).
+
+    Runs stages `start`..`stop - 1` (and `pool`) on every cached tensor, in the batches
+    `compute_prefix` uses, so a deeper prefix is derived from a shallower one without decoding
+    or recomputing the first stages (a frozen run reusing its fine-tuning twin's cache).
+    """
+    was_training = model.training
+    model.eval()
+    variants, n = base.shape[:2]
+    cache: torch.Tensor | None = None
+    for v in range(variants):
+        for chunk in _batches(np.arange(n), batch_size):
+            index = torch.from_numpy(chunk)
+            x = _layout(base[v, index].to(device), channels_last)
+            with _autocast(precision, device):
+                out = model.forward_stages(x, start, stop)
+                if pool is not None:
+                    out = pool(out)
+            out = out.float().cpu()
+            if cache is None:
+                cache = torch.zeros((variants, n, *out.shape[1:]), dtype=torch.float32)
+            cache[v, index] = out
+    model.train(was_training)
+    assert cache is not None
+    return cache
+
+
+class PrefixCache(Protocol):
+    """Where `train` may get its frozen-prefix cache instead of computing it (see `train`).
+
+    `fetch` returns the (variants, N, ...) tensor `compute_prefix(model, dataset, stop, ...)`
+    would return; `compute(stop, pool)` computes it (or a shallower prefix, for a store that
+    keeps intermediate stages) and `extend(base, start, stop, pool)` derives a deeper prefix
+    from a shallower one. `lumbar.experiment.cache.DiskPrefixCache` shares it between runs.
+    """
+
+    def fetch(
+        self,
+        model: Classifier,
+        dataset: ManifestDataset,
+        *,
+        stop: int,
+        pool: nn.Module | None,
+        variants: int,
+        settings: dict[str, Any],
+        compute: Callable[[int, nn.Module | None], torch.Tensor],
+        extend: Callable[[torch.Tensor, int, int, nn.Module | None], torch.Tensor],
+    ) -> torch.Tensor: ...
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -610,6 +675,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> TrainResult:
     """Train a classifier as `config` says and write the run folder `run_dir`.
 
@@ -620,6 +686,8 @@ def train(
             larger `config.epochs` extends the run).
         progress: show a progress bar (on the main process).
         log: called with one-line notes (warnings, the kept epoch).
+        prefix_cache: where to get the frozen-prefix cache (shared between runs of an
+            experiment); None computes it in memory. Either way the run is the same.
 
     Returns:
         A `TrainResult`.
@@ -730,16 +798,41 @@ def train(
         if cfg.cache_features:
             task = bar.task("caching frozen layers", variants * len(train_set) + len(val_set))
             tick = lambda n: bar.advance(task, n)  # noqa: E731
-            train_cache = compute_prefix(
-                model, train_set, stop, variants=variants, batch_size=cfg.eval_batch_size,
-                channels_last=cfg.channels_last, precision=cfg.precision, dist_info=dist_info,
-                progress=tick, pool=pool, device=device,
-            )  # fmt: skip
-            val_cache = compute_prefix(
-                model, val_set, stop, variants=1, batch_size=cfg.eval_batch_size,
-                channels_last=cfg.channels_last, precision=cfg.precision, dist_info=dist_info,
-                progress=tick, pool=pool, device=device,
-            )[0]  # fmt: skip
+
+            def fill(dataset: ManifestDataset, n: int) -> torch.Tensor:
+                def compute(upto: int, with_pool: nn.Module | None) -> torch.Tensor:
+                    return compute_prefix(
+                        model, dataset, upto, variants=n, batch_size=cfg.eval_batch_size,
+                        channels_last=cfg.channels_last, precision=cfg.precision,
+                        dist_info=dist_info, progress=tick, pool=with_pool, device=device,
+                    )  # fmt: skip
+
+                if prefix_cache is None or dist_info.active:
+                    return compute(stop, pool)
+
+                def extend(
+                    base: torch.Tensor, start: int, upto: int, with_pool: nn.Module | None
+                ) -> torch.Tensor:
+                    return extend_prefix(
+                        model, base, start, upto, batch_size=cfg.eval_batch_size,
+                        channels_last=cfg.channels_last, precision=cfg.precision,
+                        pool=with_pool, device=device,
+                    )  # fmt: skip
+
+                settings = {
+                    "precision": cfg.precision,
+                    "channels_last": cfg.channels_last,
+                    "batch_size": cfg.eval_batch_size,
+                    "device": device.type,
+                }
+                cached = prefix_cache.fetch(
+                    model, dataset, stop=stop, pool=pool, variants=n, settings=settings,
+                    compute=compute, extend=extend,
+                )  # fmt: skip
+                return cached
+
+            train_cache = fill(train_set, variants)
+            val_cache = fill(val_set, 1)[0]
             bar.finish(task)
 
         epoch_task = bar.task("training", cfg.epochs, info="")
