@@ -975,6 +975,16 @@ def serve(
     uvicorn.run(create_app(predictor, token, limits), host=host, port=port, log_level="info")
 
 
+# Commands defined in their own modules (each imports only typer at top level).
+from lumbar.experiment_cli import experiment_command  # noqa: E402
+from lumbar.pretrain_cli import pretrain_app  # noqa: E402
+from lumbar.report_cli import report_command  # noqa: E402
+
+app.add_typer(pretrain_app, name="pretrain")
+app.command("experiment")(experiment_command)
+app.command("report")(report_command)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
