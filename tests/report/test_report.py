@@ -119,6 +119,31 @@ def test_partial_experiment_says_what_is_missing(exp_copy: Path) -> None:
     assert "5 of 6 runs have no test metrics" in html
 
 
+def test_pretrained_runs_compare_with_scratch_when_imagenet_is_missing(exp_copy: Path) -> None:
+    """Without ImageNet runs (weights not downloaded), Table 12 compares Dataset A with the
+    experiment's fine-tuned runs from scratch, and says so in its header."""
+    trained = TRAINED[3]  # fine-tuned with the ROI: one set of real metrics for both sides
+    runs = []
+    for source, procedure in (("scratch", 1), ("dataset_a", 2)):
+        run = {**trained, "source": source, "procedure": procedure}
+        run["id"] = f"p{procedure}-efficientnet_lite0-{source}-finetune-grid-s0"
+        run["weights"] = "scratch" if source == "scratch" else "pretrain:dataset_a-x"
+        shutil.copytree(exp_copy / "runs" / trained["id"], exp_copy / "runs" / run["id"])
+        (exp_copy / "runs" / run["id"] / "spec.json").write_text(json.dumps(run))
+        runs.append(run)
+    plan = json.loads((exp_copy / "plan.json").read_text())
+    plan["runs"] = runs
+    (exp_copy / "plan.json").write_text(json.dumps(plan))
+    html_path, md_path = write_report(exp_copy, gradcam=False)
+    table12 = section(html_path.read_text(encoding="utf-8"), "table12")
+    assert "from scratch" in table12 and "this experiment has no ImageNet runs" in table12
+    md = md_path.read_text(encoding="utf-8")
+    md12 = md[md.index("### Table 12") : md.index("### Table 13")]
+    f1 = 100 * test_metrics(exp_copy, trained)["f1"]
+    # the same metrics on both sides: F1 before = after, and Eq. 8 gives 0
+    assert f"| **EfficientNet-Lite0** | ours | {f1:.2f} | {f1:.2f} | +0.0 |" in md12
+
+
 def test_rewrite_is_atomic(exp_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_report(exp_copy, gradcam=False)
     before = (exp_copy / "report.html").read_bytes()

@@ -289,6 +289,15 @@ def _improvement_row(
     )
 
 
+def _scratch_twin(tables: list[ResultTable], src: ResultTable) -> ResultTable | None:
+    """The extra table of fine-tuned runs from scratch with the ROI of `src`, if any."""
+    rois = {r.roi for r in src.runs}
+    for table in tables:
+        if table.number is None and table.key in {f"extra:scratch:{roi}:finetune" for roi in rois}:
+            return table
+    return None
+
+
 def build_improvements(tables: list[ResultTable], paper: PaperResults) -> list[ImprovementTable]:
     """Tables 10 (ROI vs no ROI, fine-tuned), 12 (Dataset A vs ImageNet) and 14 (Dataset B vs
     ImageNet), by Eq. 8 on F1. Tables 12 and 14 compare with the ImageNet fine-tuned table of the
@@ -319,24 +328,38 @@ def build_improvements(tables: list[ResultTable], paper: PaperResults) -> list[I
         src = by_number[source_table]
         uses_roi = any(r.roi_applied for r in src.runs)
         base = by_number["9" if uses_roi else "7"]
+        before_label = entry["before_label"]
+        compared = (
+            f"Table {base.number} (ImageNet, {'ROI' if uses_roi else 'no ROI'}, "
+            f"fine-tuned) -> Table {source_table} ({source}, fine-tuned)"
+        )
+        backbones = {r.backbone for r in src.rows if r.done}
+        scratch = _scratch_twin(tables, src)
+        has_imagenet = any(row.done for row in base.rows if row.backbone in backbones)
+        if backbones and scratch is not None and not has_imagenet:
+            # no ImageNet runs (e.g. weights not downloaded): compare with random
+            # initialisation, which the experiment ran, and say so in the header
+            base = scratch
+            before_label = "F1-Score from scratch (%); paper: from ImageNet"
+            compared = (
+                f"scratch (random initialisation, ROI {scratch.roi}, fine-tuned; this "
+                f"experiment has no ImageNet runs) -> Table {source_table} ({source}, fine-tuned)"
+            )
         rows = []
         for b in _order({r.backbone for r in src.rows}, paper.backbones(number)):
             after = [r for r in src.rows if r.backbone == b and r.mode == "finetune"]
             before = [r for r in base.rows if r.backbone == b]
             rows.append(_improvement_row(b, before, after, paper.improvement(number, b)))
-        compared = (
-            f"Table {base.number} (ImageNet, {'ROI' if uses_roi else 'no ROI'}, "
-            f"fine-tuned) -> Table {source_table} ({source}, fine-tuned)"
-        )
         table = ImprovementTable(
             number,
             entry["title"],
-            entry["before_label"],
+            before_label,
             entry["after_label"],
             rows,
             compared=compared,
         )
-        table.text = describe_improvement(table, f"transfer from {source} instead of ImageNet")
+        baseline = "ImageNet" if base.number else "random initialisation"
+        table.text = describe_improvement(table, f"transfer from {source} instead of {baseline}")
         out.append(table)
     return out
 
