@@ -108,17 +108,13 @@ def random_trunk_run(out: Path, images: Path, backbone: str, size: int) -> None:
     initial statistics, mean 0 / variance 1, on which the frozen features collapse.)"""
     import torch
 
-    from lumbar.models import create_backbone
+    from lumbar.files import write_json_atomic
+    from lumbar.models import create_backbone, resolve_weights_at
     from lumbar.pretrain.dataset import ImageFileDataset, plain_batches
     from lumbar.pretrain.files import scan_images
-    from lumbar.pretrain.runfolder import (
-        recalibrate_batchnorm,
-        save_trunk,
-        weight_source,
-        write_json,
-    )
+    from lumbar.pretrain.runfolder import recalibrate_batchnorm, save_trunk
 
-    source = weight_source(backbone, "scratch", size)
+    source = resolve_weights_at(backbone, "scratch", size)
     torch.manual_seed(0)
     trunk = create_backbone(backbone, source, num_classes=0)
     files = scan_images([images], max_images=1024)
@@ -127,7 +123,7 @@ def random_trunk_run(out: Path, images: Path, backbone: str, size: int) -> None:
     count = recalibrate_batchnorm(trunk.forward_features, trunk, batches)
     out.mkdir(parents=True, exist_ok=True)
     save_trunk(out, trunk, bn_recalibrated=count)
-    write_json(out / "config.json", {
+    write_json_atomic(out / "config.json", {
         "backbone": backbone, "preprocessing": source.preprocessing.to_dict(),
         "weights": source.to_config(),
         "pretrain": {"kind": "none", "method": "random init + BatchNorm statistics",

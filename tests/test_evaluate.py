@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn import metrics as skm
-from test_train import tiny, write_learnable_manifest
+from test_train import tiny
+from tiny_run import write_learnable_manifest
 
 from lumbar.errors import UserError
 from lumbar.evaluate import compare_runs, evaluate_run

@@ -1,12 +1,16 @@
-"""A tiny run folder (config.json + checkpoint.pt) built without the training code, for the
-explain / predict / serve / export tests."""
+"""Tiny test material: a run folder (config.json + checkpoint.pt) built without the training
+code, for the explain / predict / serve / export tests, and a learnable manifest of 32 px images
+for the tests that train."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from lumbar.data.preprocessing import Preprocessing
 from lumbar.models import RUN_CONFIG, WeightSource, build_classifier, save_checkpoint
@@ -38,3 +42,40 @@ def make_tiny_run(
     }
     (run_dir / RUN_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
     return run_dir
+
+
+SIZE = 32  # side of the images `write_learnable_manifest` writes
+LEVELS = ("L3-L4", "L4-L5", "L5-S1")
+
+
+def write_learnable_manifest(
+    folder: Path,
+    patients: int = 16,
+    levels: Sequence[str] = LEVELS,
+    *,
+    view: str | None = None,
+    blob: tuple[int, int, int, int] = (8, 20, 10, 22),
+    brightness: int = 120,
+) -> Path:
+    """SIZE x SIZE images, one per patient and level, with a manifest split by patient 10/3/3
+    (of 16). Grades cycle 0-3; a disc with grade > 0 carries a bright blob at rows
+    blob[0]:blob[1], columns blob[2]:blob[3], brightness + 20 x grade above the noise.
+    `view` adds a view column."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    view_column = "" if view is None else "view,"
+    lines = [f"image,patient_id,{view_column}level,disc_state,split"]
+    top, bottom, left, right = blob
+    for p in range(patients):
+        split = "train" if p < patients * 5 // 8 else ("val" if p < patients * 13 // 16 else "test")
+        for k, level in enumerate(levels):
+            grade = int((p + k) % 4)
+            pixels = rng.integers(0, 60, size=(SIZE, SIZE)).astype(np.uint8)
+            if grade > 0:
+                pixels[top:bottom, left:right] += np.uint8(brightness + 20 * grade)
+            name = f"p{p:02d}_{k}.png"
+            Image.fromarray(pixels).save(folder / name)
+            view_value = "" if view is None else f"{view},"
+            lines.append(f"{name},P{p:02d},{view_value}{level},{grade},{split}")
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return folder / "manifest.csv"

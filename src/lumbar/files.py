@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from lumbar.errors import UserError
 
@@ -47,6 +49,11 @@ def write_bytes_atomic(target: Path, data: bytes) -> None:
 def write_text_atomic(target: Path, text: str) -> None:
     """Write `text` (UTF-8) to `target` through a temporary file and an atomic rename."""
     write_bytes_atomic(target, text.encode("utf-8"))
+
+
+def write_json_atomic(target: Path, data: Any) -> None:
+    """Write `data` as pretty-printed JSON (indent 2, a final newline) to `target` atomically."""
+    write_text_atomic(target, json.dumps(data, indent=2) + "\n")
 
 
 def prepare_output_dir(out: Path, *, force: bool) -> None:

@@ -8,6 +8,7 @@ Both commands also run under `torchrun` (one process per GPU, or several CPU pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -85,11 +86,22 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _run(pretrain: Callable[..., Any], config: Any, out: Path, resume: bool, quiet: bool) -> Any:
+    """Run `pretrain` (`pretrain_supervised` or `pretrain_unlabeled`) into `out`."""
+    return pretrain(config, out, resume=resume, progress=not quiet, log=_echo_err)
+
+
 def _run_config(out: Path) -> dict[str, Any]:
     """The run's config.json (a resumed run keeps its own settings, whatever the options say)."""
     import json
 
     return json.loads((out / "config.json").read_text(encoding="utf-8"))
+
+
+def _print_summary(summary: str, out: Path, backbone: str) -> None:
+    """One line (from the main process only) on what was written and how to use it."""
+    if _main_process():
+        typer.echo(summary + f"; use: lumbar train --backbone {backbone} --weights {out}")
 
 
 @pretrain_app.command()
@@ -135,7 +147,7 @@ def supervised(
         max_images=max_images, threads=threads, device=device,
     )  # fmt: skip
     config = SupervisedPretrainConfig(data=_data(data, resume), backbone=backbone, **values)
-    result = pretrain_supervised(config, out, resume=resume, progress=not quiet, log=_echo_err)
+    result = _run(pretrain_supervised, config, out, resume, quiet)
     best = result.history[result.best_epoch - 1] if result.best_epoch else None
     backbone = _run_config(out)["backbone"]
     summary = (
@@ -144,8 +156,7 @@ def supervised(
     )
     if best is not None:
         summary += f"; validation loss {best['val_loss']:.4f}, F1 {best['val_f1']:.3f}"
-    if _main_process():
-        typer.echo(summary + f"; use: lumbar train --backbone {backbone} --weights {out}")
+    _print_summary(summary, out, backbone)
 
 
 @pretrain_app.command()
@@ -190,7 +201,7 @@ def unlabeled(
         threads=threads, device=device,
     )  # fmt: skip
     config = SSLPretrainConfig(data=_data(data, resume), backbone=backbone, method=method, **values)
-    result = pretrain_unlabeled(config, out, resume=resume, progress=not quiet, log=_echo_err)
+    result = _run(pretrain_unlabeled, config, out, resume, quiet)
     last = result.history[-1] if result.history else None
     saved = _run_config(out)
     backbone = saved["backbone"]
@@ -200,8 +211,7 @@ def unlabeled(
     )
     if last is not None:
         summary += f"; final loss {last['loss']:.4f}"
-    if _main_process():
-        typer.echo(summary + f"; use: lumbar train --backbone {backbone} --weights {out}")
+    _print_summary(summary, out, backbone)
 
 
 if __name__ == "__main__":  # `python -m lumbar.pretrain_cli ...` (e.g. under torchrun)

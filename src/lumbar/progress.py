@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -37,3 +37,41 @@ def progress_bar(*fields: str, disable: bool = False) -> Progress:
         disable=disable,
         transient=False,
     )
+
+
+class TrainingBars:
+    """Progress bars of a training loop, each with a live `info` text (loss, images/s).
+
+    Every method is a no-op when disabled (--quiet, or the other processes of a torchrun job).
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            self.bar = progress_bar("info")
+            self.bar.start()
+
+    def task(self, description: str, total: int, done: int = 0) -> Any:
+        """A new bar, `done` of `total` complete (None when disabled)."""
+        if self.bar is None:
+            return None
+        return self.bar.add_task(description, total=total, completed=done, info="")
+
+    def advance(self, task: Any, amount: int = 1, info: str | None = None) -> None:
+        """Move `task` on by `amount`; `info`, when given, replaces its text."""
+        if self.bar is None or task is None:
+            return
+        if info is None:
+            self.bar.advance(task, amount)
+        else:
+            self.bar.update(task, advance=amount, info=info)
+
+    def hide(self, task: Any) -> None:
+        """Remove a finished bar from the display."""
+        if self.bar is not None and task is not None:
+            self.bar.update(task, visible=False)
+
+    def close(self) -> None:
+        """Stop drawing (call once, e.g. in a `finally`)."""
+        if self.bar is not None:
+            self.bar.stop()

@@ -35,13 +35,10 @@ loss is normalised by the whole global batch, so gradients equal those of one pr
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import math
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,18 +54,35 @@ from lumbar.data.manifest import Manifest, read_manifest
 from lumbar.data.splits import check_target_classes
 from lumbar.data.targets import Target, get_target
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
+from lumbar.files import atomic_path, write_json_atomic
 from lumbar.models import (
-    RUN_CONFIG,
     Classifier,
     build_classifier,
     freeze_backbone,
     freeze_norm_statistics,
     list_backbones,
-    resolve_weights,
+    resolve_weights_at,
     save_checkpoint,
     trainable_parameters,
     unfreeze_last,
+)
+from lumbar.progress import TrainingBars
+from lumbar.runtime import (
+    CPU,
+    LAST_STATE,
+    Dist,
+    all_reduce,
+    autocast,
+    barrier,
+    init_distributed,
+    open_run_folder,
+    pick_device,
+    read_history,
+    restore_training_state,
+    save_training_state,
+    wrap_ddp,
+    write_history,
+    write_run_config,
 )
 
 __all__ = [
@@ -78,19 +92,19 @@ __all__ = [
     "TrainResult",
     "compute_prefix",
     "extend_prefix",
+    "inverse_frequency_weights",
     "load_config_file",
     "plot_learning_curve",
     "read_history",
     "train",
+    "weighted_step",
 ]
 
-LAST_STATE = "last.pt"
-HISTORY = "history.csv"
 CURVE = "learning-curve.png"
 METRICS_FILE = "metrics.json"
 MODES = ("frozen", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16")
-CPU = torch.device("cpu")
+SINGLE_PROCESS = Dist()  # a run outside torchrun
 HISTORY_FIELDS = (
     "epoch",
     "train_loss",
@@ -261,81 +275,6 @@ class TrainResult:
     seconds: float
 
 
-# --------------------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class _Dist:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def active(self) -> bool:
-        return self.world > 1
-
-
-def _init_distributed() -> _Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
-    return _Dist(dist.get_rank(), dist.get_world_size())
-
-
-def _all_reduce(tensor: torch.Tensor, dist_info: _Dist, device: torch.device = CPU) -> torch.Tensor:
-    """Sum `tensor` over the processes in place (through `device`: nccl reduces GPU tensors)."""
-    if dist_info.active:
-        import torch.distributed as dist
-
-        if device.type == "cpu":
-            dist.all_reduce(tensor)
-        else:
-            on_device = tensor.to(device)
-            dist.all_reduce(on_device)
-            tensor.copy_(on_device.cpu())
-    return tensor
-
-
-def _pick_device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise UserError(f"device must be auto, cpu or cuda, got {name!r}")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserError("device cuda asked for, but torch sees no GPU; use --device cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-
-
-# --------------------------------------------------------------------------- precision
-
-
-def _native_bf16() -> bool:
-    """Whether this machine computes bf16 natively (AMX / AVX512-BF16 on CPU, or a GPU)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="ignore")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def _autocast(precision: str, device: torch.device) -> Any:
-    use = precision == "bf16" or (precision == "auto" and _native_bf16())
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
-
-
 # --------------------------------------------------------------------------- feature cache
 
 
@@ -362,6 +301,39 @@ def _batches(order: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
         yield order[start : start + batch_size]
 
 
+def _run_stages(
+    model: Classifier,
+    inputs: Iterable[tuple[int, np.ndarray, torch.Tensor]],
+    shape: tuple[int, int],
+    start: int,
+    stop: int,
+    *,
+    channels_last: bool,
+    precision: str,
+    pool: nn.Module | None,
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor | None:
+    """Stages `start`..`stop - 1` (and `pool`) on each (variant, indices, input) batch.
+
+    Each output is stored at [variant, indices] of a `shape` + (...) float32 tensor in host
+    memory; None when `inputs` held no batch. The caller puts `model` in inference mode.
+    """
+    cache: torch.Tensor | None = None
+    for v, chunk, x in inputs:
+        with autocast(precision, device):
+            out = model.forward_stages(_layout(x.to(device), channels_last), start, stop)
+            if pool is not None:
+                out = pool(out)
+        out = out.float().cpu()
+        if cache is None:
+            cache = torch.zeros((*shape, *out.shape[1:]), dtype=torch.float32)
+        cache[v, torch.from_numpy(chunk)] = out
+        if progress is not None:
+            progress(len(chunk))
+    return cache
+
+
 @torch.no_grad()
 def compute_prefix(
     model: Classifier,
@@ -372,7 +344,7 @@ def compute_prefix(
     batch_size: int,
     channels_last: bool,
     precision: str,
-    dist_info: _Dist = _Dist(),
+    dist_info: Dist = SINGLE_PROCESS,
     progress: Callable[[int], None] | None = None,
     pool: nn.Module | None = None,
     device: torch.device = CPU,
@@ -389,26 +361,21 @@ def compute_prefix(
     was_training = model.training
     model.eval()
     n = len(dataset)
-    cache: torch.Tensor | None = None
     mine = np.arange(dist_info.rank, n, dist_info.world)
-    for v in range(variants):
-        for chunk in _batches(mine, batch_size):
-            images = dataset.__getitems__([(v, int(i)) for i in chunk]).images.to(device)
-            with _autocast(precision, device):
-                out = model.forward_stages(_layout(images, channels_last), 0, stop)
-                if pool is not None:
-                    out = pool(out)
-            out = out.float().cpu()
-            if cache is None:
-                cache = torch.zeros((variants, n, *out.shape[1:]), dtype=torch.float32)
-            cache[v, torch.from_numpy(chunk)] = out
-            if progress is not None:
-                progress(len(chunk))
+    images = (
+        (v, chunk, dataset.__getitems__([(v, int(i)) for i in chunk]).images)
+        for v in range(variants)
+        for chunk in _batches(mine, batch_size)
+    )
+    cache = _run_stages(
+        model, images, (variants, n), 0, stop, channels_last=channels_last, precision=precision,
+        pool=pool, device=device, progress=progress,
+    )  # fmt: skip
     if cache is None:  # this process had no image (more processes than images)
         first = model.forward_stages(dataset[0][0][None].to(device), 0, stop)
         shape = (first if pool is None else pool(first)).shape[1:]
         cache = torch.zeros((variants, n, *shape), dtype=torch.float32)
-    _all_reduce(cache, dist_info, device)
+    all_reduce(cache, dist_info, device)
     model.train(was_training)
     return cache
 
@@ -435,19 +402,15 @@ def extend_prefix(
     was_training = model.training
     model.eval()
     variants, n = base.shape[:2]
-    cache: torch.Tensor | None = None
-    for v in range(variants):
-        for chunk in _batches(np.arange(n), batch_size):
-            index = torch.from_numpy(chunk)
-            x = _layout(base[v, index].to(device), channels_last)
-            with _autocast(precision, device):
-                out = model.forward_stages(x, start, stop)
-                if pool is not None:
-                    out = pool(out)
-            out = out.float().cpu()
-            if cache is None:
-                cache = torch.zeros((variants, n, *out.shape[1:]), dtype=torch.float32)
-            cache[v, index] = out
+    cached = (
+        (v, chunk, base[v, torch.from_numpy(chunk)])
+        for v in range(variants)
+        for chunk in _batches(np.arange(n), batch_size)
+    )
+    cache = _run_stages(
+        model, cached, (variants, n), start, stop, channels_last=channels_last,
+        precision=precision, pool=pool, device=device,
+    )  # fmt: skip
     model.train(was_training)
     assert cache is not None
     return cache
@@ -502,7 +465,7 @@ def _check_manifest(manifest: Manifest, target: Target) -> list[str]:
     return warnings
 
 
-def _class_weights(counts: np.ndarray) -> torch.Tensor:
+def inverse_frequency_weights(counts: np.ndarray) -> torch.Tensor:
     """Inverse-frequency weights n / (C x n_c) (scikit-learn's "balanced"); 0 for absent."""
     counts = counts.astype(np.float64)
     present = counts > 0
@@ -511,16 +474,41 @@ def _class_weights(counts: np.ndarray) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def weighted_step(
+    optimizer: torch.optim.Optimizer,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    class_weights: torch.Tensor,
+    norm: torch.Tensor,
+    world: int,
+    scale: float = 1.0,
+) -> tuple[float, float, float]:
+    """One optimiser step on the class-weighted cross-entropy of this process's `logits`.
+
+    The loss is the global batch's weighted mean: `norm` is the summed class weight of the
+    whole global batch, and DDP averages gradients over the `world` processes. `scale` (0 or 1)
+    weights every image of the batch (0: a placeholder batch that only keeps DDP in step).
+
+    Returns:
+        This batch's weighted loss sum, correct predictions and summed weight.
+    """
+    per_image = F.cross_entropy(logits, y, reduction="none") * class_weights[y] * scale
+    loss = per_image.sum() / norm.clamp_min(1e-12) * world
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return (
+        float(per_image.sum().detach()),
+        float(((logits.argmax(1) == y).float() * scale).sum()),
+        float((class_weights[y] * scale).sum()),
+    )
+
+
 # --------------------------------------------------------------------------- the run
 
 
 def _model_for(cfg: TrainConfig) -> Classifier:
-    source = resolve_weights(cfg.backbone, cfg.weights)
-    if cfg.input_size is not None:
-        size = (cfg.input_size, cfg.input_size)
-        source = dataclasses.replace(
-            source, preprocessing=dataclasses.replace(source.preprocessing, input_size=size)
-        )
+    source = resolve_weights_at(cfg.backbone, cfg.weights, cfg.input_size)
     kwargs: dict[str, Any] = {}
     if cfg.bn_momentum is not None:
         kwargs["bn_momentum"] = cfg.bn_momentum
@@ -563,24 +551,6 @@ def _load_trained_head(model: Classifier, run_dir: Path | None) -> bool:
     return True
 
 
-def _write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
-    with atomic_path(run_dir / HISTORY) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        for row in history:
-            # repr round-trips exactly, so a resumed run's history equals an uninterrupted one
-            writer.writerow({k: repr(row[k]) for k in HISTORY_FIELDS})
-
-
-def read_history(run_dir: Path) -> list[dict[str, float]]:
-    """The epochs of a run's history.csv."""
-    with open(Path(run_dir) / HISTORY, newline="") as handle:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
-
-
 def plot_learning_curve(history: list[dict[str, float]], out: Path, best_epoch: int) -> Path:
     """Loss and accuracy per epoch, train vs validation, with the kept epoch marked."""
     import matplotlib
@@ -606,42 +576,6 @@ def plot_learning_curve(history: list[dict[str, float]], out: Path, best_epoch: 
     return out
 
 
-class _Progress:
-    """A rich progress bar with live loss and metrics (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total_epochs: int) -> None:
-        self.enabled = enabled
-        self.bar: Any = None
-        if not enabled:
-            return
-        from lumbar.progress import progress_bar
-
-        self.bar = progress_bar("info")
-        self.bar.start()
-        self.total_epochs = total_epochs
-
-    def task(self, description: str, total: int, info: str = "") -> Any:
-        if self.bar is None:
-            return None
-        return self.bar.add_task(description, total=total, info=info)
-
-    def advance(self, task: Any, amount: int = 1, info: str | None = None) -> None:
-        if self.bar is None or task is None:
-            return
-        if info is None:
-            self.bar.advance(task, amount)
-        else:
-            self.bar.update(task, advance=amount, info=info)
-
-    def finish(self, task: Any) -> None:
-        if self.bar is not None and task is not None:
-            self.bar.update(task, visible=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def _evaluate_cached(
     tail: Callable[[torch.Tensor], torch.Tensor],
     features: torch.Tensor,
@@ -659,7 +593,7 @@ def _evaluate_cached(
     with torch.no_grad():
         for chunk in _batches(np.arange(features.shape[0]), batch_size):
             index = torch.from_numpy(chunk)
-            with _autocast(precision, device):
+            with autocast(precision, device):
                 logits = tail(_layout(features[index].to(device), channels_last)).float().cpu()
             y = labels[index]
             total += F.cross_entropy(logits, y, weight=weights, reduction="sum").double()
@@ -698,23 +632,11 @@ def train(
     started = time.perf_counter()
     say = log or (lambda message: None)
     run_dir = Path(run_dir)
-    dist_info = _init_distributed()
-    state: dict[str, Any] | None = None
-    if resume:
-        if not (run_dir / LAST_STATE).is_file() or not (run_dir / RUN_CONFIG).is_file():
-            raise UserError(
-                f"nothing to resume in {run_dir.name}: it needs {LAST_STATE} and {RUN_CONFIG} "
-                "from an earlier `lumbar train --out` (drop --resume to start a new run)"
-            )
-        saved = json.loads((run_dir / RUN_CONFIG).read_text(encoding="utf-8"))["train"]
-        epochs = max(int(saved["epochs"]), int(config.epochs or 0))
-        config = TrainConfig(**{**saved, "epochs": epochs})
-        state = torch.load(run_dir / LAST_STATE, map_location="cpu", weights_only=True)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"run folder {run_dir.name} is not empty; choose a new --out, or add --resume "
-            "to continue it"
-        )
+    dist_info = init_distributed()
+    saved, state = open_run_folder(run_dir, resume, "lumbar train --out")
+    if saved is not None:  # resume: the run's own settings; a larger `epochs` extends it
+        epochs = max(int(saved["train"]["epochs"]), int(config.epochs or 0))
+        config = TrainConfig(**{**saved["train"], "epochs": epochs})
     cfg = config.resolved()
     assert cfg.epochs is not None and cfg.lr is not None
     if cfg.threads is not None:
@@ -724,7 +646,7 @@ def train(
     for warning in _check_manifest(manifest, target):
         say(f"warning: {warning}")
 
-    device = _pick_device(cfg.device)
+    device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = _model_for(cfg)
     if cfg.channels_last:
@@ -741,7 +663,9 @@ def train(
         decode_threads=2,
     )  # fmt: skip
     counts = train_set.class_counts()
-    weights = _class_weights(counts) if cfg.class_weights else torch.ones(target.num_classes)
+    weights = (
+        inverse_frequency_weights(counts) if cfg.class_weights else torch.ones(target.num_classes)
+    )
     stop = model.num_frozen_stages() if cfg.cache_features else 0
     # whole trunk frozen: cache after the head's pooling too (49x smaller for a 7x7 map)
     pool = model.head.pool if stop == len(model.stages()) else None
@@ -764,33 +688,22 @@ def train(
         "cached_stages": stop,
         "world_size": dist_info.world,
     }
-    if dist_info.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(run_dir / RUN_CONFIG) as tmp:
-            Path(tmp).write_text(json.dumps(run_config, indent=2) + "\n", encoding="utf-8")
+    write_run_config(run_dir, run_config, dist_info)
 
     params = trainable_parameters(model)
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     history: list[dict[str, float]] = []
     best_val_loss, best_epoch, stale, first_epoch = math.inf, 0, 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
+        first_epoch = restore_training_state(state, model, optimizer)
         best_val_loss = float(state["best_val_loss"])
         best_epoch, stale = int(state["best_epoch"]), int(state["stale"])
-        first_epoch = int(state["epoch"])
         history = read_history(run_dir)[:first_epoch]
 
-    bar = _Progress(progress and dist_info.main, cfg.epochs)
+    bar = TrainingBars(progress and dist_info.main)
     try:
         tail_module = _Tail(model, stop)
-        tail: nn.Module = tail_module
-        if dist_info.active:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = None if device.type == "cpu" else [device]
-            tail = DistributedDataParallel(tail_module, device_ids=ids)
+        tail = wrap_ddp(tail_module, dist_info, device)
         device_weights = weights.to(device)
         train_labels = torch.from_numpy(train_set.labels)
         val_labels = torch.from_numpy(val_set.labels)
@@ -833,9 +746,9 @@ def train(
 
             train_cache = fill(train_set, variants)
             val_cache = fill(val_set, 1)[0]
-            bar.finish(task)
+            bar.hide(task)
 
-        epoch_task = bar.task("training", cfg.epochs, info="")
+        epoch_task = bar.task("training", cfg.epochs)
         bar.advance(epoch_task, first_epoch)
         n_train = len(train_set)
         steps = math.ceil(n_train / cfg.batch_size)
@@ -856,21 +769,18 @@ def train(
                 else:
                     x = train_set.__getitems__([(epoch, int(i)) for i in mine]).images
                 y = train_labels[index].to(device)
-                with _autocast(cfg.precision, device):
+                with autocast(cfg.precision, device):
                     logits = tail(_layout(x.to(device), cfg.channels_last)).float()
-                per_image = F.cross_entropy(logits, y, reduction="none") * device_weights[y]
                 norm = weights[train_labels[torch.from_numpy(chunk)]].sum().to(device)
-                # the global batch's weighted mean; DDP averages gradients over processes
-                loss = per_image.sum() / norm * dist_info.world
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(per_image.sum().detach())
-                correct += float((logits.argmax(1) == y).sum())
-                seen += float(device_weights[y].sum())
+                step_loss, step_correct, step_weight = weighted_step(
+                    optimizer, logits, y, device_weights, norm, dist_info.world
+                )
+                loss_sum += step_loss
+                correct += step_correct
+                seen += step_weight
                 bar.advance(step_task, 1, info=f"loss {loss_sum / max(seen, 1e-12):.4f}")
-            bar.finish(step_task)
-            totals = _all_reduce(torch.tensor([loss_sum, correct, seen]), dist_info, device)
+            bar.hide(step_task)
+            totals = all_reduce(torch.tensor([loss_sum, correct, seen]), dist_info, device)
             train_loss = float(totals[0] / totals[2])
             train_acc = float(totals[1] / n_train)
             model.eval()
@@ -907,20 +817,11 @@ def train(
             if dist_info.main:
                 if improved:
                     save_checkpoint(run_dir, model, epoch=epoch + 1, val_loss=val_loss)
-                with atomic_path(run_dir / LAST_STATE) as tmp:
-                    torch.save(
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "rng": torch.get_rng_state(),
-                            "epoch": epoch + 1,
-                            "best_val_loss": best_val_loss,
-                            "best_epoch": best_epoch,
-                            "stale": stale,
-                        },
-                        tmp,
-                    )
-                _write_history(run_dir, history)
+                save_training_state(
+                    run_dir, model, optimizer, epoch + 1,
+                    best_val_loss=best_val_loss, best_epoch=best_epoch, stale=stale,
+                )  # fmt: skip
+                write_history(run_dir, history, HISTORY_FIELDS)
             bar.advance(
                 epoch_task,
                 1,
@@ -945,13 +846,9 @@ def train(
             except UserError as err:
                 say(f"warning: no {split} metrics: {err}")
         metrics["seconds"] = time.perf_counter() - started
-        with atomic_path(run_dir / METRICS_FILE) as tmp:
-            Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(run_dir / METRICS_FILE, metrics)
         say(f"kept epoch {best_epoch} (validation loss {best_val_loss:.4f})")
-    if dist_info.active:
-        import torch.distributed as dist
-
-        dist.barrier()
+    barrier(dist_info)
     return TrainResult(
         run_dir, history, best_epoch, best_val_loss, metrics, time.perf_counter() - started
     )

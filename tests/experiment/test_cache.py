@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import write_manifest
+from tiny_run import write_learnable_manifest
 
 from lumbar.experiment.cache import DiskPrefixCache
 from lumbar.train import TrainConfig, read_history, train
@@ -14,7 +14,7 @@ from lumbar.train import TrainConfig, read_history, train
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_manifest(tmp_path_factory.mktemp("cache-data"))
+    return write_learnable_manifest(tmp_path_factory.mktemp("cache-data"))
 
 
 def config(manifest: Path, **overrides: object) -> TrainConfig:

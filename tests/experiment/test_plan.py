@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import write_config, write_manifest
+from helpers import write_config
+from tiny_run import write_learnable_manifest
 
 from lumbar.experiment import expand, load_experiment_config, run_experiment
 
@@ -45,7 +46,7 @@ def test_paper_config_has_the_papers_grid(tmp_path: Path) -> None:
 
 
 def test_folds_make_one_run_per_fold(tmp_path: Path) -> None:
-    manifest = write_manifest(tmp_path / "data")
+    manifest = write_learnable_manifest(tmp_path / "data")
     config = write_config(
         tmp_path / "exp.yaml",
         f"folds: 3\ndatasets: {{main: {{manifest: {manifest}}}}}\n"

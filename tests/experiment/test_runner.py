@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import typer
-from helpers import write_config, write_manifest
+from helpers import write_config
+from tiny_run import write_learnable_manifest
 from typer.testing import CliRunner
 
 from lumbar.experiment import run_experiment
@@ -80,7 +81,7 @@ def test_phantom_experiment_end_to_end_and_resume(
 
 def test_failing_run_is_reported_and_others_finish(tmp_path: Path) -> None:
     """The manifest has no herniation column: those runs fail, the disc_abnormal one runs."""
-    manifest = write_manifest(tmp_path / "data")
+    manifest = write_learnable_manifest(tmp_path / "data")
     text = TINY.format(dataset=f"{{manifest: {manifest}}}").replace(
         "efficientnet_lite0]\n    modes: [frozen, finetune]",
         "mobilenet_v2]\n    sources: [scratch]\n    modes: [frozen]\n"
@@ -97,7 +98,7 @@ def test_failing_run_is_reported_and_others_finish(tmp_path: Path) -> None:
 
 
 def test_dry_run_cli_writes_nothing(tmp_path: Path) -> None:
-    manifest = write_manifest(tmp_path / "data")
+    manifest = write_learnable_manifest(tmp_path / "data")
     config = write_config(tmp_path / "x.yaml", TINY.format(dataset=f"{{manifest: {manifest}}}"))
     code, output = cli(str(config), "--out", str(tmp_path / "exp"), "--dry-run")
     assert code == 0 and "p1-efficientnet_lite0-imagenet-finetune-noroi-s0" in output
@@ -106,7 +107,7 @@ def test_dry_run_cli_writes_nothing(tmp_path: Path) -> None:
 
 def test_ray_executor_on_a_local_instance(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'lumbar[ray]')")
-    manifest = write_manifest(tmp_path / "data")
+    manifest = write_learnable_manifest(tmp_path / "data")
     text = TINY.format(dataset=f"{{manifest: {manifest}}}").replace(
         "efficientnet_lite0]", "mobilenet_v2]\n    sources: [scratch]"
     )

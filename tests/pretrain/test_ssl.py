@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,18 +15,12 @@ from lumbar.models import build_classifier
 from lumbar.models.weights import read_weights_file
 from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabeled
 from lumbar.pretrain.ssl import nt_xent
-from lumbar.train import TrainConfig, train
 
-from .conftest import SIZE
+from .conftest import SIZE, tiny_config, torchrun_pretrain, train_from
 
 
 def tiny(data: Path, **overrides: object) -> SSLPretrainConfig:
-    values: dict = dict(
-        data=[str(data)], backbone="mobilenet_v2", input_size=SIZE, epochs=2, batch_size=8,
-        workers=0, threads=1, device="cpu",
-    )  # fmt: skip
-    values.update(overrides)
-    return SSLPretrainConfig(**values)
+    return tiny_config(SSLPretrainConfig, data, **overrides)
 
 
 def test_nt_xent_rewards_matching_views() -> None:
@@ -87,11 +79,7 @@ def test_training_changes_the_trunk(run: Path) -> None:
 
 
 def test_lumbar_train_accepts_the_run(run: Path, phantom_manifest: Path, tmp_path: Path) -> None:
-    config = TrainConfig(
-        manifest=str(phantom_manifest), backbone="mobilenet_v2", weights=str(run),
-        epochs=1, batch_size=8, threads=1, device="cpu",
-    )  # fmt: skip
-    result = train(config, tmp_path / "down", progress=False)
+    result = train_from(run, phantom_manifest, tmp_path / "down")
     assert result.best_epoch == 1 and "f1" in result.metrics["test"]
 
 
@@ -129,13 +117,7 @@ def test_real_mri_pngs_pretrain(real_mri_dir: Path, tmp_path: Path) -> None:
 def test_torchrun_two_processes(unlabelled_set: Path, tmp_path: Path) -> None:
     """Two gloo processes share each batch; embeddings are gathered, so NT-Xent sees all."""
     out = tmp_path / "ddp"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "lumbar.pretrain_cli", "unlabeled", "--data", str(unlabelled_set), "--out",
-         str(out), "--backbone", "mobilenet_v2", "--input-size", str(SIZE), "--epochs", "1",
-         "--batch-size", "8", "--workers", "0", "--device", "cpu", "--quiet"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = torchrun_pretrain("unlabeled", unlabelled_set, out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     history = (out / "history.csv").read_text().splitlines()
@@ -179,9 +161,9 @@ def test_recalibrate_batchnorm_gives_the_data_statistics() -> None:
 def test_views_and_loss_teach_a_small_network(unlabelled_set: Path) -> None:
     """The two views of an image are paired right: a small CNN learns to tell the images apart
     within 24 steps (mis-paired views or a wrong loss would stay at chance, log(2N - 1))."""
+    from lumbar.models import resolve_weights_at
     from lumbar.pretrain.dataset import ImageFileDataset, SimCLRAugmentation
     from lumbar.pretrain.files import scan_images
-    from lumbar.pretrain.runfolder import weight_source
     from lumbar.pretrain.ssl import SimCLRModel
 
     class Small(torch.nn.Module):
@@ -202,7 +184,7 @@ def test_views_and_loss_teach_a_small_network(unlabelled_set: Path) -> None:
             return self.body(x)
 
     torch.manual_seed(0)
-    source = weight_source("mobilenet_v2", "scratch", SIZE)
+    source = resolve_weights_at("mobilenet_v2", "scratch", SIZE)
     files = scan_images([unlabelled_set], max_images=8)
     data = ImageFileDataset(files.paths, source.preprocessing, views=SimCLRAugmentation())
     model = SimCLRModel(Small(), 64, 128, 32).train()

@@ -12,18 +12,13 @@ from lumbar.errors import UserError
 from lumbar.models import build_classifier, resolve_weights
 from lumbar.models.weights import read_weights_file
 from lumbar.pretrain import SupervisedPretrainConfig, pretrain_supervised
-from lumbar.train import TrainConfig, train
 
-from .conftest import SIZE
+from .conftest import SIZE, tiny_config, torchrun_pretrain, train_from
 
 
 def tiny(source: Path, **overrides: object) -> SupervisedPretrainConfig:
-    values: dict = dict(
-        data=[str(source)], backbone="mobilenet_v2", input_size=SIZE, epochs=2, batch_size=8,
-        lr=1e-3, workers=0, threads=1, device="cpu", val_fraction=0.25,
-    )  # fmt: skip
-    values.update(overrides)
-    return SupervisedPretrainConfig(**values)
+    values: dict = {"lr": 1e-3, "val_fraction": 0.25, **overrides}
+    return tiny_config(SupervisedPretrainConfig, source, **values)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +55,7 @@ def test_checkpoint_is_a_weight_source_with_a_new_head(run: Path) -> None:
 
 
 def test_lumbar_train_accepts_the_run(run: Path, phantom_manifest: Path, tmp_path: Path) -> None:
-    config = TrainConfig(
-        manifest=str(phantom_manifest), backbone="mobilenet_v2", weights=str(run),
-        epochs=1, batch_size=8, threads=1, device="cpu",
-    )  # fmt: skip
-    result = train(config, tmp_path / "down", progress=False)
+    result = train_from(run, phantom_manifest, tmp_path / "down")
     saved = json.loads((tmp_path / "down" / "config.json").read_text())
     assert saved["weights"]["kind"] == "run"
     assert saved["preprocessing"]["input_size"] == [SIZE, SIZE]  # normalised as pretrained
@@ -99,18 +90,10 @@ def test_bad_settings_and_folders(source_set: Path, tmp_path: Path) -> None:
 
 def test_torchrun_two_processes(source_set: Path, tmp_path: Path) -> None:
     """Two gloo processes split each global batch and combine their validation predictions."""
-    import subprocess
-    import sys
-
     out = tmp_path / "ddp"
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "lumbar.pretrain_cli", "supervised", "--data", str(source_set), "--out",
-         str(out), "--backbone", "mobilenet_v2", "--input-size", str(SIZE), "--epochs", "1",
-         "--batch-size", "8", "--lr", "1e-3", "--val-fraction", "0.25", "--workers", "0",
-         "--device", "cpu", "--quiet"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    result = torchrun_pretrain(
+        "supervised", source_set, out, "--lr", "1e-3", "--val-fraction", "0.25"
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     config = json.loads((out / "config.json").read_text())
     assert config["world_size"] == 2

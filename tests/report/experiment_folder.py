@@ -7,30 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from tiny_run import SIZE, write_learnable_manifest
 
-SIZE = 32
 LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 
 
-def write_manifest(folder: Path, patients: int = 16) -> Path:
-    """32x32 axial 'discs': abnormal ones carry a bright blob; patient-level split 10/3/3."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = ["image,patient_id,view,level,disc_state,split"]
-    for p in range(patients):
-        split = "train" if p < 10 else ("val" if p < 13 else "test")
-        for k, level in enumerate(LEVELS):
-            grade = int((p + k) % 4)
-            pixels = rng.integers(0, 60, size=(SIZE, SIZE)).astype(np.uint8)
-            if grade > 0:
-                pixels[10:22, 12:22] += np.uint8(110 + 20 * grade)
-            name = f"p{p:02d}_{k}.png"
-            Image.fromarray(pixels).save(folder / name)
-            lines.append(f"{name},P{p:02d},axial_t2,{level},{grade},{split}")
-    (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
-    return folder / "manifest.csv"
+def write_manifest(folder: Path) -> Path:
+    """32x32 axial 'discs' at five levels: abnormal ones carry a bright blob; patient-level
+    split 10/3/3."""
+    return write_learnable_manifest(
+        folder, 16, LEVELS, view="axial_t2", blob=(10, 22, 12, 22), brightness=110
+    )
 
 
 def spec(backbone: str, mode: str, roi: str, seed: int, procedure: int = 1) -> dict:

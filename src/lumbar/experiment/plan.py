@@ -31,6 +31,7 @@ __all__ = [
     "RunSpec",
     "dataset_manifest",
     "expand",
+    "format_duration",
     "format_plan",
 ]
 
@@ -440,13 +441,14 @@ def expand(cfg: ExperimentConfig, exp: Path, threads: int = 2) -> Plan:
     return Plan(cfg.name, datasets, list(used_pretrain.values()), runs)
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float, sep: str = " ") -> str:
+    """`seconds` as "12 s", "3.5 min" or "2.1 h" (`sep` goes between number and unit)."""
     seconds = max(0.0, seconds)
     if seconds < 90:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.0f}{sep}s"
     if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"{seconds / 60:.1f}{sep}min"
+    return f"{seconds / 3600:.1f}{sep}h"
 
 
 def format_plan(plan: Plan, workers: int = 1) -> str:
@@ -456,20 +458,20 @@ def format_plan(plan: Plan, workers: int = 1) -> str:
     if plan.pretrain:
         lines.append(f"{'pretraining run':<30} {'kind':<11} {'estimate':>10}")
         for p in plan.pretrain:
-            lines.append(f"{p.id:<30} {p.kind:<11} {_duration(p.cost):>10}")
+            lines.append(f"{p.id:<30} {p.kind:<11} {format_duration(p.cost):>10}")
     width = max([len(r.id) for r in plan.runs] + [len(p.id) for p in plan.pretrain] + [20])
     lines.append(f"{'run':<{width}} {'starts from':<22} {'estimate':>10} {'naive':>10}")
     for r in plan.runs:
         start = "frozen twin" if r.init_from else r.weights.removeprefix("pretrain:")
-        lines.append(
-            f"{r.id:<{width}} {start:<22} {_duration(r.cost):>10} {_duration(r.naive_cost):>10}"
-        )
+        cost, naive_cost = format_duration(r.cost), format_duration(r.naive_cost)
+        lines.append(f"{r.id:<{width}} {start:<22} {cost:>10} {naive_cost:>10}")
     total, naive = plan.cost, plan.naive_cost
     ratio = f" ({naive / total:.0f}x less)" if total > 0 else ""
     lines.append(
-        f"total estimate {_duration(total)} on one worker{ratio}; naive (a full forward and "
-        f"backward every epoch) {_duration(naive)}"
+        f"total estimate {format_duration(total)} on one worker{ratio}; naive (a full forward "
+        f"and backward every epoch) {format_duration(naive)}"
     )
     if workers > 1:
-        lines.append(f"with {workers} workers: about {_duration(total / workers)} of wall time")
+        wall = format_duration(total / workers)
+        lines.append(f"with {workers} workers: about {wall} of wall time")
     return "\n".join(lines)

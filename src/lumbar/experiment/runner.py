@@ -28,7 +28,14 @@ from typing import Any
 from lumbar.errors import UserError
 from lumbar.experiment.config import DatasetConfig, ExperimentConfig, load_experiment_config
 from lumbar.experiment.executor import DONE, SPEC, JobResult, schedule
-from lumbar.experiment.plan import Plan, expand, fold_manifest, format_plan, frozen_stop
+from lumbar.experiment.plan import (
+    Plan,
+    expand,
+    fold_manifest,
+    format_duration,
+    format_plan,
+    frozen_stop,
+)
 from lumbar.files import write_text_atomic
 
 __all__ = ["ExperimentResult", "run_experiment"]
@@ -50,12 +57,8 @@ class ExperimentResult:
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f}min"
-    return f"{seconds / 3600:.1f}h"
+    """Compact, for progress lines: "12s", "3.5min", "2.1h"."""
+    return format_duration(seconds, sep="")
 
 
 # --------------------------------------------------------------------------- datasets

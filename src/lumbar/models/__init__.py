@@ -47,6 +47,7 @@ from lumbar.models.weights import (
     imagenet_weights_path,
     read_run_config,
     resolve_weights,
+    resolve_weights_at,
 )
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "read_run_config",
     "register_backbone",
     "resolve_weights",
+    "resolve_weights_at",
     "save_checkpoint",
     "trainable_parameters",
     "unfreeze_last",

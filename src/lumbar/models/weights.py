@@ -34,6 +34,7 @@ stays newly initialised.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -63,6 +64,7 @@ __all__ = [
     "read_run_config",
     "read_weights_file",
     "resolve_weights",
+    "resolve_weights_at",
 ]
 
 RUN_CHECKPOINT = "checkpoint.pt"
@@ -311,6 +313,18 @@ def resolve_weights(backbone: str, weights: str | Path) -> WeightSource:
         f"weights {text!r} are neither 'imagenet', 'scratch', a weights file "
         f"({', '.join(WEIGHT_FILE_SUFFIXES)}) nor a run folder"
     )
+
+
+def resolve_weights_at(backbone: str, weights: str | Path, input_size: int | None) -> WeightSource:
+    """`resolve_weights`, with the preprocessing's input size set to `input_size` x
+    `input_size` pixels when given (None keeps the weights' own size)."""
+    source = resolve_weights(backbone, weights)
+    if input_size is not None:
+        size = (int(input_size), int(input_size))
+        source = dataclasses.replace(
+            source, preprocessing=dataclasses.replace(source.preprocessing, input_size=size)
+        )
+    return source
 
 
 # --------------------------------------------------------------------------- reading

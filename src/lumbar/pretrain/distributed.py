@@ -1,7 +1,7 @@
 """Helpers for pretraining under `torchrun`: gathering Python objects and embeddings.
 
-Process-group setup, device choice and sums are `lumbar.train`'s (`_init_distributed`,
-`_pick_device`, `_all_reduce`); this module adds what pretraining needs beyond them.
+Process-group setup, device choice and sums are `lumbar.runtime`'s (`init_distributed`,
+`pick_device`, `all_reduce`); this module adds what pretraining needs beyond them.
 """
 
 from __future__ import annotations

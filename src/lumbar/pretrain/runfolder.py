@@ -1,4 +1,4 @@
-"""What both pretraining procedures share: the run folder, resume state, history, progress.
+"""What both pretraining procedures share: the run folder, resume state, throughput, BatchNorm.
 
 A pretraining run folder is a weight source for `lumbar train --weights RUN`
 (`lumbar.models.weights` describes the convention): config.json holds "backbone",
@@ -10,21 +10,31 @@ paper's transfer learning (a supervised run's source-task head is kept under "he
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from lumbar.errors import UserError
-from lumbar.files import atomic_path, write_text_atomic
-from lumbar.models import RUN_CHECKPOINT, RUN_CONFIG, WeightSource, resolve_weights
+from lumbar.files import atomic_path
+from lumbar.models import RUN_CHECKPOINT, list_backbones
+from lumbar.pretrain.dataset import ImageFileDataset, plain_batches
+from lumbar.runtime import (
+    HISTORY,
+    LAST_STATE,
+    Dist,
+    init_distributed,
+    open_run_folder,
+    read_history,
+    restore_training_state,
+    save_training_state,
+)
 
 __all__ = [
     "CURVE",
@@ -32,17 +42,17 @@ __all__ = [
     "LAST_STATE",
     "METRICS_FILE",
     "PretrainResult",
-    "StepProgress",
-    "load_history",
+    "begin_run",
+    "check_settings",
     "open_run",
+    "readable",
     "recalibrate_batchnorm",
+    "recalibrate_trunk",
+    "resume_state",
+    "save_last_state",
     "save_trunk",
-    "weight_source",
-    "write_history",
 ]
 
-LAST_STATE = "last.pt"
-HISTORY = "history.csv"
 CURVE = "learning-curve.png"
 METRICS_FILE = "metrics.json"
 
@@ -71,41 +81,18 @@ def open_run(
         UserError: a non-empty folder without `resume`, nothing to resume, or a run of the
             other procedure.
     """
-    run_dir = Path(run_dir)
-    if not resume:
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise UserError(
-                f"run folder {run_dir.name} is not empty; choose a new --out, or add --resume "
-                "to continue it"
-            )
+    run_config, state = open_run_folder(run_dir, resume, "lumbar pretrain")
+    if run_config is None:
         return config, None
-    if not (run_dir / LAST_STATE).is_file() or not (run_dir / RUN_CONFIG).is_file():
-        raise UserError(
-            f"nothing to resume in {run_dir.name}: it needs {LAST_STATE} and {RUN_CONFIG} from "
-            "an earlier `lumbar pretrain` (drop --resume to start a new run)"
-        )
-    saved = json.loads((run_dir / RUN_CONFIG).read_text(encoding="utf-8")).get("pretrain", {})
+    saved = run_config.get("pretrain", {})
     if saved.get("kind") != kind:
         raise UserError(
-            f"{run_dir.name} is not a `lumbar pretrain {kind}` run (it is "
+            f"{Path(run_dir).name} is not a `lumbar pretrain {kind}` run (it is "
             f"{saved.get('kind', 'something else')}); resume it with its own command"
         )
     values = dict(saved["config"])
     values["epochs"] = max(int(values["epochs"]), int(getattr(config, "epochs", 0) or 0))
-    resumed = type(config)(**values)
-    state = torch.load(run_dir / LAST_STATE, map_location="cpu", weights_only=True)
-    return resumed, state
-
-
-def weight_source(backbone: str, weights: str, input_size: int | None) -> WeightSource:
-    """The starting weights and their preprocessing, at `input_size` when given."""
-    source = resolve_weights(backbone, weights)
-    if input_size is not None:
-        size = (int(input_size), int(input_size))
-        source = dataclasses.replace(
-            source, preprocessing=dataclasses.replace(source.preprocessing, input_size=size)
-        )
-    return source
+    return type(config)(**values), state
 
 
 def save_trunk(run_dir: Path, trunk: nn.Module, **extra: Any) -> Path:
@@ -115,61 +102,6 @@ def save_trunk(run_dir: Path, trunk: nn.Module, **extra: Any) -> Path:
     with atomic_path(target) as tmp:
         torch.save({"model": state, **extra}, tmp)
     return target
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a JSON object atomically (pretty-printed)."""
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
-
-
-def write_history(run_dir: Path, history: list[dict[str, float]], fields: Sequence[str]) -> None:
-    """RUN/history.csv, one row per epoch (repr: a resumed run's file equals an uninterrupted's)."""
-    with atomic_path(Path(run_dir) / HISTORY) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields))
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: repr(row[k]) for k in fields})
-
-
-def load_history(run_dir: Path) -> list[dict[str, float]]:
-    """The rows of RUN/history.csv (epoch as int)."""
-    path = Path(run_dir) / HISTORY
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
-
-
-class StepProgress:
-    """Progress bars for epochs and steps with live loss and images/s (no-op when disabled)."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.bar: Any = None
-        if enabled:
-            from lumbar.progress import progress_bar
-
-            self.bar = progress_bar("info")
-            self.bar.start()
-
-    def task(self, description: str, total: int, done: int = 0) -> Any:
-        if self.bar is None:
-            return None
-        return self.bar.add_task(description, total=total, completed=done, info="")
-
-    def update(self, task: Any, advance: int = 1, info: str = "") -> None:
-        if self.bar is not None and task is not None:
-            self.bar.update(task, advance=advance, info=info)
-
-    def hide(self, task: Any) -> None:
-        if self.bar is not None and task is not None:
-            self.bar.update(task, visible=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 class Throughput:
@@ -241,3 +173,107 @@ def recalibrate_batchnorm(
                 m.running_var.copy_(states[id(m)][1])
         module.train(was_training)
     return seen
+
+
+def begin_run(
+    run_dir: Path, config: ConfigT, resume: bool, kind: str
+) -> tuple[ConfigT, dict[str, Any] | None, Dist]:
+    """Join torchrun, open the run folder (`open_run`), check the settings, set CPU threads.
+
+    Returns:
+        The resolved config, the last.pt state to resume from (or None) and the process info.
+    """
+    dist = init_distributed()
+    opened, state = open_run(run_dir, config, resume, kind)
+    cfg: Any = opened.resolved()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    return cfg, state, dist
+
+
+def resume_state(
+    state: dict[str, Any] | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    run_dir: Path,
+    paths: Sequence[str],
+) -> tuple[int, list[dict[str, float]], set[int]]:
+    """Restore a last.pt `state` (if any) into `model`, `optimizer` and the RNG.
+
+    Returns:
+        The epochs already done, their history rows, and the indices in `paths` of the files
+        found unreadable so far (0, [] and an empty set for a new run).
+    """
+    if state is None:
+        return 0, [], set()
+    first_epoch = restore_training_state(state, model, optimizer)
+    known = set(state.get("unreadable", []))
+    bad = {i for i, path in enumerate(paths) if path in known}
+    return first_epoch, read_history(run_dir)[:first_epoch], bad
+
+
+def save_last_state(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    paths: Sequence[str],
+    bad: set[int],
+    **extra: Any,
+) -> None:
+    """RUN/last.pt after `epoch`: training state, `extra`, and the unreadable files' paths."""
+    unreadable = sorted(paths[i] for i in bad)
+    save_training_state(run_dir, model, optimizer, epoch, **extra, unreadable=unreadable)
+
+
+def readable(indices: Iterable[int], bad: set[int]) -> np.ndarray:
+    """`indices` without the files found unreadable, as int64."""
+    return np.array([i for i in indices if i not in bad], dtype=np.int64)
+
+
+def recalibrate_trunk(
+    trunk: nn.Module,
+    dataset: ImageFileDataset,
+    candidates: Iterable[int],
+    bad: set[int],
+    cfg: Any,
+    device: torch.device,
+) -> int:
+    """`recalibrate_batchnorm` of `trunk` over up to `cfg.bn_recalibration` readable images
+    of `candidates`, drawn with `cfg.seed` and read from `dataset` (un-augmented)."""
+    usable = readable(candidates, bad)
+    chosen = np.random.default_rng([cfg.seed, 7]).permutation(usable)[: cfg.bn_recalibration]
+    return recalibrate_batchnorm(
+        trunk.forward_features,
+        trunk,
+        plain_batches(dataset, chosen, cfg.batch_size, cfg.workers, device),
+    )
+
+
+def check_settings(cfg: Any, *checks: tuple[bool, str]) -> None:
+    """Check the settings both procedures have, then the procedure's own `checks`.
+
+    Raises:
+        UserError: one line naming the first bad value.
+    """
+    if isinstance(cfg.data, str):
+        cfg.data = [cfg.data]
+    common = [
+        (bool(cfg.data), "give at least one --data folder"),
+        (cfg.backbone in list_backbones(),
+         f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(list_backbones())}"),
+        (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
+        (cfg.lr > 0 and math.isfinite(cfg.lr), f"--lr must be positive, got {cfg.lr}"),
+        (cfg.input_size is None or cfg.input_size >= 16,
+         f"--input-size must be at least 16 pixels, got {cfg.input_size}"),
+        (cfg.workers >= 0, f"--workers must be 0 or more, got {cfg.workers}"),
+        (cfg.precision in ("auto", "fp32", "bf16"),
+         f"precision must be auto, fp32 or bf16, got {cfg.precision!r}"),
+        (cfg.max_images is None or cfg.max_images >= 2,
+         f"--max-images must be at least 2, got {cfg.max_images}"),
+        (cfg.bn_recalibration >= 0,
+         f"bn_recalibration must be 0 or more images, got {cfg.bn_recalibration}"),
+    ]  # fmt: skip
+    for ok, message in [*common, *checks]:
+        if not ok:
+            raise UserError(message)

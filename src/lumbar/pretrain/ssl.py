@@ -38,20 +38,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
-from lumbar.models import create_backbone, get_backbone_spec, list_backbones
+from lumbar.files import atomic_path, write_json_atomic
+from lumbar.models import create_backbone, get_backbone_spec, resolve_weights_at
 from lumbar.pretrain.dataset import (
     ImageFileDataset,
     SimCLRAugmentation,
     StreamSampler,
     make_stream_loader,
-    plain_batches,
 )
 from lumbar.pretrain.distributed import (
     dummy_batch,
@@ -61,21 +59,28 @@ from lumbar.pretrain.distributed import (
 from lumbar.pretrain.files import scan_images
 from lumbar.pretrain.runfolder import (
     CURVE,
-    LAST_STATE,
     METRICS_FILE,
     PretrainResult,
-    StepProgress,
     Throughput,
-    load_history,
-    open_run,
-    recalibrate_batchnorm,
+    begin_run,
+    check_settings,
+    readable,
+    recalibrate_trunk,
+    resume_state,
+    save_last_state,
     save_trunk,
     say_unreadable,
-    weight_source,
-    write_history,
-    write_json,
 )
-from lumbar.train import _all_reduce, _autocast, _init_distributed, _pick_device
+from lumbar.progress import TrainingBars
+from lumbar.runtime import (
+    all_reduce,
+    autocast,
+    barrier,
+    pick_device,
+    wrap_ddp,
+    write_history,
+    write_run_config,
+)
 
 __all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabeled"]
 
@@ -131,37 +136,19 @@ class SSLPretrainConfig:
 
     def resolved(self) -> SSLPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
-        if isinstance(self.data, str):
-            self.data = [self.data]
-        checks = [
-            (bool(self.data), "give at least one --data folder"),
-            (self.backbone in list_backbones(),
-             f"unknown backbone {self.backbone!r}; choose one of {', '.join(list_backbones())}"),
+        check_settings(
+            self,
             (self.method in METHODS,
              f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 2, f"--batch-size must be at least 2 (negatives), got "
                                    f"{self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"weight_decay must be 0 or more, got {self.weight_decay}"),
             (self.warmup_epochs is None or self.warmup_epochs >= 0,
              f"warmup_epochs must be 0 or more, got {self.warmup_epochs}"),
             (self.temperature > 0, f"--temperature must be positive, got {self.temperature}"),
             (self.projection_hidden >= 1 and self.projection_dim >= 1,
              "projection_hidden and projection_dim must be at least 1"),
-            (self.input_size is None or self.input_size >= 16,
-             f"--input-size must be at least 16 pixels, got {self.input_size}"),
-            (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
-            (self.precision in ("auto", "fp32", "bf16"),
-             f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
-            (self.max_images is None or self.max_images >= 2,
-             f"--max-images must be at least 2, got {self.max_images}"),
-            (self.bn_recalibration >= 0,
-             f"bn_recalibration must be 0 or more images, got {self.bn_recalibration}"),
-        ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        )  # fmt: skip
         self.views()
         return self
 
@@ -252,18 +239,14 @@ def pretrain_unlabeled(
     started = time.perf_counter()
     say = log or (lambda line: None)
     run_dir = Path(run_dir)
-    dist = _init_distributed()
-    config, state = open_run(run_dir, config, resume, KIND)
-    cfg = config.resolved()
+    cfg, state, dist = begin_run(run_dir, config, resume, KIND)
     views = cfg.views()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     files = scan_images(cfg.data, max_images=cfg.max_images, seed=cfg.seed)
     if len(files) < 2:
         raise UserError(f"found {len(files)} image; contrastive learning needs at least 2")
-    source = weight_source(cfg.backbone, cfg.weights, cfg.input_size)
+    source = resolve_weights_at(cfg.backbone, cfg.weights, cfg.input_size)
     preprocessing = source.preprocessing
-    device = _pick_device(cfg.device)
+    device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder = create_backbone(cfg.backbone, source, num_classes=0)
     feature_dim = get_backbone_spec(cfg.backbone).feature_dim
@@ -299,33 +282,17 @@ def pretrain_unlabeled(
         "world_size": dist.world,
     }  # fmt: skip
 
-    history: list[dict[str, float]] = []
-    first_epoch = 0
-    bad: set[int] = set()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        first_epoch = int(state["epoch"])
-        known = set(state.get("unreadable", []))
-        bad = {i for i, path in enumerate(files.paths) if path in known}
-        history = load_history(run_dir)[:first_epoch]
-    if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", run_config)
+    first_epoch, history, bad = resume_state(state, model, optimizer, run_dir, files.paths)
+    write_run_config(run_dir, run_config, dist)
 
-    net: nn.Module = model
-    if dist.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device])
-    bar = StepProgress(progress and dist.main)
+    net = wrap_ddp(model, dist, device)
+    bar = TrainingBars(progress and dist.main)
     try:
         epoch_task = bar.task(f"pretraining ({cfg.method})", cfg.epochs, first_epoch)
         for epoch in range(first_epoch, cfg.epochs):
             t0 = time.perf_counter()
             model.train()
-            active = np.array([i for i in range(len(files)) if i not in bad], dtype=np.int64)
+            active = readable(range(len(files)), bad)
             sampler = StreamSampler(
                 active, cfg.batch_size, epoch=epoch, seed=cfg.seed, drop_last=True,
                 rank=dist.rank, world=dist.world,
@@ -341,9 +308,9 @@ def pretrain_unlabeled(
                 n_local = len(batch.indices)
                 n_global = n_local
                 if dist.active:
-                    n_global = int(_all_reduce(torch.tensor([n_local]), dist, device)[0])
+                    n_global = int(all_reduce(torch.tensor([n_local]), dist, device)[0])
                 if n_global < 2:  # nothing to contrast (all files of the batch unreadable)
-                    bar.update(step_task)
+                    bar.advance(step_task, info="")
                     continue
                 lr = _lr_at(cfg, epoch + step / max(steps, 1))
                 for group in optimizer.param_groups:
@@ -352,7 +319,7 @@ def pretrain_unlabeled(
                     x = dummy_batch(preprocessing).repeat(2, 1, 1, 1)
                 else:
                     x = torch.cat([images[:, 0], images[:, 1]])
-                with _autocast(cfg.precision, device):
+                with autocast(cfg.precision, device):
                     z = net(x.to(device)).float()
                 if n_local == 0:
                     z1 = z2 = z[:0]
@@ -370,8 +337,8 @@ def pretrain_unlabeled(
                 acc_sum += accuracy * n_global
                 counted += n_global
                 meter.add(n_global)
-                bar.update(step_task, info=f"loss {loss_sum / counted:.4f} "
-                           f"{meter.rate:.1f} img/s")  # fmt: skip
+                bar.advance(step_task, info=f"loss {loss_sum / counted:.4f} "
+                            f"{meter.rate:.1f} img/s")  # fmt: skip
             bar.hide(step_task)
             bad = merge_unreadable(bad, dist)
             if counted == 0:
@@ -387,40 +354,25 @@ def pretrain_unlabeled(
             history.append(row)
             if dist.main:
                 save_trunk(run_dir, model.encoder, epoch=epoch + 1, loss=row["loss"])
-                with atomic_path(run_dir / LAST_STATE) as tmp:
-                    torch.save(
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "rng": torch.get_rng_state(),
-                            "epoch": epoch + 1,
-                            "unreadable": sorted(files.paths[i] for i in bad),
-                        },
-                        tmp,
-                    )
+                save_last_state(run_dir, model, optimizer, epoch + 1, files.paths, bad)
                 write_history(run_dir, history, HISTORY_FIELDS)
-            bar.update(epoch_task, info=f"loss {row['loss']:.4f} "
-                       f"acc {row['contrastive_accuracy']:.3f} "
-                       f"{row['images_per_s']:.1f} img/s")  # fmt: skip
+            bar.advance(epoch_task, info=f"loss {row['loss']:.4f} "
+                        f"acc {row['contrastive_accuracy']:.3f} "
+                        f"{row['images_per_s']:.1f} img/s")  # fmt: skip
     finally:
         bar.close()
 
     say_unreadable(say, len(bad), len(files))
     if dist.main and cfg.bn_recalibration and history:
         plain = ImageFileDataset(files.paths, preprocessing, seed=cfg.seed)
-        usable = np.array([i for i in range(len(files)) if i not in bad], dtype=np.int64)
-        chosen = np.random.default_rng([cfg.seed, 7]).permutation(usable)[: cfg.bn_recalibration]
-        count = recalibrate_batchnorm(
-            model.encoder.forward_features, model.encoder,
-            plain_batches(plain, chosen, cfg.batch_size, cfg.workers, device),
-        )  # fmt: skip
+        count = recalibrate_trunk(model.encoder, plain, range(len(files)), bad, cfg, device)
         last_row = history[-1]
         save_trunk(run_dir, model.encoder, epoch=int(last_row["epoch"]), loss=last_row["loss"],
                    bn_recalibrated=count)  # fmt: skip
     if dist.main:
         plot_ssl_curve(history, run_dir / CURVE)
         last = history[-1]
-        write_json(
+        write_json_atomic(
             run_dir / METRICS_FILE,
             {
                 "best_epoch": int(last["epoch"]),
@@ -431,10 +383,7 @@ def pretrain_unlabeled(
                 "seconds": time.perf_counter() - started,
             },
         )
-    if dist.active:
-        import torch.distributed as torch_dist
-
-        torch_dist.barrier()
+    barrier(dist)
     return PretrainResult(
         run_dir, history, len(history), time.perf_counter() - started, len(files) - len(bad)
     )

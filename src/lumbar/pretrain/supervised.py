@@ -26,37 +26,43 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from lumbar.data.augment import parse_augmentation
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
-from lumbar.models import RUN_CHECKPOINT, build_classifier, list_backbones
+from lumbar.files import write_json_atomic
+from lumbar.models import RUN_CHECKPOINT, build_classifier, resolve_weights_at
 from lumbar.pretrain.dataset import (
     ImageFileDataset,
     StreamSampler,
     make_stream_loader,
-    plain_batches,
 )
 from lumbar.pretrain.distributed import all_gather_objects, dummy_batch, merge_unreadable
 from lumbar.pretrain.files import hash_fraction, scan_labelled
 from lumbar.pretrain.runfolder import (
     CURVE,
-    LAST_STATE,
     METRICS_FILE,
     PretrainResult,
-    StepProgress,
     Throughput,
-    load_history,
-    open_run,
-    recalibrate_batchnorm,
+    begin_run,
+    check_settings,
+    readable,
+    recalibrate_trunk,
+    resume_state,
+    save_last_state,
     save_trunk,
     say_unreadable,
-    weight_source,
-    write_history,
-    write_json,
 )
-from lumbar.train import _all_reduce, _autocast, _init_distributed, _pick_device
+from lumbar.progress import TrainingBars
+from lumbar.runtime import (
+    all_reduce,
+    autocast,
+    barrier,
+    pick_device,
+    wrap_ddp,
+    write_history,
+    write_run_config,
+)
+from lumbar.train import inverse_frequency_weights, plot_learning_curve, weighted_step
 
 __all__ = ["SupervisedPretrainConfig", "pretrain_supervised", "split_files"]
 
@@ -114,30 +120,12 @@ class SupervisedPretrainConfig:
 
     def resolved(self) -> SupervisedPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
-        if isinstance(self.data, str):
-            self.data = [self.data]
-        checks = [
-            (bool(self.data), "give at least one --data folder"),
-            (self.backbone in list_backbones(),
-             f"unknown backbone {self.backbone!r}; choose one of {', '.join(list_backbones())}"),
+        check_settings(
+            self,
             (0.0 < self.val_fraction < 1.0,
              f"val_fraction must be between 0 and 1, got {self.val_fraction}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be positive, got {self.lr}"),
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.input_size is None or self.input_size >= 16,
-             f"--input-size must be at least 16 pixels, got {self.input_size}"),
-            (self.workers >= 0, f"--workers must be 0 or more, got {self.workers}"),
-            (self.precision in ("auto", "fp32", "bf16"),
-             f"precision must be auto, fp32 or bf16, got {self.precision!r}"),
-            (self.max_images is None or self.max_images >= 2,
-             f"--max-images must be at least 2, got {self.max_images}"),
-            (self.bn_recalibration >= 0,
-             f"bn_recalibration must be 0 or more images, got {self.bn_recalibration}"),
-        ]  # fmt: skip
-        for ok, message in checks:
-            if not ok:
-                raise UserError(message)
+        )  # fmt: skip
         try:
             parse_augmentation(self.augmentation)
         except ValueError as err:
@@ -151,13 +139,6 @@ def split_files(keys: list[str], val_fraction: float, seed: int) -> tuple[np.nda
     """
     is_val = np.array([hash_fraction(key, seed) < val_fraction for key in keys], dtype=bool)
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
-def _inverse_frequency(counts: list[int]) -> torch.Tensor:
-    """n / (C x n_c) per class present (scikit-learn's "balanced"), 0 for an absent class."""
-    from lumbar.train import _class_weights
-
-    return _class_weights(np.asarray(counts))
 
 
 def pretrain_supervised(
@@ -186,11 +167,7 @@ def pretrain_supervised(
     started = time.perf_counter()
     say = log or (lambda line: None)
     run_dir = Path(run_dir)
-    dist = _init_distributed()
-    config, state = open_run(run_dir, config, resume, KIND)
-    cfg = config.resolved()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    cfg, state, dist = begin_run(run_dir, config, resume, KIND)
     files = scan_labelled(cfg.data, cfg.classes)
     for warning in files.warnings:
         say(f"warning: {warning}")
@@ -211,14 +188,17 @@ def pretrain_supervised(
     if sum(1 for n in train_counts if n) < 2:
         raise UserError("the training split holds a single class; add images of the others")
 
-    source = weight_source(cfg.backbone, cfg.weights, cfg.input_size)
-    device = _pick_device(cfg.device)
+    source = resolve_weights_at(cfg.backbone, cfg.weights, cfg.input_size)
+    device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = build_classifier(
         cfg.backbone, len(files.class_names), source, hidden=cfg.hidden, dropout=cfg.dropout
     ).to(device)
-    weights = _inverse_frequency(train_counts) if cfg.class_weights else torch.ones(len(
-        files.class_names))  # fmt: skip
+    weights = (
+        inverse_frequency_weights(np.asarray(train_counts))
+        if cfg.class_weights
+        else torch.ones(len(files.class_names))
+    )
     preprocessing = source.preprocessing
     augmentation = parse_augmentation(cfg.augmentation)
     train_set = ImageFileDataset(
@@ -259,34 +239,21 @@ def pretrain_supervised(
         "world_size": dist.world,
     }  # fmt: skip
 
-    history: list[dict[str, float]] = []
-    best_val_loss, best_epoch, first_epoch = math.inf, 0, 0
-    bad: set[int] = set()
+    first_epoch, history, bad = resume_state(state, model, optimizer, run_dir, files.paths)
+    best_val_loss, best_epoch = math.inf, 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
         best_val_loss, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-        first_epoch = int(state["epoch"])
-        bad = {files.paths.index(p) for p in state.get("unreadable", []) if p in files.paths}
-        history = load_history(run_dir)[:first_epoch]
-    if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", run_config)
+    write_run_config(run_dir, run_config, dist)
 
-    net: torch.nn.Module = model
-    if dist.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        net = DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device])
+    net = wrap_ddp(model, dist, device)
     device_weights = weights.to(device)
-    bar = StepProgress(progress and dist.main)
+    bar = TrainingBars(progress and dist.main)
     try:
         epoch_task = bar.task("pretraining (supervised)", cfg.epochs, first_epoch)
         for epoch in range(first_epoch, cfg.epochs):
             t0 = time.perf_counter()
             model.train()
-            active = np.array([i for i in train_idx if i not in bad], dtype=np.int64)
+            active = readable(train_idx, bad)
             sampler = StreamSampler(
                 active, cfg.batch_size, epoch=epoch, seed=cfg.seed, rank=dist.rank, world=dist.world
             )
@@ -299,7 +266,7 @@ def pretrain_supervised(
                 x, y, w_scale = batch.images, batch.labels, 1.0
                 if len(y) == 0:
                     if not dist.active:
-                        bar.update(step_task)
+                        bar.advance(step_task, info="")
                         continue
                     x, y, w_scale = (
                         dummy_batch(preprocessing),
@@ -307,27 +274,21 @@ def pretrain_supervised(
                         0.0,
                     )
                 x, y = x.to(device), y.to(device)
-                with _autocast(cfg.precision, device):
+                with autocast(cfg.precision, device):
                     logits = net(x).float()
-                per_image = (
-                    F.cross_entropy(logits, y, reduction="none") * device_weights[y] * w_scale
-                )
-                norm = _all_reduce(per_image.detach().new_tensor(
+                norm = all_reduce(logits.detach().new_tensor(
                     [float((device_weights[y] * w_scale).sum())]), dist, device)  # fmt: skip
-                loss = per_image.sum() / norm.clamp_min(1e-12) * dist.world
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(per_image.sum().detach())
-                correct += float(((logits.argmax(1) == y).float() * w_scale).sum())
-                seen += float((device_weights[y] * w_scale).sum())
+                step_loss, step_correct, step_weight = weighted_step(
+                    optimizer, logits, y, device_weights, norm, dist.world, w_scale
+                )
+                loss_sum += step_loss
+                correct += step_correct
+                seen += step_weight
                 meter.add(int(len(y) * w_scale) * dist.world)
-                bar.update(step_task, info=f"loss {loss_sum / max(seen, 1e-12):.4f} "
-                           f"{meter.rate:.1f} img/s")  # fmt: skip
+                bar.advance(step_task, info=f"loss {loss_sum / max(seen, 1e-12):.4f} "
+                            f"{meter.rate:.1f} img/s")  # fmt: skip
             bar.hide(step_task)
-            totals = _all_reduce(
-                torch.tensor([loss_sum, correct, seen, meter.images]), dist, device
-            )
+            totals = all_reduce(torch.tensor([loss_sum, correct, seen, meter.images]), dist, device)
             val_loss, val_metrics = _validate(
                 model, val_set, val_idx, bad, cfg, device_weights, dist, device, epoch
             )
@@ -352,22 +313,13 @@ def pretrain_supervised(
                 if improved:
                     save_trunk(run_dir, model.backbone, head=model.head.state_dict(),
                                epoch=epoch + 1, val_loss=val_loss)  # fmt: skip
-                with atomic_path(run_dir / LAST_STATE) as tmp:
-                    torch.save(
-                        {
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "rng": torch.get_rng_state(),
-                            "epoch": epoch + 1,
-                            "best_val_loss": best_val_loss,
-                            "best_epoch": best_epoch,
-                            "unreadable": sorted(files.paths[i] for i in bad),
-                        },
-                        tmp,
-                    )
+                save_last_state(
+                    run_dir, model, optimizer, epoch + 1, files.paths, bad,
+                    best_val_loss=best_val_loss, best_epoch=best_epoch,
+                )  # fmt: skip
                 write_history(run_dir, history, HISTORY_FIELDS)
-            bar.update(epoch_task, info=f"loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
-                       f"val_f1 {row['val_f1']:.3f} {row['images_per_s']:.1f} img/s")  # fmt: skip
+            bar.advance(epoch_task, info=f"loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
+                        f"val_f1 {row['val_f1']:.3f} {row['images_per_s']:.1f} img/s")  # fmt: skip
     finally:
         bar.close()
 
@@ -376,19 +328,12 @@ def pretrain_supervised(
         checkpoint = torch.load(run_dir / RUN_CHECKPOINT, map_location="cpu", weights_only=True)
         trunk = {k[len("backbone.") :]: v for k, v in checkpoint.pop("model").items()}
         model.backbone.load_state_dict(trunk)
-        usable = np.array([i for i in train_idx if i not in bad], dtype=np.int64)
-        chosen = np.random.default_rng([cfg.seed, 7]).permutation(usable)[: cfg.bn_recalibration]
-        count = recalibrate_batchnorm(
-            model.backbone.forward_features, model.backbone,
-            plain_batches(val_set, chosen, cfg.batch_size, cfg.workers, device),
-        )  # fmt: skip
+        count = recalibrate_trunk(model.backbone, val_set, train_idx, bad, cfg, device)
         save_trunk(run_dir, model.backbone, **{**checkpoint, "bn_recalibrated": count})
     if dist.main:
-        from lumbar.train import plot_learning_curve
-
         plot_learning_curve(history, run_dir / CURVE, best_epoch)
         best = history[best_epoch - 1] if best_epoch else {}
-        write_json(
+        write_json_atomic(
             run_dir / METRICS_FILE,
             {
                 "best_epoch": best_epoch,
@@ -400,10 +345,7 @@ def pretrain_supervised(
             },
         )
         say(f"kept epoch {best_epoch} (validation loss {best_val_loss:.4f})")
-    if dist.active:
-        import torch.distributed as torch_dist
-
-        torch_dist.barrier()
+    barrier(dist)
     return PretrainResult(
         run_dir, history, best_epoch, time.perf_counter() - started, len(files) - len(bad)
     )
@@ -424,7 +366,7 @@ def _validate(
     from lumbar.metrics import classification_metrics
 
     model.eval()
-    active = np.array([i for i in val_idx if i not in bad], dtype=np.int64)
+    active = readable(val_idx, bad)
     sampler = StreamSampler(
         active, max(cfg.batch_size, 64), epoch=epoch, seed=cfg.seed, shuffle=False,
         rank=dist.rank, world=dist.world,
@@ -436,7 +378,7 @@ def _validate(
             bad.update(batch.failed)
             if len(batch.labels) == 0:
                 continue
-            with _autocast(cfg.precision, device):
+            with autocast(cfg.precision, device):
                 logits = model(batch.images.to(device)).float().cpu()
             labels.extend(batch.labels.tolist())
             probs.append(torch.softmax(logits, 1).numpy())
