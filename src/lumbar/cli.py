@@ -493,6 +493,9 @@ def train(
         progress=not quiet,
         log=lambda line: typer.echo(line, err=True),
     )
+    from lumbar.runtime import shutdown_distributed
+
+    shutdown_distributed()  # under torchrun: leave the process group before exiting
     test = result.metrics.get("test")
     summary = f"wrote {out} (kept epoch {result.best_epoch}, {result.seconds:.0f} s)"
     if test:

@@ -45,6 +45,7 @@ __all__ = [
     "read_history",
     "restore_training_state",
     "save_training_state",
+    "shutdown_distributed",
     "wrap_ddp",
     "write_history",
     "write_run_config",
@@ -89,6 +90,19 @@ def init_distributed() -> Dist:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def shutdown_distributed() -> None:
+    """Leave the torchrun process group, after a last barrier, before the process exits.
+
+    Without it every process tears its connections down at interpreter exit while the others
+    may still use them, which can abort one of them (seen with gloo on a busy machine).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def all_reduce(tensor: torch.Tensor, dist_info: Dist, device: torch.device = CPU) -> torch.Tensor:
