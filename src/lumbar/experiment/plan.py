@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import re
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -357,87 +358,89 @@ def expand(cfg: ExperimentConfig, exp: Path, threads: int = 2) -> Plan:
     for block in cfg.blocks:
         ds = cfg.datasets[block.dataset]
         folds: list[int | None] = list(range(cfg.folds)) if cfg.folds else [None]
-        for target in block.targets:
-            for backbone, sources in block.backbones:
-                for source in sources:
-                    for roi in block.rois:
-                        for seed in block.seeds:
-                            for fold in folds:
-                                twin: str | None = None
-                                for mode in block.modes:
-                                    parts = [f"p{block.procedure}", backbone, _slug(source),
-                                             mode, _roi_tag(roi)]  # fmt: skip
-                                    if several_targets:
-                                        parts.append(_slug(target))
-                                    if several_datasets:
-                                        parts.append(_slug(block.dataset))
-                                    parts.append(f"f{fold}" if fold is not None else f"s{seed}")
-                                    run_id = "-".join(parts)
-                                    if run_id in seen:
-                                        continue
-                                    seen.add(run_id)
-                                    weights = source
-                                    after: list[str] = []
-                                    if source in cfg.pretrain:
-                                        weights = f"pretrain:{source}-{backbone}"
-                                        after.append(f"{source}-{backbone}")
-                                    init_from = None
-                                    if mode == "finetune" and block.finetune_from_frozen and twin:
-                                        init_from = twin
-                                        after.append(twin)
-                                    manifest = (
-                                        fold_manifest(exp, block.dataset, fold)
-                                        if fold is not None
-                                        else Path(datasets[block.dataset]["manifest"] or "")
-                                    )
-                                    key = (str(manifest), target)
-                                    if key not in sizes:
-                                        n_train, n_val = _split_sizes(manifest, ds, cfg, target)
-                                        if fold is not None:
-                                            pool = n_train + n_val
-                                            n_train = round(pool * (cfg.folds - 1) / cfg.folds)
-                                            n_val = pool - n_train
-                                        sizes[key] = (n_train, n_val)
-                                    n_train, n_val = sizes[key]
-                                    train = dict(block.train)
-                                    # one prefix per images x trunk x preprocessing x draws
-                                    group = "|".join(
-                                        str(x)
-                                        for x in (
-                                            manifest, target, backbone, weights, roi, seed,
-                                            train.get("input_size"), train.get("aug_variants"),
-                                            train.get("augmentation"), train.get("precision"),
-                                        )
-                                    )  # fmt: skip
-                                    cost, naive, _ = run_costs(
-                                        backbone, mode, source, train, n_train, n_val,
-                                        prefix_shared=group in filled, threads=threads,
-                                    )  # fmt: skip
-                                    filled.add(group)
-                                    runs.append(
-                                        RunSpec(
-                                            id=run_id,
-                                            procedure=block.procedure,
-                                            dataset=block.dataset,
-                                            backbone=backbone,
-                                            weights=weights,
-                                            source=source,
-                                            mode=mode,
-                                            roi=roi,
-                                            target=target,
-                                            seed=seed,
-                                            fold=fold,
-                                            train=train,
-                                            init_from=init_from,
-                                            after=after,
-                                            manifest=str(manifest),
-                                            cost=round(cost, 1),
-                                            naive_cost=round(naive, 1),
-                                            prefix_group=group,
-                                        )
-                                    )
-                                    if mode == "frozen":
-                                        twin = run_id
+        combos = itertools.product(
+            block.targets,
+            [(backbone, source) for backbone, sources in block.backbones for source in sources],
+            block.rois,
+            block.seeds,
+            folds,
+        )
+        for target, (backbone, source), roi, seed, fold in combos:
+            twin: str | None = None
+            for mode in block.modes:
+                parts = [f"p{block.procedure}", backbone, _slug(source),
+                         mode, _roi_tag(roi)]  # fmt: skip
+                if several_targets:
+                    parts.append(_slug(target))
+                if several_datasets:
+                    parts.append(_slug(block.dataset))
+                parts.append(f"f{fold}" if fold is not None else f"s{seed}")
+                run_id = "-".join(parts)
+                if run_id in seen:
+                    continue
+                seen.add(run_id)
+                weights = source
+                after: list[str] = []
+                if source in cfg.pretrain:
+                    weights = f"pretrain:{source}-{backbone}"
+                    after.append(f"{source}-{backbone}")
+                init_from = None
+                if mode == "finetune" and block.finetune_from_frozen and twin:
+                    init_from = twin
+                    after.append(twin)
+                manifest = (
+                    fold_manifest(exp, block.dataset, fold)
+                    if fold is not None
+                    else Path(datasets[block.dataset]["manifest"] or "")
+                )
+                key = (str(manifest), target)
+                if key not in sizes:
+                    n_train, n_val = _split_sizes(manifest, ds, cfg, target)
+                    if fold is not None:
+                        pool = n_train + n_val
+                        n_train = round(pool * (cfg.folds - 1) / cfg.folds)
+                        n_val = pool - n_train
+                    sizes[key] = (n_train, n_val)
+                n_train, n_val = sizes[key]
+                train = dict(block.train)
+                # one prefix per images x trunk x preprocessing x draws
+                group = "|".join(
+                    str(x)
+                    for x in (
+                        manifest, target, backbone, weights, roi, seed,
+                        train.get("input_size"), train.get("aug_variants"),
+                        train.get("augmentation"), train.get("precision"),
+                    )
+                )  # fmt: skip
+                cost, naive, _ = run_costs(
+                    backbone, mode, source, train, n_train, n_val,
+                    prefix_shared=group in filled, threads=threads,
+                )  # fmt: skip
+                filled.add(group)
+                runs.append(
+                    RunSpec(
+                        id=run_id,
+                        procedure=block.procedure,
+                        dataset=block.dataset,
+                        backbone=backbone,
+                        weights=weights,
+                        source=source,
+                        mode=mode,
+                        roi=roi,
+                        target=target,
+                        seed=seed,
+                        fold=fold,
+                        train=train,
+                        init_from=init_from,
+                        after=after,
+                        manifest=str(manifest),
+                        cost=round(cost, 1),
+                        naive_cost=round(naive, 1),
+                        prefix_group=group,
+                    )
+                )
+                if mode == "frozen":
+                    twin = run_id
     return Plan(cfg.name, datasets, list(used_pretrain.values()), runs)
 
 
