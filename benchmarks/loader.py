@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+from malloc_env import ensure_malloc_env
+
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "lumbar-mri-unlabelled"
 
 
@@ -43,8 +44,7 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=None, help="append results to this CSV")
     args = parser.parse_args()
 
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    ensure_malloc_env()
 
     import torch
 

@@ -45,12 +45,12 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+from malloc_env import ensure_malloc_env
+
 REFERENCE = "imagenet-ref"
 REAL_MRI = Path(__file__).resolve().parents[2] / "shared" / "data" / "lumbar-mri-unlabelled"
 
@@ -155,8 +155,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--csv", type=Path, default=None, help="append results to this CSV")
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    ensure_malloc_env()
 
     import torch
 

@@ -31,12 +31,11 @@ import argparse
 import csv
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+from malloc_env import ensure_malloc_env
 
 
 def _per_image(fn, batches: list, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -123,8 +122,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also run the cached frozen train")
     parser.add_argument("--csv", type=Path, default=None, help="append results to this CSV")
     args = parser.parse_args()
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **MALLOC_ENV})
+    ensure_malloc_env()
 
     import torch
 
