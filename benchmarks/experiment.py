@@ -17,6 +17,7 @@ the last two convolutions and the head. Checkpoint and last.pt writes are counte
 Default mode: every distinct piece is measured for real on a sample of the images (each
 prefix fill per backbone and ROI, a few steps of each tail, the naive step), then
 extrapolated to the grid's image counts and 50 epochs: figures labelled "extrapolated".
+The script re-runs itself with the Makefile's MALLOC_* settings when they are not set.
 --full runs the whole grid through `lumbar experiment` and reports the measured wall time.
 
 Usage:
@@ -36,6 +37,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from malloc_env import ensure_malloc_env
 
 HERE = Path(__file__).resolve().parent
 BACKBONES = ("vgg16", "vgg19", "resnet50", "mobilenet_v2")
@@ -211,6 +214,7 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="run the whole grid for real")
     parser.add_argument("--csv", type=Path, default=HERE / "experiment.csv")
     args = parser.parse_args()
+    ensure_malloc_env()
 
     import torch
 
