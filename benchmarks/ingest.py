@@ -64,9 +64,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from lumbar.dicom.index import INDEX_FILE, StudyIndex, default_workers, index_folder
-    from lumbar.dicom.read import iter_files
     from lumbar.ingest import IngestOptions, ingest
+    from lumbar.ingest.index import INDEX_FILE, StudyIndex, default_workers, index_folder
+    from lumbar.ingest.read import iter_files
     from lumbar.synth import synthesize_cohort
 
     work = args.work or Path(tempfile.mkdtemp(prefix="lumbar-bench-"))

@@ -49,9 +49,9 @@ def run_ingest(
     contact_sheet: Path | None = None,
 ) -> None:
     """Validate the options, run `lumbar.ingest.ingest` with a progress bar, print a summary."""
-    from lumbar.dicom.classify import load_rules
-    from lumbar.dicom.select import AxialSelection, FrameOrder
     from lumbar.ingest import REPORT_CSV, IngestOptions, format_explanation, ingest
+    from lumbar.ingest.classify import load_rules
+    from lumbar.ingest.select import AxialSelection, FrameOrder
 
     try:
         frame_order = FrameOrder(order)
@@ -84,7 +84,7 @@ def run_ingest(
     with _progress() as factory:
         summary = ingest(source, out, options, progress=factory, explain=show if explain else None)
     if contact_sheet is not None:
-        from lumbar.dicom.sheet import write_contact_sheet
+        from lumbar.visualize.contact_sheet import write_contact_sheet
 
         drawn = write_contact_sheet(out, contact_sheet)
         typer.echo(f"contact sheet of {drawn} patients: {contact_sheet}")

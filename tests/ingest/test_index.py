@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lumbar.dicom.index import INDEX_FILE, StudyIndex, index_folder
-from lumbar.dicom.read import iter_files
+from lumbar.ingest.index import INDEX_FILE, StudyIndex, index_folder
+from lumbar.ingest.read import iter_files
 
 SECRET = b"index-secret"
 

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from lumbar.dicom.select import (
+from lumbar.grading import DiscLevel
+from lumbar.ingest.select import (
     AxialSelection,
     Frame,
     FrameOrder,
@@ -18,7 +19,6 @@ from lumbar.dicom.select import (
     select_sagittal,
     split_stacks,
 )
-from lumbar.grading import DiscLevel
 
 AX = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

@@ -12,9 +12,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lumbar.dicom.index import FileResult, IndexStats, StudyIndex, file_result_from_record, path_key
-from lumbar.dicom.read import HeaderProblem, record_from_dataset
 from lumbar.errors import UserError
+from lumbar.ingest.index import (
+    FileResult,
+    IndexStats,
+    StudyIndex,
+    file_result_from_record,
+    path_key,
+)
+from lumbar.ingest.read import HeaderProblem, record_from_dataset
 from lumbar.pseudonym import pseudonymize
 
 _PATIENT_ID = "00100020"

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from lumbar.dicom.deid import BurnedInAnnotation, deidentify, keyed_uid
+from lumbar.ingest.deid import BurnedInAnnotation, deidentify, keyed_uid
 
 SECRET = b"test-secret"
 

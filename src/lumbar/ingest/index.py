@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lumbar.dicom.read import HeaderProblem, InstanceRecord, read_header
+from lumbar.ingest.read import HeaderProblem, InstanceRecord, read_header
 from lumbar.pseudonym import pseudonymize
 
 INDEX_FILE = ".lumbar-index.sqlite"

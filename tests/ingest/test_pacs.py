@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from lumbar.dicom.read import iter_files
 from lumbar.errors import UserError
 from lumbar.ingest import IngestOptions, ingest
+from lumbar.ingest.read import iter_files
 from lumbar.pseudonym import SECRET_ENV
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lumbar.dicom.export import PixelProblem, frame_pixels, png_bytes, render_frame, windowed
+from lumbar.ingest.export import PixelProblem, frame_pixels, png_bytes, render_frame, windowed
 
 DECODABLE = [
     "MR_small.dcm",

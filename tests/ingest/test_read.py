@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lumbar.dicom.read import HeaderProblem, iter_files, read_header
+from lumbar.ingest.read import HeaderProblem, iter_files, read_header
 
 REAL_MR = [
     "MR_small.dcm",  # explicit little endian, 16-bit

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lumbar.dicom.classify import (
+from lumbar.errors import UserError
+from lumbar.ingest.classify import (
     Plane,
     SeriesClass,
     SeriesSummary,
@@ -16,7 +17,6 @@ from lumbar.dicom.classify import (
     plane_of,
     series_plane,
 )
-from lumbar.errors import UserError
 
 SAG = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
 COR = (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from lumbar.dicom.read import iter_files
 from lumbar.errors import UserError
 from lumbar.ingest import IMAGES_COLUMNS, IngestOptions, ingest
+from lumbar.ingest.read import iter_files
 from lumbar.pseudonym import SECRET_ENV, load_secret, pseudonymize
 
 NAMES = ("_1", "_2", "_3", "_12", "_23", "_34", "_45", "_51")
@@ -145,7 +145,7 @@ def test_exported_dicom_is_deidentified(ingested) -> None:
 
 
 def test_other_selection_methods_agree_on_phantoms(phantom_cohort, ingested, tmp_path) -> None:
-    from lumbar.dicom.select import AxialSelection, FrameOrder
+    from lumbar.ingest.select import AxialSelection, FrameOrder
 
     env = os.environ.get(SECRET_ENV)
     secret = load_secret(ingested).decode()
@@ -333,7 +333,7 @@ def _processes_mentioning(text: str) -> list[int]:
 def test_contact_sheet_shows_every_patient(ingested, tmp_path) -> None:
     from PIL import Image
 
-    from lumbar.dicom.sheet import THUMB, write_contact_sheet
+    from lumbar.visualize.contact_sheet import THUMB, write_contact_sheet
 
     target = tmp_path / "sheet.png"
     assert write_contact_sheet(ingested, target) == 3
@@ -416,7 +416,7 @@ def test_pydicom_warnings_are_silenced_during_ingest(capfd) -> None:
     import pydicom
     from pydicom.data import get_testdata_file
 
-    from lumbar.ingest import _quiet_dependencies
+    from lumbar.ingest.pipeline import _quiet_dependencies
 
     path = get_testdata_file("emri_small_jpeg_2k_lossless_too_short.dcm")
     with pytest.warns(UserWarning, match="found in file"):

@@ -23,14 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lumbar.dicom.classify import (
+from lumbar.errors import UserError
+from lumbar.files import atomic_path
+from lumbar.grading import DiscLevel
+from lumbar.ingest.classify import (
     Rules,
     SeriesClass,
     SeriesSummary,
     classify_series,
     summarize_series,
 )
-from lumbar.dicom.index import (
+from lumbar.ingest.index import (
     INDEX_FILE,
     IndexStats,
     StudyIndex,
@@ -39,8 +42,8 @@ from lumbar.dicom.index import (
     index_folder,
     uid_hash,
 )
-from lumbar.dicom.read import InstanceRecord, iter_files
-from lumbar.dicom.select import (
+from lumbar.ingest.read import InstanceRecord, iter_files
+from lumbar.ingest.select import (
     AxialSelection,
     Frame,
     FrameOrder,
@@ -49,9 +52,6 @@ from lumbar.dicom.select import (
     select_myelo,
     select_sagittal,
 )
-from lumbar.errors import UserError
-from lumbar.files import atomic_path
-from lumbar.grading import DiscLevel
 from lumbar.pseudonym import load_secret
 
 IMAGES_CSV = "images.csv"
@@ -195,7 +195,7 @@ def _ingest(
     progress: Callable[[str, int | None], Callable[[int], None]] | None,
     explain: Callable[[list[SeriesDecision]], None] | None,
 ) -> IngestSummary:
-    from lumbar.dicom.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
+    from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
 
     start = time.perf_counter()
     out = Path(out)
@@ -521,8 +521,8 @@ def _export_job(
     job: dict[str, Any], web: Any = None
 ) -> tuple[str, list[tuple[str, str, int]], str]:
     """Render one task; returns (name, [(relative output, fingerprint, size)], problem)."""
-    from lumbar.dicom.deid import BurnedInAnnotation, deidentify
-    from lumbar.dicom.export import PixelProblem, render_frame
+    from lumbar.ingest.deid import BurnedInAnnotation, deidentify
+    from lumbar.ingest.export import PixelProblem, render_frame
 
     name = job["name"]
     try:

@@ -231,7 +231,7 @@ def _builtin(
 def summarize_series(
     series_uid: str, records: list[Any], orientations: list[tuple[float, ...] | None]
 ) -> SeriesSummary:
-    """Aggregate a series' instance records (see `lumbar.dicom.read.InstanceRecord`)."""
+    """Aggregate a series' instance records (see `lumbar.ingest.read.InstanceRecord`)."""
     first = records[0]
     return SeriesSummary(
         series_uid=series_uid,
