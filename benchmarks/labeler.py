@@ -132,7 +132,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from lumbar.store import Store, rater_slot
+    from lumbar.labeler.store import Store, rater_slot
 
     work = Path(tempfile.mkdtemp(prefix="fala-bench-"))
     patients = make_images(work / "ingest", args.patients)

@@ -642,7 +642,7 @@ def label_serve(
 
     from lumbar.labeler.app import create_app
     from lumbar.labeler.catalog import load_catalog
-    from lumbar.store import Store
+    from lumbar.labeler.store import Store
 
     catalog = load_catalog(images)
     suggestions = _label_suggestions(model, catalog) if model is not None else None
@@ -662,8 +662,8 @@ def _label_suggestions(model: Path, catalog: Any) -> Any:
     Raises:
         UserError: not a loadable run folder, or its model fails on this catalog's images.
     """
+    from lumbar.labeler.suggestions import Suggestions
     from lumbar.predict import Predictor
-    from lumbar.suggest import Suggestions
 
     suggestions = Suggestions(Predictor.load(model), catalog)
     first = next(iter(catalog.patients), None)
@@ -690,7 +690,7 @@ def label_add_user(
     ] = False,
 ) -> None:
     """Create an account; the password is prompted (or read from stdin) and stored as argon2."""
-    from lumbar.store import Store
+    from lumbar.labeler.store import Store
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -712,7 +712,7 @@ def label_agreement(
 
     from lumbar.files import write_text_atomic
     from lumbar.labeler.agreement import WEIGHTS, agreement_table
-    from lumbar.store import Store
+    from lumbar.labeler.store import Store
 
     if weights not in WEIGHTS:
         raise UserError(f"--weights must be one of {', '.join(WEIGHTS)}")
@@ -755,7 +755,7 @@ def label_export(
 ) -> None:
     """Write gradings as Table 4 CSVs (one per patient) or as a DESIGN.md manifest."""
     from lumbar.labeler.exchange import export_manifest, export_table4
-    from lumbar.store import Store
+    from lumbar.labeler.store import Store
 
     store = Store(db, create=False)
     if format == "table4":
@@ -791,7 +791,7 @@ def label_import(
 ) -> None:
     """Import existing gradings from a CSV: validated first, then all or nothing."""
     from lumbar.labeler.exchange import import_labels
-    from lumbar.store import Store
+    from lumbar.labeler.store import Store
 
     patients = None
     if images is not None:

@@ -125,7 +125,7 @@ def postgres_url() -> Iterator[str]:
 def _reset_postgres(url: str) -> None:
     from sqlalchemy import create_engine, text
 
-    from lumbar.store import normalise_url
+    from lumbar.labeler.store import normalise_url
 
     engine = create_engine(normalise_url(url))
     with engine.begin() as conn:
@@ -152,7 +152,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 def make_store(url: str):  # type: ignore[no-untyped-def]
     """A migrated store with users admin, rad1 and rad2."""
-    from lumbar.store import Store
+    from lumbar.labeler.store import Store
 
     store = Store(url, hasher=fast_hasher())
     store.add_user("admin", "admin", PASSWORDS["admin"])
@@ -170,7 +170,8 @@ def store(sqlite_url: str) -> Iterator[object]:
 
 
 class FakeSuggestions:
-    """A model-free stand-in for `lumbar.suggest.Suggestions`: abnormal 87% at every level."""
+    """A model-free stand-in for `lumbar.labeler.suggestions.Suggestions`: abnormal 87% at
+    every level."""
 
     def __init__(self) -> None:
         self.calls: list[str] = []

@@ -13,7 +13,7 @@ from lumbar.errors import UserError
 from lumbar.labeler.agreement import agreement_table, weighted_kappa
 from lumbar.labeler.catalog import load_catalog
 from lumbar.labeler.exchange import export_manifest, export_table4, import_labels
-from lumbar.store import CONSENSUS, rater_slot
+from lumbar.labeler.store import CONSENSUS, rater_slot
 
 from .conftest import PATIENTS
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from lumbar.errors import UserError
-from lumbar.store import (
+from lumbar.labeler.store import (
     CONSENSUS,
     StaleGradingError,
     Store,

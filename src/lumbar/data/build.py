@@ -297,7 +297,7 @@ def _read_labels_db(url: str, pseudonyms: set[str]) -> dict[tuple[str, str], _Gr
 
     Levels graded by several raters without a consensus are left out (not settled).
     """
-    from lumbar.store import read_gradings
+    from lumbar.labeler.store import read_gradings
 
     grades: dict[tuple[str, str], _Grades] = {}
     for record in read_gradings(url):  # rows keyed like a labels CSV row, by pseudonym

@@ -2,7 +2,7 @@
 
 `catalog` reads the ingest output, `app` builds the FastAPI application, `exchange` exports and
 imports gradings, `agreement` computes Cohen's weighted kappa. The database lives in
-`lumbar.store`. Importing this package does not import FastAPI.
+`lumbar.labeler.store`. Importing this package does not import FastAPI.
 
 Running it on a department network:
 

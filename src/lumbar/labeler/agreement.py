@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lumbar.grading import GRADES, LEVELS
-from lumbar.store import CONSENSUS, FIELDS, Store
+from lumbar.labeler.store import CONSENSUS, FIELDS, Store
 
 WEIGHTS = ("linear", "quadratic", "none")
 ALL_LEVELS = "all"

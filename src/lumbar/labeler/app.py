@@ -35,7 +35,7 @@ from lumbar.grading import LEVELS, DiscLevel, GradeField
 from lumbar.labeler.agreement import WEIGHTS, agreement_table
 from lumbar.labeler.catalog import Catalog
 from lumbar.labeler.exchange import manifest_csv, table4_csv
-from lumbar.store import (
+from lumbar.labeler.store import (
     CONSENSUS,
     FIELDS,
     ROLES,
@@ -72,7 +72,8 @@ SUGGESTION_NOTE = (
 
 
 class SuggestionSource(Protocol):
-    """Where model suggestions come from: `lumbar.suggest.Suggestions` (or a test double)."""
+    """Where model suggestions come from: `lumbar.labeler.suggestions.Suggestions` (or a
+    test double)."""
 
     def for_patient(self, patient_id: str) -> dict[str, dict[str, Any]]:
         """{level: {"source": "model", "suggested": class, "probability": p, ...}}."""
@@ -220,9 +221,9 @@ def create_app(
             a proxy's `X-Forwarded-Proto`, which uvicorn honours with --proxy-headers).
         max_body: largest accepted request body in bytes.
         throttle: failed-login bookkeeping (a fresh one by default).
-        suggestions: model suggestions per disc (`lumbar.suggest.Suggestions`), shown on the
-            patient page as marked, read-only badges; None: no model, no badges. They are
-            served by their own endpoint and never pass through the grading API.
+        suggestions: model suggestions per disc (`lumbar.labeler.suggestions.Suggestions`),
+            shown on the patient page as marked, read-only badges; None: no model, no badges.
+            They are served by their own endpoint and never pass through the grading API.
     """
     app = FastAPI(title="FaLa", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lumbar.errors import UserError
 from lumbar.grading import DiscLevel
-from lumbar.store import PATIENT_ID
+from lumbar.labeler.store import PATIENT_ID
 
 IMAGES_CSV = "images.csv"
 REQUIRED = ("patient_id", "view", "image")

@@ -11,7 +11,7 @@ from lumbar.errors import UserError
 from lumbar.files import prepare_output_dir, write_text_atomic
 from lumbar.grading import LEVELS, DiscLevel, validate_grading
 from lumbar.labeler.catalog import Catalog
-from lumbar.store import CONSENSUS, FIELDS, PATIENT_ID, Store, _label_rows, resolve_slot
+from lumbar.labeler.store import CONSENSUS, FIELDS, PATIENT_ID, Store, _label_rows, resolve_slot
 
 TABLE4_HEADER = ("Disc Name", "Disc State", "Type Disc Herniation", "SCS", "RFS", "LFS")
 MANIFEST_COLUMNS = ("image", "patient_id", "level", "view", *FIELDS)
@@ -38,7 +38,7 @@ def export_table4(store: Store, out: Path, *, rater: str | None, force: bool = F
 
     Args:
         rater: a rater's name or `consensus`; None takes each level's consensus, else its only
-            rater (see `lumbar.store.read_gradings`).
+            rater (see `lumbar.labeler.store.read_gradings`).
     """
     prepare_output_dir(out, force=force)
     by_patient: dict[str, dict[str, dict[str, int | None]]] = {}
