@@ -379,7 +379,7 @@ def roi(
     ] = False,
 ) -> None:
     """Crop a dataset to the region of interest, or draw the ROI grid on an image."""
-    from lumbar.roi import crop_manifest, draw_roi_figure, parse_roi
+    from lumbar.data.roi import crop_manifest, draw_roi_figure, parse_roi
 
     chosen = parse_roi(mode)
     if out is None:

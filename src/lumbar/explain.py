@@ -467,7 +467,7 @@ def explain_run(
     """
     from PIL import Image
 
-    from lumbar.roi import parse_roi
+    from lumbar.data.roi import parse_roi
 
     runs = [Path(run_dir), *[Path(r) for r in compare]]
     names = _run_labels(runs)
@@ -634,10 +634,10 @@ def items_from_manifest(
     from PIL import Image
 
     from lumbar.data.manifest import read_manifest
+    from lumbar.data.roi import parse_roi
     from lumbar.data.targets import get_target
     from lumbar.grading import GradeField
     from lumbar.pseudonym import load_secret, pseudonymize
-    from lumbar.roi import parse_roi
 
     manifest = read_manifest(Path(manifest_path))
     if split is not None and not manifest.has_column("split"):

@@ -118,7 +118,7 @@ class Predictor:
         Raises:
             UserError: not a run folder, or one this version cannot load; a bad ROI.
         """
-        from lumbar.roi import parse_roi
+        from lumbar.data.roi import parse_roi
 
         model, config = load_run(Path(run_dir))
         if roi is not None:

@@ -37,9 +37,9 @@ from lumbar.data.augment import Augmentation
 from lumbar.data.imageio import read_uint8
 from lumbar.data.manifest import SPLITS, Manifest, read_manifest
 from lumbar.data.preprocessing import Preprocessing
+from lumbar.data.roi import ROI, parse_roi
 from lumbar.data.targets import UNLABELLED, get_target
 from lumbar.errors import UserError
-from lumbar.roi import ROI, parse_roi
 
 CacheMode = Literal["memory", "mmap", "none"]
 Color = Literal["gray", "rgb"]

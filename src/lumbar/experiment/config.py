@@ -223,9 +223,9 @@ def _pretrain(name: str, data: Any, base: Path) -> PretrainConfig:
 
 
 def _block(index: int, data: Any, top: dict[str, Any], cfg_names: set[str]) -> GridBlock:
+    from lumbar.data.roi import parse_roi
     from lumbar.data.targets import get_target
     from lumbar.models import list_backbones
-    from lumbar.roi import parse_roi
 
     where = f"procedures[{index}]"
     data = _check_keys(data, BLOCK_KEYS, where)

@@ -1,7 +1,7 @@
 """The report's figures: dataset charts (Table 5, Figures 3-5), the ROI figure (Figures 6-7),
 mean learning curves, summed confusion matrices and Grad-CAM grids like Figures 17-18.
 
-Each figure is drawn by the module that owns the idea (`lumbar.data.stats`, `lumbar.roi`,
+Each figure is drawn by the module that owns the idea (`lumbar.data.stats`, `lumbar.data.roi`,
 `lumbar.evaluate.plot_confusion`, `lumbar.explain`); this module picks the data and the files.
 """
 
@@ -82,7 +82,7 @@ def first_axial_image(manifest_path: Path) -> Path | None:
 
 def roi_figure(manifest_path: Path, roi: str, out: Path) -> Path | None:
     """Figures 6-7 (block grid and crop) on one axial image of the dataset."""
-    from lumbar.roi import draw_roi_figure, parse_roi
+    from lumbar.data.roi import draw_roi_figure, parse_roi
 
     image = first_axial_image(manifest_path)
     if image is None:
@@ -302,8 +302,8 @@ def _grid(
     from PIL import Image
 
     from lumbar.data.imageio import read_uint8
+    from lumbar.data.roi import parse_roi
     from lumbar.explain import compare_grid
-    from lumbar.roi import parse_roi
 
     crop = parse_roi((first.config or {}).get("roi", first.roi))
     rows = []
@@ -322,7 +322,7 @@ def _boxes_in_crop(items: list[Any], runs: list[RunRecord]) -> list[Any]:
     import dataclasses
 
     from lumbar.data.imageio import read_uint8
-    from lumbar.roi import parse_roi
+    from lumbar.data.roi import parse_roi
 
     rois = {str((r.config or {}).get("roi", r.roi)) for r in runs}
     if len(rois) != 1:

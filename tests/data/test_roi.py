@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from data.conftest import (
     REAL_AXIAL,
     REAL_CREDIT,
@@ -16,10 +18,7 @@ from data.conftest import (
     write_csv,
     write_png,
 )
-from PIL import Image
-
-from lumbar.errors import UserError
-from lumbar.roi import (
+from lumbar.data.roi import (
     CenterROI,
     GridROI,
     NoROI,
@@ -28,6 +27,7 @@ from lumbar.roi import (
     eq3_blocks,
     parse_roi,
 )
+from lumbar.errors import UserError
 
 
 def test_eq3_selects_the_papers_twenty_blocks() -> None:

@@ -28,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from lumbar.data.imageio import read_native, read_uint8
+from lumbar.data.manifest import Manifest, manifest_text, read_manifest, relative_image_path
 from lumbar.errors import UserError
+from lumbar.files import atomic_path, prepare_output_dir, replace_dir
 
 #: The paper's image size (width, height), block size (width, height) and grid (across, down).
 EQ3_IMAGE_SIZE: tuple[int, int] = (1061, 752)
@@ -220,10 +223,6 @@ def crop_manifest(
     """
     from PIL import Image
 
-    from lumbar.data.imageio import read_native
-    from lumbar.data.manifest import Manifest, manifest_text, read_manifest, relative_image_path
-    from lumbar.files import prepare_output_dir, replace_dir
-
     out = Path(out)
     prepare_output_dir(out, force=force)
     manifest = read_manifest(manifest_path)
@@ -282,9 +281,6 @@ def draw_roi_figure(image_path: Path, out: Path, roi: ROI, *, credit: str | None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
-
-    from lumbar.data.imageio import read_uint8
-    from lumbar.files import atomic_path
 
     image_path = Path(image_path)
     try:
