@@ -493,7 +493,7 @@ def train(
         progress=not quiet,
         log=lambda line: typer.echo(line, err=True),
     )
-    from lumbar.runtime import shutdown_distributed
+    from lumbar.train.runtime import shutdown_distributed
 
     shutdown_distributed()  # under torchrun: leave the process group before exiting
     test = result.metrics.get("test")
@@ -521,7 +521,7 @@ def evaluate(
     """
     import json
 
-    from lumbar.evaluate import evaluate_run, run_label
+    from lumbar.train.evaluate import evaluate_run, run_label
 
     results = [evaluate_run(r, split=split, manifest=manifest, resamples=resamples) for r in runs]
     if as_json:
@@ -565,7 +565,7 @@ def compare(
     """Eq. 8 improvement rates of RUN_B over RUN_A, with paired bootstrap p-values."""
     import json
 
-    from lumbar.evaluate import compare_runs
+    from lumbar.train.evaluate import compare_runs
 
     result = compare_runs(run_a, run_b, split=split)
     if as_json:

@@ -88,7 +88,7 @@ def _main_process() -> bool:
 
 def _run(pretrain: Callable[..., Any], config: Any, out: Path, resume: bool, quiet: bool) -> Any:
     """Run `pretrain` (`pretrain_supervised` or `pretrain_unlabeled`) into `out`."""
-    from lumbar.runtime import shutdown_distributed
+    from lumbar.train.runtime import shutdown_distributed
 
     result = pretrain(config, out, resume=resume, progress=not quiet, log=_echo_err)
     shutdown_distributed()  # on success only: after a failure the others may never arrive

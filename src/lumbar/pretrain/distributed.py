@@ -1,6 +1,6 @@
 """Helpers for pretraining under `torchrun`: gathering Python objects and embeddings.
 
-Process-group setup, device choice and sums are `lumbar.runtime`'s (`init_distributed`,
+Process-group setup, device choice and sums are `lumbar.train.runtime`'s (`init_distributed`,
 `pick_device`, `all_reduce`); this module adds what pretraining needs beyond them.
 """
 

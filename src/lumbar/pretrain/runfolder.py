@@ -25,7 +25,7 @@ from lumbar.errors import UserError
 from lumbar.files import atomic_path
 from lumbar.models import RUN_CHECKPOINT, list_backbones
 from lumbar.pretrain.dataset import ImageFileDataset, plain_batches
-from lumbar.runtime import (
+from lumbar.train.runtime import (
     HISTORY,
     LAST_STATE,
     Dist,

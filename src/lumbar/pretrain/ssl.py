@@ -72,7 +72,7 @@ from lumbar.pretrain.runfolder import (
     say_unreadable,
 )
 from lumbar.progress import TrainingBars
-from lumbar.runtime import (
+from lumbar.train.runtime import (
     all_reduce,
     autocast,
     barrier,

@@ -53,7 +53,8 @@ from lumbar.pretrain.runfolder import (
     say_unreadable,
 )
 from lumbar.progress import TrainingBars
-from lumbar.runtime import (
+from lumbar.train import inverse_frequency_weights, plot_learning_curve, weighted_step
+from lumbar.train.runtime import (
     all_reduce,
     autocast,
     barrier,
@@ -62,7 +63,6 @@ from lumbar.runtime import (
     write_history,
     write_run_config,
 )
-from lumbar.train import inverse_frequency_weights, plot_learning_curve, weighted_step
 
 __all__ = ["SupervisedPretrainConfig", "pretrain_supervised", "split_files"]
 

@@ -2,7 +2,7 @@
 
 With two or more runs the interval is Student's t-interval of the mean,
 mean +/- t(0.975, n-1) x sd / sqrt(n); with a single run it is that run's own patient-bootstrap
-interval on its test set (`lumbar.evaluate`), and the `method` field says which, so the report
+interval on its test set (`lumbar.train.evaluate`), and the `method` field says which, so the report
 can label it.
 """
 

@@ -76,7 +76,7 @@ class RunRecord:
 
     @property
     def test(self) -> dict[str, Any] | None:
-        """The run's test metrics (`lumbar.evaluate.evaluate_run` output), if any."""
+        """The run's test metrics (`lumbar.train.evaluate.evaluate_run` output), if any."""
         if self.metrics is None:
             return None
         test = self.metrics.get("test")

@@ -2,7 +2,7 @@
 mean learning curves, summed confusion matrices and Grad-CAM grids like Figures 17-18.
 
 Each figure is drawn by the module that owns the idea (`lumbar.data.stats`, `lumbar.data.roi`,
-`lumbar.evaluate.plot_confusion`, `lumbar.explain`); this module picks the data and the files.
+`lumbar.train.evaluate.plot_confusion`, `lumbar.explain`); this module picks the data and the files.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def _table_name(table: ResultTable) -> str:
 def confusion_figures(table: ResultTable, folder: Path) -> list[tuple[str, Path, int]]:
     """Test confusion matrices of each row, summed over its finished runs:
     [(row label, PNG, runs summed)]."""
-    from lumbar.evaluate import plot_confusion
+    from lumbar.train.evaluate import plot_confusion
 
     out = []
     for row in table.rows:

@@ -173,7 +173,7 @@ def test_torchrun_ddp_matches_one_process(manifest: Path, tmp_path: Path) -> Non
 
 
 def test_finetune_from_a_frozen_run_starts_from_its_head(manifest: Path, tmp_path: Path) -> None:
-    from lumbar.train import _model_for
+    from lumbar.train.loop import _model_for
 
     train(tiny(manifest, epochs=1), tmp_path / "frozen", progress=False)
     cfg = tiny(manifest, weights=str(tmp_path / "frozen"), mode="finetune").resolved()

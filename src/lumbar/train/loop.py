@@ -67,7 +67,7 @@ from lumbar.models import (
     unfreeze_last,
 )
 from lumbar.progress import TrainingBars
-from lumbar.runtime import (
+from lumbar.train.runtime import (
     CPU,
     LAST_STATE,
     Dist,
@@ -837,7 +837,7 @@ def train(
     metrics: dict[str, Any] = {}
     if dist_info.main:
         plot_learning_curve(history, run_dir / CURVE, best_epoch)
-        from lumbar.evaluate import evaluate_run
+        from lumbar.train.evaluate import evaluate_run
 
         metrics = {"best_epoch": best_epoch, "best_val_loss": best_val_loss}
         for split in ("val", "test"):

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn import metrics as skm
-from test_train import tiny
+from test_loop import tiny
 from tiny_run import write_learnable_manifest
 
 from lumbar.errors import UserError
-from lumbar.evaluate import compare_runs, evaluate_run
+from lumbar.train.evaluate import compare_runs, evaluate_run
 
 
 @pytest.fixture(scope="module")
