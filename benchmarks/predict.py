@@ -59,7 +59,7 @@ def throughput(predictor, study: Path, clients: int, requests: int) -> tuple[flo
     import httpx
     import uvicorn
 
-    from lumbar.serve import create_app
+    from lumbar.inference.serve import create_app
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -115,7 +115,7 @@ def main() -> None:
     import torch
     from tiny_run import make_tiny_run
 
-    from lumbar.predict import Predictor
+    from lumbar.inference.predict import Predictor
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -662,8 +662,8 @@ def _label_suggestions(model: Path, catalog: Any) -> Any:
     Raises:
         UserError: not a loadable run folder, or its model fails on this catalog's images.
     """
+    from lumbar.inference.predict import Predictor
     from lumbar.labeler.suggestions import Suggestions
-    from lumbar.predict import Predictor
 
     suggestions = Suggestions(Predictor.load(model), catalog)
     first = next(iter(catalog.patients), None)
@@ -914,7 +914,7 @@ def predict(
     ] = 0,
 ) -> None:
     """Predict each disc of one DICOM study, with class probabilities and Grad-CAM maps."""
-    from lumbar.predict import Predictor, set_threads
+    from lumbar.inference.predict import Predictor, set_threads
 
     set_threads(threads)
     predictor = Predictor.load(model, roi=roi, layer=layer)
@@ -936,7 +936,7 @@ def export(
     atol: Annotated[float, typer.Option(help="Largest allowed logit difference.")] = 1e-4,
 ) -> None:
     """Export a run's classifier to ONNX, checked against onnxruntime."""
-    from lumbar.export_onnx import export_onnx
+    from lumbar.inference.onnx import export_onnx
 
     report = export_onnx(run, onnx, opset=opset, atol=atol)
     typer.echo(
@@ -966,8 +966,8 @@ def serve(
 
     import uvicorn
 
-    from lumbar.predict import Predictor, set_threads
-    from lumbar.serve import Limits, create_app, load_token
+    from lumbar.inference.predict import Predictor, set_threads
+    from lumbar.inference.serve import Limits, create_app, load_token
 
     set_threads(threads)
     token = load_token(token_file)

@@ -109,10 +109,10 @@ def test_suggestions_are_never_saved_as_grades(model_app, store) -> None:  # typ
 def test_suggestions_from_a_real_model(store, ingest_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from tiny_run import make_tiny_run
 
+    from lumbar.inference.predict import Predictor
     from lumbar.labeler.app import create_app
     from lumbar.labeler.catalog import load_catalog
     from lumbar.labeler.suggestions import Suggestions
-    from lumbar.predict import Predictor
 
     catalog = load_catalog(ingest_dir)
     suggestions = Suggestions(Predictor.load(make_tiny_run(tmp_path / "run")), catalog)

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 from tiny_run import make_tiny_run
 
+from lumbar.inference.predict import Predictor
 from lumbar.labeler.catalog import load_catalog
 from lumbar.labeler.suggestions import Suggestions
-from lumbar.predict import Predictor
 
 
 def _ingest_like(root: Path) -> Path:

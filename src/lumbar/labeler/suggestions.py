@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from lumbar.explain import prepare_image
-from lumbar.predict import AXIAL_VIEW, Predictor
+from lumbar.inference.predict import AXIAL_VIEW, Predictor
 
 __all__ = ["Suggestions"]
 
@@ -32,7 +32,7 @@ class Suggestions:
     """Per-patient, per-level model suggestions over a labeler `Catalog` (thread-safe).
 
     Args:
-        predictor: a loaded `lumbar.predict.Predictor`.
+        predictor: a loaded `lumbar.inference.predict.Predictor`.
         catalog: the grading app's catalog (`lumbar.labeler.catalog.load_catalog`).
     """
 

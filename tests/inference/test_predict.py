@@ -13,7 +13,7 @@ from tiny_run import make_tiny_run
 from typer.testing import CliRunner
 
 from lumbar.errors import UserError
-from lumbar.predict import Predictor, run_roi
+from lumbar.inference.predict import Predictor, run_roi
 
 
 def _series_dir(study: Path, description: str) -> Path:

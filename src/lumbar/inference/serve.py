@@ -15,7 +15,7 @@ Part 10 file. Problems are 4xx answers naming the rule, never a member's name (f
 studies may contain patient names), and the service keeps serving.
 
 Logs carry a request id, sizes, status and timings only: no file names, no patient ids. The
-model and the ingest step each run one study at a time (see `lumbar.predict`); uploads and
+model and the ingest step each run one study at a time (see `lumbar.inference.predict`); uploads and
 unpacking of concurrent requests proceed in parallel in the server's thread pool.
 """
 
@@ -40,11 +40,11 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lumbar.errors import UserError
-from lumbar.predict import Predictor
+from lumbar.inference.predict import Predictor
 
 __all__ = ["Limits", "UploadProblem", "create_app", "safe_extract"]
 
-log = logging.getLogger("lumbar.serve")
+log = logging.getLogger("lumbar.inference.serve")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from lumbar.errors import UserError
 from lumbar.explain import load_run
-from lumbar.export_onnx import export_onnx
+from lumbar.inference.onnx import export_onnx
 
 
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_lite0"])

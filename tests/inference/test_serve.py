@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 from tiny_run import make_tiny_run
 
 from lumbar.errors import UserError
-from lumbar.predict import Predictor
-from lumbar.serve import Limits, create_app, load_token
+from lumbar.inference.predict import Predictor
+from lumbar.inference.serve import Limits, create_app, load_token
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
