@@ -7,13 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
 from helpers import write_config
 from tiny_run import write_learnable_manifest
 from typer.testing import CliRunner
 
+from lumbar.cli import app
 from lumbar.experiment import run_experiment
-from lumbar.experiment_cli import experiment_command
 
 TINY = """
 name: tiny
@@ -28,10 +27,7 @@ procedures:
 
 
 def cli(*args: str) -> tuple[int, str]:
-    app = typer.Typer()
-    app.command()(experiment_command)
-    app.command("other")(lambda: None)  # two commands: Typer keeps the command name
-    result = CliRunner().invoke(app, ["experiment-command", *args])
+    result = CliRunner().invoke(app, ["experiment", *args])
     return result.exit_code, result.output
 
 

@@ -343,7 +343,7 @@ def test_contact_sheet_shows_every_patient(ingested, tmp_path) -> None:
 
 
 def test_patient_list_parsing(tmp_path) -> None:
-    from lumbar.ingest_cli import parse_patients
+    from lumbar.cli.ingest import parse_patients
 
     listing = tmp_path / "ids.txt"
     listing.write_text("Paaaaaaaaaaaa  # first\n\nPbbbbbbbbbbbb\n")

@@ -42,7 +42,7 @@ def torchrun_pretrain(
     """`lumbar pretrain KIND` in two gloo processes: 1 epoch, batch 8, SIZE px, CPU."""
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "lumbar.pretrain_cli", kind, "--data", str(data), "--out", str(out),
+         "-m", "lumbar.cli", "pretrain", kind, "--data", str(data), "--out", str(out),
          "--backbone", "mobilenet_v2", "--input-size", str(SIZE), "--epochs", "1",
          "--batch-size", "8", *options, "--workers", "0", "--device", "cpu", "--quiet"],
         capture_output=True, text=True, timeout=300,

@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from lumbar.pretrain_cli import pretrain_app
+from lumbar.cli.pretrain import pretrain_app
 
 from .conftest import SIZE
 
@@ -68,7 +68,7 @@ def test_unlabeled_then_resume(cli: typer.Typer, unlabelled_set: Path, tmp_path:
 def test_user_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "A" / "only").mkdir(parents=True)
     result = subprocess.run(
-        [sys.executable, "-m", "lumbar.pretrain_cli", "supervised", "--data",
+        [sys.executable, "-m", "lumbar.cli", "pretrain", "supervised", "--data",
          str(tmp_path / "A"), "--out", str(tmp_path / "run"), "--quiet"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

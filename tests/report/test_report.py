@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from lumbar.errors import UserError
@@ -161,11 +160,8 @@ def test_rewrite_is_atomic(exp_copy: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_cli(exp_copy: Path, tmp_path: Path) -> None:
-    from lumbar.report_cli import report_command
+    from lumbar.cli import app
 
-    app = typer.Typer()
-    app.command("report")(report_command)
-    app.command("noop")(lambda: None)  # two commands, so "report" is a subcommand
     result = CliRunner().invoke(app, ["report", str(exp_copy), "--no-gradcam"])
     assert result.exit_code == 0, result.output
     assert "report.html" in result.output and (exp_copy / "report.md").is_file()

@@ -1,14 +1,91 @@
-"""The terminal side of `lumbar ingest`: option parsing, a rich progress bar with files/s, and
-the summary and `--explain` printouts (no patient data is ever printed)."""
+"""`lumbar ingest`: option parsing, a rich progress bar with files/s, and the summary and
+`--explain` printouts (no patient data is ever printed)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from lumbar.errors import UserError
+
+
+def ingest(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Folder of DICOM files, or a DICOMweb URL (http://host:port/dicom-web)."
+        ),
+    ],
+    out: Annotated[Path, typer.Argument(help="Output folder; rerun into it to resume.")],
+    workers: Annotated[
+        int, typer.Option("--workers", "-j", help="Processes; 0 = one per core.")
+    ] = 0,
+    rules: Annotated[
+        Path | None, typer.Option(help="YAML file of series classification rules (tried first).")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Print why each series got its class.")
+    ] = False,
+    order: Annotated[
+        str,
+        typer.Option(help="Frame order for Eq. 1-2: 'instance' (InstanceNumber) or 'position'."),
+    ] = "instance",
+    axial_selection: Annotated[
+        str,
+        typer.Option(help="'paper' (Eq. 2) or 'stacks' (middle slice of each per-disc stack)."),
+    ] = "paper",
+    bit_depth: Annotated[int, typer.Option(help="PNG bit depth: 8 or 16.")] = 8,
+    export_dicom: Annotated[
+        bool,
+        typer.Option("--export-dicom", help="Also write de-identified DICOM (PS3.15 Annex E)."),
+    ] = False,
+    study_date: Annotated[
+        str | None, typer.Option(help="Study date range YYYYMMDD-YYYYMMDD (either end optional).")
+    ] = None,
+    modality: Annotated[
+        str | None, typer.Option(help="Only studies of this modality, e.g. MR.")
+    ] = None,
+    patients: Annotated[
+        str | None,
+        typer.Option(help="Only these pseudonyms: comma-separated, or @FILE with one per line."),
+    ] = None,
+    report_paths: Annotated[
+        bool,
+        typer.Option(
+            "--report-paths",
+            help="Name problem files by path in the report "
+            "(default: keyed hash; paths may contain patient names).",
+        ),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty, non-ingest OUT.")
+    ] = False,
+    contact_sheet: Annotated[
+        Path | None,
+        typer.Option(help="Also draw the selected images (12 patients) into this PNG."),
+    ] = None,
+) -> None:
+    """Index DICOM, pick the paper's 8 images per patient (Eq. 1-2), de-identify and export."""
+    run_ingest(
+        source,
+        out,
+        workers=workers,
+        rules=rules,
+        explain=explain,
+        order=order,
+        axial_selection=axial_selection,
+        bit_depth=bit_depth,
+        export_dicom=export_dicom,
+        study_date=study_date,
+        modality=modality,
+        patients=patients,
+        report_paths=report_paths,
+        force=force,
+        contact_sheet=contact_sheet,
+    )
 
 
 def parse_patients(value: str | None) -> frozenset[str] | None:

@@ -1,4 +1,4 @@
-"""`lumbar pretrain supervised|unlabeled`: the paper's Procedures 2 and 3 from the command line.
+"""`lumbar pretrain supervised|unlabeled`: the paper's Procedures 2 and 3.
 
 Only typer and the standard library are imported here; torch comes in when a command runs.
 Both commands also run under `torchrun` (one process per GPU, or several CPU processes):
@@ -216,13 +216,3 @@ def unlabeled(
     if last is not None:
         summary += f"; final loss {last['loss']:.4f}"
     _print_summary(summary, out, backbone)
-
-
-if __name__ == "__main__":  # `python -m lumbar.pretrain_cli ...` (e.g. under torchrun)
-    import sys
-
-    try:
-        pretrain_app(standalone_mode=False)
-    except UserError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)

@@ -1,4 +1,4 @@
-"""The terminal side of `lumbar report EXP` (registered by `lumbar.cli`); imports only typer and
+"""`lumbar report EXP` (registered by `lumbar.cli.app`); imports only typer and
 the standard library at module level, so `lumbar --help` stays fast."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 
-def report_command(
+def report(
     exp: Annotated[
         Path, typer.Argument(help="Experiment folder written by `lumbar experiment --out EXP`.")
     ],

@@ -1,4 +1,4 @@
-"""The terminal side of `lumbar experiment`: options, then `lumbar.experiment.run_experiment`.
+"""`lumbar experiment`: options, then `lumbar.experiment.run_experiment`.
 
 Imports only typer and the standard library at module level (`lumbar --help` stays light).
 """
@@ -13,7 +13,7 @@ import typer
 from lumbar.errors import UserError
 
 
-def experiment_command(
+def experiment(
     config: Annotated[
         Path,
         typer.Argument(
