@@ -4,7 +4,6 @@ for the tests that train."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,8 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lumbar import runs
 from lumbar.data.preprocessing import Preprocessing
-from lumbar.models import RUN_CONFIG, WeightSource, build_classifier, save_checkpoint
+from lumbar.models import WeightSource, build_classifier, save_checkpoint
 
 
 def make_tiny_run(
@@ -40,7 +40,7 @@ def make_tiny_run(
         "class_names": names,
         "roi": roi,
     }
-    (run_dir / RUN_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    runs.write_config(run_dir, config)
     return run_dir
 
 

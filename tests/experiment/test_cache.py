@@ -9,7 +9,8 @@ import torch
 from tiny_run import write_learnable_manifest
 
 from lumbar.experiment.cache import DiskPrefixCache
-from lumbar.train import TrainConfig, read_history, train
+from lumbar.runs import read_history
+from lumbar.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
+from lumbar import runs
 from lumbar.data.preprocessing import CAFFE, IMAGENET, TF_127, Preprocessing
 from lumbar.errors import UserError
 from lumbar.models import (
-    RUN_CHECKPOINT,
-    RUN_CONFIG,
     build_classifier,
     create_backbone,
     download_imagenet_weights,
@@ -250,7 +249,7 @@ def test_wrong_suffix_and_unreadable_file(tmp_path: Path) -> None:
 def _write_run(run: Path, model, **config) -> None:
     run.mkdir(parents=True, exist_ok=True)
     save_checkpoint(run, model, epoch=3)
-    (run / RUN_CONFIG).write_text(
+    (run / runs.CONFIG).write_text(
         json.dumps({**model.config(), "target": "disc_abnormal", **config})
     )
 
@@ -266,7 +265,7 @@ def test_run_folder_round_trip(tmp_path: Path) -> None:
     assert model.head.pool.output_size == (3, 3)  # 96 / 32
     run = tmp_path / "run"
     _write_run(run, model)
-    assert (run / RUN_CHECKPOINT).is_file()
+    assert (run / runs.CHECKPOINT).is_file()
 
     # As a weight source: the trunk transfers, the preprocessing comes along, the head is new.
     as_source = resolve_weights("mobilenet_v2", run)

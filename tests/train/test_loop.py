@@ -14,7 +14,8 @@ from tiny_run import SIZE, write_learnable_manifest
 
 from lumbar.errors import UserError
 from lumbar.models import load_classifier
-from lumbar.train import TrainConfig, read_history, train
+from lumbar.runs import read_history
+from lumbar.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

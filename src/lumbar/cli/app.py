@@ -82,6 +82,13 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _in_cli_words(err: UserError) -> str:
+    """The library's message, with the setting that fixes it named as its flag."""
+    if err.option is None:
+        return str(err)
+    return f"{err} (--{err.option.replace('_', '-')})"
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning user errors into one line and exit 2.
 
@@ -92,7 +99,7 @@ def main() -> None:
         # in non-standalone mode Typer returns exit codes (130 after Ctrl-C) instead of exiting
         result = app(standalone_mode=False)
     except UserError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"error: {_in_cli_words(err)}", err=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         result = 130

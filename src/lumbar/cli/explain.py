@@ -62,13 +62,14 @@ def explain(
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT.")] = False,
 ) -> None:
     """Grad-CAM heat maps of a run's predictions (Figures 17-18), and the pointing game."""
-    from lumbar.explain import explain_run, items_from_manifest, items_from_paths, read_run_config
+    from lumbar import runs
+    from lumbar.explain import explain_run, items_from_manifest, items_from_paths
     from lumbar.files import prepare_output_dir
 
     if (manifest is None) == (not images):
         raise UserError("give either --manifest MANIFEST or IMAGES, not both")
     prepare_output_dir(out, force=force)
-    config = read_run_config(run)
+    config = runs.read_config(run)
     if manifest is not None:
         items = items_from_manifest(
             manifest,

@@ -97,9 +97,9 @@ def _run(pretrain: Callable[..., Any], config: Any, out: Path, resume: bool, qui
 
 def _run_config(out: Path) -> dict[str, Any]:
     """The run's config.json (a resumed run keeps its own settings, whatever the options say)."""
-    import json
+    from lumbar import runs
 
-    return json.loads((out / "config.json").read_text(encoding="utf-8"))
+    return runs.read_config(out)
 
 
 def _print_summary(summary: str, out: Path, backbone: str) -> None:

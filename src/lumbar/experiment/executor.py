@@ -9,7 +9,6 @@ a failing job without stopping the others; the jobs that depend on it are skippe
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -19,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DONE", "JobResult", "run_job", "schedule"]
+from lumbar import runs
 
-DONE = "DONE"
-SPEC = "spec.json"
-LOG = "run.log"
+__all__ = ["JobResult", "run_job", "schedule"]
 
 
 @dataclass
@@ -44,7 +41,7 @@ def job_dir(exp: Path, job: Mapping[str, Any]) -> Path:
 
 def _fresh_or_resume(run_dir: Path) -> bool:
     """True to resume `run_dir`; clears a folder killed before its first epoch finished."""
-    if (run_dir / "last.pt").is_file() and (run_dir / "config.json").is_file():
+    if runs.resumable(run_dir):
         return True
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -120,12 +117,11 @@ def run_job(
     import torch
 
     from lumbar.errors import UserError
-    from lumbar.files import write_text_atomic
 
     started = time.perf_counter()
     exp_dir = Path(exp)
     run_dir = job_dir(exp_dir, job)
-    if (run_dir / DONE).is_file():
+    if runs.is_done(run_dir):
         return JobResult(job["id"], "skipped")
     torch.set_num_threads(max(1, threads))
     lines: list[str] = []
@@ -135,16 +131,12 @@ def run_job(
             summary = _run_pretrain(exp_dir, job, threads, say)
         else:
             summary = _run_train(exp_dir, job, threads, keep_stops, say)
-        spec = {k: v for k, v in job.items() if k != "type"}
-        write_text_atomic(run_dir / SPEC, json.dumps(spec, indent=2) + "\n")
-        write_text_atomic(run_dir / LOG, "\n".join(lines) + "\n")
-        write_text_atomic(run_dir / DONE, time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
+        runs.mark_done(run_dir, {k: v for k, v in job.items() if k != "type"}, lines)
         return JobResult(job["id"], "done", time.perf_counter() - started, summary=summary)
     except Exception as err:  # one failing run never stops the others
         message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
         if run_dir.exists():
-            detail = "\n".join(lines) + "\n" + traceback.format_exc()
-            write_text_atomic(run_dir / LOG, detail)
+            runs.write_log(run_dir, "\n".join(lines) + "\n" + traceback.format_exc())
         return JobResult(
             job["id"], "failed", time.perf_counter() - started, message.splitlines()[0][:300]
         )
@@ -245,7 +237,7 @@ def schedule(
     status: dict[str, str] = {}
     pending = []
     for job in jobs:
-        if (job_dir(Path(exp), job) / DONE).is_file():
+        if runs.is_done(job_dir(Path(exp), job)):
             status[job["id"]] = "skipped"
             result = JobResult(job["id"], "skipped")
             results.append(result)

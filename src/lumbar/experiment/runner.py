@@ -25,9 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lumbar import runs
 from lumbar.errors import UserError
 from lumbar.experiment.config import DatasetConfig, ExperimentConfig, load_experiment_config
-from lumbar.experiment.executor import DONE, SPEC, JobResult, schedule
+from lumbar.experiment.executor import JobResult, schedule
 from lumbar.experiment.plan import (
     Plan,
     expand,
@@ -147,10 +148,9 @@ def _check_folder(exp: Path, plan: Plan) -> None:
     keys = ("procedure", "dataset", "backbone", "weights", "source", "mode", "roi", "target",
             "seed", "fold", "train", "init_from", "manifest")  # fmt: skip
     for run in plan.runs:
-        spec_file = exp / "runs" / run.id / SPEC
-        if not (exp / "runs" / run.id / DONE).is_file() or not spec_file.is_file():
+        old = runs.read_json(exp / "runs" / run.id, runs.SPEC)
+        if not runs.is_done(exp / "runs" / run.id) or not isinstance(old, dict):
             continue
-        old = json.loads(spec_file.read_text(encoding="utf-8"))
         new = run.to_dict()
         changed = [k for k in keys if old.get(k) != new.get(k)]
         if changed:

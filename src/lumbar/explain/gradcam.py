@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lumbar import runs
 from lumbar.errors import UserError
 
 __all__ = [
@@ -357,17 +358,6 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]
 # ----------------------------------------------------------------------------- runs and images
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """RUN/config.json as a dict.
-
-    Raises:
-        UserError: the folder is not a run folder.
-    """
-    from lumbar.models import read_run_config
-
-    return read_run_config(run_dir)
-
-
 def load_run(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The trained classifier of a run folder and its config (see `lumbar.models.load_classifier`).
 
@@ -377,7 +367,7 @@ def load_run(run_dir: Path) -> tuple[Any, dict[str, Any]]:
     """
     from lumbar.models import load_classifier
 
-    config = read_run_config(run_dir)
+    config = runs.read_config(run_dir)
     try:
         model = load_classifier(Path(run_dir))
     except UserError:

@@ -38,22 +38,17 @@ from lumbar.models.heads import (
     unfreeze_last,
 )
 from lumbar.models.weights import (
-    RUN_CHECKPOINT,
-    RUN_CONFIG,
     LoadReport,
     WeightSource,
     download_imagenet_weights,
     imagenet_weights_available,
     imagenet_weights_path,
-    read_run_config,
     resolve_weights,
     resolve_weights_at,
 )
 
 __all__ = [
     "HEAD_KINDS",
-    "RUN_CHECKPOINT",
-    "RUN_CONFIG",
     "BackboneSpec",
     "Classifier",
     "ClassifierHead",
@@ -73,7 +68,6 @@ __all__ = [
     "imagenet_weights_path",
     "list_backbones",
     "load_classifier",
-    "read_run_config",
     "register_backbone",
     "resolve_weights",
     "resolve_weights_at",

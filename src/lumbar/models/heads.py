@@ -23,19 +23,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lumbar import runs
 from lumbar.data.preprocessing import Preprocessing
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
 from lumbar.models._registry import BackboneSpec, get_backbone_spec
 from lumbar.models.factory import create_backbone, feature_grid
-from lumbar.models.weights import (
-    RUN_CHECKPOINT,
-    RUN_CONFIG,
-    WeightSource,
-    read_run_config,
-    read_weights_file,
-    resolve_weights,
-)
+from lumbar.models.weights import WeightSource, read_weights_file, resolve_weights
 
 __all__ = [
     "HEAD_KINDS",
@@ -335,13 +328,9 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 def save_checkpoint(run_dir: Path, model: Classifier, **extra: Any) -> Path:
     """Write RUN/checkpoint.pt ({"model": state_dict, **extra}) atomically; return its path.
 
-    The caller writes RUN/config.json including `model.config()` (see `lumbar.models.weights`).
+    The caller writes RUN/config.json including `model.config()` (see `lumbar.runs`).
     """
-    target = Path(run_dir) / RUN_CHECKPOINT
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        torch.save({"model": model.state_dict(), **extra}, tmp)
-    return target
+    return runs.save_checkpoint(run_dir, {"model": model.state_dict(), **extra})
 
 
 def load_classifier(run_dir: Path) -> Classifier:
@@ -352,7 +341,7 @@ def load_classifier(run_dir: Path) -> Classifier:
             that does not match its config.
     """
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir, require=("backbone", "num_classes", "preprocessing"))
+    config = runs.read_config(run_dir, require=("backbone", "num_classes", "preprocessing"))
     source = resolve_weights(config["backbone"], run_dir)
     model = build_classifier(
         config["backbone"],
@@ -363,13 +352,13 @@ def load_classifier(run_dir: Path) -> Classifier:
         dropout=float(config.get("dropout", 0.2)),
         **config.get("backbone_options", {}),
     )
-    state = read_weights_file(run_dir / RUN_CHECKPOINT)
+    state = read_weights_file(run_dir / runs.CHECKPOINT)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise UserError(
-            f"checkpoint of run {run_dir.name} does not match its {RUN_CONFIG}: {first}"
+            f"checkpoint of run {run_dir.name} does not match its {runs.CONFIG}: {first}"
         ) from None
     model.weight_source = source
     return model.eval()

@@ -16,15 +16,10 @@ A source is named by the user as one of (DESIGN.md, "Weights"):
 - ``scratch``: torchvision's random initialisation, with the backbone's ImageNet preprocessing
   (so that scratch and ImageNet runs differ only in their weights).
 
-Run directory convention (written by the train and pretrain builders, read here)::
-
-    RUN/config.json    JSON object; required keys: "backbone" (registry name) and
-                       "preprocessing" (a Preprocessing.to_dict()); `Classifier.config()` gives
-                       these and the head's ("num_classes", "head", "hidden", "dropout"), which
-                       `load_classifier` needs. Any other keys are the builder's own.
-    RUN/checkpoint.pt  torch.save'd dict {"model": state_dict, ...}: the state dict of a
-                       `Classifier` ("backbone.<torchvision key>", "head.<key>") or of a bare
-                       backbone (torchvision keys); other entries (optimizer, epoch) are free.
+A run folder (`lumbar.runs`) is a source when it holds RUN/config.json with "backbone" (registry
+name) and "preprocessing" (a Preprocessing.to_dict()), and RUN/checkpoint.pt with
+{"model": state_dict, ...}: the state dict of a `Classifier` ("backbone.<torchvision key>",
+"head.<key>") or of a bare backbone (torchvision keys).
 
 Keys are matched to the architecture before loading: a source must hold every trunk tensor
 with the right shape; classifier (head) tensors are optional, so a file without them (a
@@ -46,13 +41,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from lumbar import runs
 from lumbar.data.preprocessing import Preprocessing
 from lumbar.errors import UserError
 from lumbar.models._registry import ImagenetWeights, get_backbone_spec
 
 __all__ = [
-    "RUN_CHECKPOINT",
-    "RUN_CONFIG",
     "WEIGHT_FILE_SUFFIXES",
     "LoadReport",
     "WeightSource",
@@ -61,14 +55,11 @@ __all__ = [
     "imagenet_weights_path",
     "load_state_dict_from_source",
     "load_weights_into",
-    "read_run_config",
     "read_weights_file",
     "resolve_weights",
     "resolve_weights_at",
 ]
 
-RUN_CHECKPOINT = "checkpoint.pt"
-RUN_CONFIG = "config.json"
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 SourceKind = Literal["imagenet", "file", "run", "scratch"]
@@ -226,35 +217,6 @@ def _sidecar_preprocessing(path: Path, backbone: str) -> Preprocessing | None:
         raise UserError(f"sidecar {sidecar.name} is not a valid preprocessing: {err}") from None
 
 
-def read_run_config(
-    run_dir: Path, *, require: tuple[str, ...] = (), kind: str = "run folder"
-) -> dict[str, Any]:
-    """RUN/config.json as a dict: the one reader of a run folder's configuration.
-
-    Args:
-        run_dir: a run folder of `lumbar train` or `lumbar pretrain`.
-        require: keys the caller needs (a config from another version may lack them).
-        kind: what the caller expects the folder to be, for the error message.
-
-    Raises:
-        UserError: no readable config.json, not a JSON object, or a required key missing.
-    """
-    name = Path(run_dir).name
-    try:
-        config = json.loads((Path(run_dir) / RUN_CONFIG).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(
-            f"{name} is not a {kind} (no readable {RUN_CONFIG}; make one with "
-            "`lumbar train --out RUN`)"
-        ) from None
-    if not isinstance(config, dict):
-        raise UserError(f"{RUN_CONFIG} of {name} is not a JSON object")
-    missing = [key for key in require if key not in config]
-    if missing:
-        raise UserError(f"{name} is not a {kind}: its {RUN_CONFIG} lacks {', '.join(missing)}")
-    return config
-
-
 def resolve_weights(backbone: str, weights: str | Path) -> WeightSource:
     """Turn the user's `--weights` value into a checked `WeightSource` for `backbone`.
 
@@ -281,12 +243,12 @@ def resolve_weights(backbone: str, weights: str | Path) -> WeightSource:
         )
     path = Path(weights)
     if path.is_dir():
-        if not (path / RUN_CHECKPOINT).is_file() or not (path / RUN_CONFIG).is_file():
+        if not runs.is_weights_run(path):
             raise UserError(
-                f"folder {path.name} is not a run folder: it needs {RUN_CHECKPOINT} and "
-                f"{RUN_CONFIG} (from lumbar train or lumbar pretrain)"
+                f"folder {path.name} is not a run folder: it needs {runs.CHECKPOINT} and "
+                f"{runs.CONFIG} (from lumbar train or lumbar pretrain)"
             )
-        config = read_run_config(path, require=("backbone",))
+        config = runs.read_config(path, require=("backbone",))
         if config["backbone"] != backbone:
             raise UserError(
                 f"run {path.name} trained {config['backbone']}, not {backbone}: "
@@ -296,7 +258,7 @@ def resolve_weights(backbone: str, weights: str | Path) -> WeightSource:
             preprocessing = Preprocessing.from_dict(config["preprocessing"])
         except (KeyError, ValueError, TypeError) as err:
             raise UserError(
-                f"{RUN_CONFIG} of run {path.name} has no valid preprocessing: {err}"
+                f"{runs.CONFIG} of run {path.name} has no valid preprocessing: {err}"
             ) from None
         return WeightSource("run", backbone, preprocessing, path, f"run {path.name}")
     if path.is_file():
@@ -377,7 +339,7 @@ def load_state_dict_from_source(source: WeightSource) -> dict[str, torch.Tensor]
         )
         return _backbone_keys(read_weights_file(source.path))
     if source.kind == "run":
-        return _backbone_keys(read_weights_file(source.path / RUN_CHECKPOINT))
+        return _backbone_keys(read_weights_file(source.path / runs.CHECKPOINT))
     return _backbone_keys(read_weights_file(source.path))
 
 

@@ -1,6 +1,6 @@
 """What both pretraining procedures share: the run folder, resume state, throughput, BatchNorm.
 
-A pretraining run folder is a weight source for `lumbar train --weights RUN`
+A pretraining run folder (`lumbar.runs`) is a weight source for `lumbar train --weights RUN`
 (`lumbar.models.weights` describes the convention): config.json holds "backbone",
 "preprocessing" and a "pretrain" object (procedure, method, every hyperparameter), and
 checkpoint.pt holds {"model": trunk state dict} under the Classifier's "backbone." key names.
@@ -21,26 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from lumbar import runs
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
-from lumbar.models import RUN_CHECKPOINT, list_backbones
+from lumbar.models import list_backbones
 from lumbar.pretrain.dataset import ImageFileDataset, plain_batches
-from lumbar.train.runtime import (
-    HISTORY,
-    LAST_STATE,
-    Dist,
-    init_distributed,
-    open_run_folder,
-    read_history,
-    restore_training_state,
-    save_training_state,
-)
+from lumbar.train.runtime import Dist, init_distributed
 
 __all__ = [
-    "CURVE",
-    "HISTORY",
-    "LAST_STATE",
-    "METRICS_FILE",
     "PretrainResult",
     "begin_run",
     "check_settings",
@@ -52,9 +39,6 @@ __all__ = [
     "save_last_state",
     "save_trunk",
 ]
-
-CURVE = "learning-curve.png"
-METRICS_FILE = "metrics.json"
 
 ConfigT = TypeVar("ConfigT")
 
@@ -81,7 +65,7 @@ def open_run(
         UserError: a non-empty folder without `resume`, nothing to resume, or a run of the
             other procedure.
     """
-    run_config, state = open_run_folder(run_dir, resume, "lumbar pretrain")
+    run_config, state = runs.open_run_folder(run_dir, resume, f"lumbar pretrain {kind}")
     if run_config is None:
         return config, None
     saved = run_config.get("pretrain", {})
@@ -98,10 +82,7 @@ def open_run(
 def save_trunk(run_dir: Path, trunk: nn.Module, **extra: Any) -> Path:
     """Write RUN/checkpoint.pt = {"model": {"backbone.<key>": tensor}, **extra} atomically."""
     state = {f"backbone.{k}": v.detach().cpu() for k, v in trunk.state_dict().items()}
-    target = Path(run_dir) / RUN_CHECKPOINT
-    with atomic_path(target) as tmp:
-        torch.save({"model": state, **extra}, tmp)
-    return target
+    return runs.save_checkpoint(run_dir, {"model": state, **extra})
 
 
 class Throughput:
@@ -206,10 +187,10 @@ def resume_state(
     """
     if state is None:
         return 0, [], set()
-    first_epoch = restore_training_state(state, model, optimizer)
+    first_epoch = runs.restore_training_state(state, model, optimizer)
     known = set(state.get("unreadable", []))
     bad = {i for i, path in enumerate(paths) if path in known}
-    return first_epoch, read_history(run_dir)[:first_epoch], bad
+    return first_epoch, runs.read_history(run_dir)[:first_epoch], bad
 
 
 def save_last_state(
@@ -223,7 +204,7 @@ def save_last_state(
 ) -> None:
     """RUN/last.pt after `epoch`: training state, `extra`, and the unreadable files' paths."""
     unreadable = sorted(paths[i] for i in bad)
-    save_training_state(run_dir, model, optimizer, epoch, **extra, unreadable=unreadable)
+    runs.save_training_state(run_dir, model, optimizer, epoch, **extra, unreadable=unreadable)
 
 
 def readable(indices: Iterable[int], bad: set[int]) -> np.ndarray:

@@ -42,8 +42,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lumbar import runs
 from lumbar.errors import UserError
-from lumbar.files import atomic_path, write_json_atomic
+from lumbar.files import atomic_path
 from lumbar.models import create_backbone, get_backbone_spec, resolve_weights_at
 from lumbar.pretrain.dataset import (
     ImageFileDataset,
@@ -58,8 +59,6 @@ from lumbar.pretrain.distributed import (
 )
 from lumbar.pretrain.files import scan_images
 from lumbar.pretrain.runfolder import (
-    CURVE,
-    METRICS_FILE,
     PretrainResult,
     Throughput,
     begin_run,
@@ -78,8 +77,6 @@ from lumbar.train.runtime import (
     barrier,
     pick_device,
     wrap_ddp,
-    write_history,
-    write_run_config,
 )
 
 __all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabeled"]
@@ -283,7 +280,8 @@ def pretrain_unlabeled(
     }  # fmt: skip
 
     first_epoch, history, bad = resume_state(state, model, optimizer, run_dir, files.paths)
-    write_run_config(run_dir, run_config, dist)
+    if dist.main:
+        runs.write_config(run_dir, run_config)
 
     net = wrap_ddp(model, dist, device)
     bar = TrainingBars(progress and dist.main)
@@ -355,7 +353,7 @@ def pretrain_unlabeled(
             if dist.main:
                 save_trunk(run_dir, model.encoder, epoch=epoch + 1, loss=row["loss"])
                 save_last_state(run_dir, model, optimizer, epoch + 1, files.paths, bad)
-                write_history(run_dir, history, HISTORY_FIELDS)
+                runs.write_history(run_dir, history, HISTORY_FIELDS)
             bar.advance(epoch_task, info=f"loss {row['loss']:.4f} "
                         f"acc {row['contrastive_accuracy']:.3f} "
                         f"{row['images_per_s']:.1f} img/s")  # fmt: skip
@@ -370,10 +368,10 @@ def pretrain_unlabeled(
         save_trunk(run_dir, model.encoder, epoch=int(last_row["epoch"]), loss=last_row["loss"],
                    bn_recalibrated=count)  # fmt: skip
     if dist.main:
-        plot_ssl_curve(history, run_dir / CURVE)
+        plot_ssl_curve(history, run_dir / runs.CURVE)
         last = history[-1]
-        write_json_atomic(
-            run_dir / METRICS_FILE,
+        runs.write_metrics(
+            run_dir,
             {
                 "best_epoch": int(last["epoch"]),
                 "final_loss": last["loss"],

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from lumbar import runs
 from lumbar.data.augment import parse_augmentation
 from lumbar.errors import UserError
-from lumbar.files import write_json_atomic
-from lumbar.models import RUN_CHECKPOINT, build_classifier, resolve_weights_at
+from lumbar.models import build_classifier, resolve_weights_at
 from lumbar.pretrain.dataset import (
     ImageFileDataset,
     StreamSampler,
@@ -39,8 +39,6 @@ from lumbar.pretrain.dataset import (
 from lumbar.pretrain.distributed import all_gather_objects, dummy_batch, merge_unreadable
 from lumbar.pretrain.files import hash_fraction, scan_labelled
 from lumbar.pretrain.runfolder import (
-    CURVE,
-    METRICS_FILE,
     PretrainResult,
     Throughput,
     begin_run,
@@ -60,8 +58,6 @@ from lumbar.train.runtime import (
     barrier,
     pick_device,
     wrap_ddp,
-    write_history,
-    write_run_config,
 )
 
 __all__ = ["SupervisedPretrainConfig", "pretrain_supervised", "split_files"]
@@ -243,7 +239,8 @@ def pretrain_supervised(
     best_val_loss, best_epoch = math.inf, 0
     if state is not None:
         best_val_loss, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-    write_run_config(run_dir, run_config, dist)
+    if dist.main:
+        runs.write_config(run_dir, run_config)
 
     net = wrap_ddp(model, dist, device)
     device_weights = weights.to(device)
@@ -317,7 +314,7 @@ def pretrain_supervised(
                     run_dir, model, optimizer, epoch + 1, files.paths, bad,
                     best_val_loss=best_val_loss, best_epoch=best_epoch,
                 )  # fmt: skip
-                write_history(run_dir, history, HISTORY_FIELDS)
+                runs.write_history(run_dir, history, HISTORY_FIELDS)
             bar.advance(epoch_task, info=f"loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
                         f"val_f1 {row['val_f1']:.3f} {row['images_per_s']:.1f} img/s")  # fmt: skip
     finally:
@@ -325,16 +322,16 @@ def pretrain_supervised(
 
     say_unreadable(say, len(bad), len(files))
     if dist.main and cfg.bn_recalibration and best_epoch:
-        checkpoint = torch.load(run_dir / RUN_CHECKPOINT, map_location="cpu", weights_only=True)
+        checkpoint = runs.read_checkpoint(run_dir)
         trunk = {k[len("backbone.") :]: v for k, v in checkpoint.pop("model").items()}
         model.backbone.load_state_dict(trunk)
         count = recalibrate_trunk(model.backbone, val_set, train_idx, bad, cfg, device)
         save_trunk(run_dir, model.backbone, **{**checkpoint, "bn_recalibrated": count})
     if dist.main:
-        plot_learning_curve(history, run_dir / CURVE, best_epoch)
+        plot_learning_curve(history, run_dir / runs.CURVE, best_epoch)
         best = history[best_epoch - 1] if best_epoch else {}
-        write_json_atomic(
-            run_dir / METRICS_FILE,
+        runs.write_metrics(
+            run_dir,
             {
                 "best_epoch": best_epoch,
                 "best_val_loss": best_val_loss,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lumbar import runs
 from lumbar.errors import UserError
 
 __all__ = [
@@ -25,11 +26,6 @@ NO_TEST = "no test metrics"
 FAILED = "failed"
 INCOMPLETE = "incomplete"
 NOT_RUN = "not run"
-
-#: The runner's marker of a finished job, and its log (written at the end, with the traceback
-#: when the job failed): a log without DONE means the job failed.
-DONE_MARKER = "DONE"
-RUN_LOG = "run.log"
 
 
 @dataclass
@@ -128,9 +124,13 @@ def _read_json(path: Path) -> Any:
 
 
 def _failure_reason(folder: Path) -> str | None:
-    """Why a job failed (the last line of its run.log), or None when it did not fail."""
-    log = folder / RUN_LOG
-    if (folder / DONE_MARKER).is_file() or not log.is_file():
+    """Why a job failed (the last line of its run.log), or None when it did not fail.
+
+    The runner writes the log at the end, with the traceback when the job failed: a log
+    without the DONE marker means the job failed.
+    """
+    log = folder / runs.LOG
+    if runs.is_done(folder) or not log.is_file():
         return None
     try:
         lines = [ln.strip() for ln in log.read_text("utf-8", errors="replace").splitlines()]
@@ -142,21 +142,16 @@ def _failure_reason(folder: Path) -> str | None:
 
 def read_run(spec: dict[str, Any], folder: Path) -> RunRecord:
     """The state of one planned run's folder."""
-    from lumbar.models import RUN_CONFIG
-
     record = RunRecord(spec=spec, folder=folder, status=NOT_RUN)
     if not folder.is_dir():
         record.reason = "no run folder"
         return record
-    config = _read_json(folder / RUN_CONFIG)
+    config = runs.read_json(folder, runs.CONFIG)
     record.config = config if isinstance(config, dict) else None
-    metrics = _read_json(folder / "metrics.json")
-    record.metrics = metrics if isinstance(metrics, dict) else None
-    if (folder / "history.csv").is_file():
-        from lumbar.train import read_history
-
+    record.metrics = runs.read_metrics(folder)
+    if (folder / runs.HISTORY).is_file():
         try:
-            record.history = read_history(folder)
+            record.history = runs.read_history(folder)
         except (OSError, ValueError, KeyError):
             record.history = []
     failure = _failure_reason(folder)
@@ -199,8 +194,8 @@ def load_experiment(exp_dir: Path) -> Experiment:
     pretrain = []
     for spec in plan.get("pretrain") or []:
         folder = exp_dir / "pretrain" / str(spec.get("id", ""))
-        metrics = _read_json(folder / "metrics.json")
-        if (folder / DONE_MARKER).is_file():
+        metrics = runs.read_metrics(folder)
+        if runs.is_done(folder):
             status = DONE
         elif _failure_reason(folder) is not None:
             status = FAILED

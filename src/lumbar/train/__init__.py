@@ -14,7 +14,6 @@ from lumbar.train.loop import (
     inverse_frequency_weights,
     load_config_file,
     plot_learning_curve,
-    read_history,
     train,
     weighted_step,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "inverse_frequency_weights",
     "load_config_file",
     "plot_learning_curve",
-    "read_history",
     "train",
     "weighted_step",
 ]

@@ -4,7 +4,8 @@
 of its manifest (or of another manifest with the same target column), and returns accuracy,
 precision, recall, F1 (Eq. 4-7; positive class = abnormal for binary targets, macro and per
 class otherwise), ROC AUC and 95% bootstrap confidence intervals resampled by patient. It writes
-`predictions-<split>.csv`, `evaluation-<split>.json` and `confusion-<split>.png` into the run.
+`predictions-<tag>.csv`, `evaluation-<tag>.json` and `confusion-<tag>.png` into the run
+(`lumbar.runs`).
 
 `compare_runs` scores two runs on the same images: Eq. 8 improvement rates and a paired
 patient-level bootstrap p-value per metric.
@@ -14,14 +15,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lumbar import runs
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
+from lumbar.files import atomic_path, write_json_atomic
 from lumbar.metrics import (
     METRICS,
     bootstrap_ci,
@@ -34,9 +35,7 @@ __all__ = ["compare_runs", "evaluate_run", "plot_confusion", "predict_split", "r
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
-    from lumbar.models import read_run_config
-
-    return read_run_config(run_dir, require=("target", "manifest"), kind="training run")
+    return runs.read_config(run_dir, require=("target", "manifest"), kind="training run")
 
 
 def predict_split(
@@ -178,21 +177,20 @@ def evaluate_run(
         "manifest": pred["manifest"],
     }
     tag = _tag(split, manifest)
-    _write_predictions(run_dir / f"predictions-{tag}.csv", pred)
-    with atomic_path(run_dir / f"evaluation-{tag}.json") as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write_predictions(runs.predictions_path(run_dir, tag), pred)
+    write_json_atomic(runs.evaluation_path(run_dir, tag), result)
     if figures:
         plot_confusion(
             np.asarray(metrics["confusion_matrix"]),
             pred["class_names"],
-            run_dir / f"confusion-{tag}.png",
+            runs.confusion_path(run_dir, tag),
             f"{run_dir.name}: {split} ({metrics['n']} images)",
         )
     return result
 
 
 def _read_predictions(run_dir: Path, split: str) -> dict[str, Any]:
-    path = Path(run_dir) / f"predictions-{split}.csv"
+    path = runs.predictions_path(run_dir, split)
     if not path.is_file():
         evaluate_run(run_dir, split=split, figures=False)
     with open(path, newline="") as handle:

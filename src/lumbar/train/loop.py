@@ -1,13 +1,11 @@
 """`lumbar train`: the paper's transfer learning (Procedure 1), frozen or fine-tuned, made fast.
 
 A run trains the paper's classifier (`lumbar.models.build_classifier`) on one target of a
-manifest and writes a run folder:
-
-    RUN/config.json     the resolved configuration (model keys for `load_classifier` + "train")
-    RUN/checkpoint.pt   the weights with the lowest validation loss ({"model": state_dict, ...})
-    RUN/last.pt         model, optimiser and RNG state after the last epoch (for --resume)
-    RUN/history.csv     one row per epoch: losses, accuracies, validation F1, seconds
-    RUN/learning-curve.png, RUN/metrics.json (validation and test metrics of the best weights)
+manifest and writes a run folder (`lumbar.runs`): config.json (the resolved configuration, with
+the model's keys for `load_classifier` and "train"), checkpoint.pt (the weights with the lowest
+validation loss), last.pt (for resuming), history.csv (losses, accuracies, validation F1 and
+seconds per epoch), learning-curve.png and metrics.json (validation and test metrics of the
+kept weights).
 
 Speed: never compute the same thing twice. The frozen leading stages of the trunk are a fixed
 function of their input (they run in inference mode, see `lumbar.models.heads`), so their
@@ -48,13 +46,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lumbar import runs
 from lumbar.data.augment import Augmentation, parse_augmentation
 from lumbar.data.dataset import ManifestDataset
 from lumbar.data.manifest import Manifest, read_manifest
 from lumbar.data.splits import check_target_classes
 from lumbar.data.targets import Target, get_target
 from lumbar.errors import UserError
-from lumbar.files import atomic_path, write_json_atomic
+from lumbar.files import atomic_path
 from lumbar.models import (
     Classifier,
     build_classifier,
@@ -69,24 +68,16 @@ from lumbar.models import (
 from lumbar.progress import TrainingBars
 from lumbar.train.runtime import (
     CPU,
-    LAST_STATE,
     Dist,
     all_reduce,
     autocast,
     barrier,
     init_distributed,
-    open_run_folder,
     pick_device,
-    read_history,
-    restore_training_state,
-    save_training_state,
     wrap_ddp,
-    write_history,
-    write_run_config,
 )
 
 __all__ = [
-    "LAST_STATE",
     "PrefixCache",
     "TrainConfig",
     "TrainResult",
@@ -95,13 +86,10 @@ __all__ = [
     "inverse_frequency_weights",
     "load_config_file",
     "plot_learning_curve",
-    "read_history",
     "train",
     "weighted_step",
 ]
 
-CURVE = "learning-curve.png"
-METRICS_FILE = "metrics.json"
 MODES = ("frozen", "finetune")
 PRECISIONS = ("auto", "fp32", "bf16")
 SINGLE_PROCESS = Dist()  # a run outside torchrun
@@ -540,9 +528,9 @@ def _load_trained_head(model: Classifier, run_dir: Path | None) -> bool:
     """
     from lumbar.models.weights import read_weights_file
 
-    if run_dir is None or not (Path(run_dir) / "checkpoint.pt").is_file():
+    if run_dir is None or not (Path(run_dir) / runs.CHECKPOINT).is_file():
         return False
-    state = read_weights_file(Path(run_dir) / "checkpoint.pt")
+    state = read_weights_file(Path(run_dir) / runs.CHECKPOINT)
     head = {k[len("head.") :]: v for k, v in state.items() if k.startswith("head.")}
     own = model.head.state_dict()
     if set(head) != set(own) or any(head[k].shape != own[k].shape for k in own):
@@ -633,7 +621,7 @@ def train(
     say = log or (lambda message: None)
     run_dir = Path(run_dir)
     dist_info = init_distributed()
-    saved, state = open_run_folder(run_dir, resume, "lumbar train --out")
+    saved, state = runs.open_run_folder(run_dir, resume, "lumbar train")
     if saved is not None:  # resume: the run's own settings; a larger `epochs` extends it
         epochs = max(int(saved["train"]["epochs"]), int(config.epochs or 0))
         config = TrainConfig(**{**saved["train"], "epochs": epochs})
@@ -688,17 +676,18 @@ def train(
         "cached_stages": stop,
         "world_size": dist_info.world,
     }
-    write_run_config(run_dir, run_config, dist_info)
+    if dist_info.main:
+        runs.write_config(run_dir, run_config)
 
     params = trainable_parameters(model)
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
     history: list[dict[str, float]] = []
     best_val_loss, best_epoch, stale, first_epoch = math.inf, 0, 0, 0
     if state is not None:
-        first_epoch = restore_training_state(state, model, optimizer)
+        first_epoch = runs.restore_training_state(state, model, optimizer)
         best_val_loss = float(state["best_val_loss"])
         best_epoch, stale = int(state["best_epoch"]), int(state["stale"])
-        history = read_history(run_dir)[:first_epoch]
+        history = runs.read_history(run_dir)[:first_epoch]
 
     bar = TrainingBars(progress and dist_info.main)
     try:
@@ -817,11 +806,11 @@ def train(
             if dist_info.main:
                 if improved:
                     save_checkpoint(run_dir, model, epoch=epoch + 1, val_loss=val_loss)
-                save_training_state(
+                runs.save_training_state(
                     run_dir, model, optimizer, epoch + 1,
                     best_val_loss=best_val_loss, best_epoch=best_epoch, stale=stale,
                 )  # fmt: skip
-                write_history(run_dir, history, HISTORY_FIELDS)
+                runs.write_history(run_dir, history, HISTORY_FIELDS)
             bar.advance(
                 epoch_task,
                 1,
@@ -836,7 +825,7 @@ def train(
 
     metrics: dict[str, Any] = {}
     if dist_info.main:
-        plot_learning_curve(history, run_dir / CURVE, best_epoch)
+        plot_learning_curve(history, run_dir / runs.CURVE, best_epoch)
         from lumbar.train.evaluate import evaluate_run
 
         metrics = {"best_epoch": best_epoch, "best_val_loss": best_val_loss}
@@ -846,7 +835,7 @@ def train(
             except UserError as err:
                 say(f"warning: no {split} metrics: {err}")
         metrics["seconds"] = time.perf_counter() - started
-        write_json_atomic(run_dir / METRICS_FILE, metrics)
+        runs.write_metrics(run_dir, metrics)
         say(f"kept epoch {best_epoch} (validation loss {best_val_loss:.4f})")
     barrier(dist_info)
     return TrainResult(

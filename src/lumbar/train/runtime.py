@@ -1,24 +1,18 @@
-"""What every training loop needs at run time: processes, device, precision, resumable state.
+"""What every training loop needs at run time: processes, device and precision.
 
-Used by `lumbar.train` and by the pretraining procedures (`lumbar.pretrain`):
+Used by `lumbar.train` and by the pretraining procedures (`lumbar.pretrain`); the run folder
+they write (config, checkpoints, resumable state, history) is `lumbar.runs`.
 
 - `init_distributed` joins the `torchrun` process group (gloo on CPU, nccl on CUDA) and
   returns a `Dist` (rank, world size); `all_reduce` sums a tensor over the processes,
   `wrap_ddp` wraps a module in `DistributedDataParallel`, `barrier` waits for every process.
 - `pick_device` turns "auto" / "cpu" / "cuda" into a torch device.
 - `autocast` runs a block in bf16 when asked, or with "auto" where the hardware has native bf16.
-- `open_run_folder` checks a run folder for a new run or `--resume` and `write_run_config`
-  writes its config.json; `save_training_state` / `restore_training_state` write and read
-  RUN/last.pt (model, optimiser, RNG and epoch) and `write_history` / `read_history`
-  RUN/history.csv, so `--resume` ends as an uninterrupted run would.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,33 +21,21 @@ import torch
 from torch import nn
 
 from lumbar.errors import UserError
-from lumbar.files import atomic_path, write_json_atomic
-from lumbar.models.weights import RUN_CONFIG
 
 __all__ = [
     "CPU",
-    "HISTORY",
-    "LAST_STATE",
     "Dist",
     "all_reduce",
     "autocast",
     "barrier",
     "init_distributed",
     "native_bf16",
-    "open_run_folder",
     "pick_device",
-    "read_history",
-    "restore_training_state",
-    "save_training_state",
     "shutdown_distributed",
     "wrap_ddp",
-    "write_history",
-    "write_run_config",
 ]
 
 CPU = torch.device("cpu")
-LAST_STATE = "last.pt"  # RUN/last.pt: the state `--resume` continues from
-HISTORY = "history.csv"  # RUN/history.csv: one row per finished epoch
 
 
 # --------------------------------------------------------------------------- processes
@@ -173,100 +155,3 @@ def autocast(precision: str, device: torch.device) -> Any:
     """A context running in bf16 for "bf16", or for "auto" where bf16 is native; else fp32."""
     use = precision == "bf16" or (precision == "auto" and native_bf16())
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use)
-
-
-# --------------------------------------------------------------------------- resumable state
-
-
-def open_run_folder(
-    run_dir: Path, resume: bool, command: str
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Check that `run_dir` can take a new run, or, with `resume`, has one to continue.
-
-    Returns:
-        (RUN/config.json, RUN/last.pt state) to resume from; (None, None) for a new run.
-
-    Raises:
-        UserError: a non-empty folder (or a file) without `resume`; nothing to resume (the
-            message names `command`, e.g. "lumbar train --out", as what makes a run).
-    """
-    run_dir = Path(run_dir)
-    if not resume:
-        if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-            raise UserError(
-                f"run folder {run_dir.name} is not empty; choose a new --out, or add --resume "
-                "to continue it"
-            )
-        return None, None
-    if not (run_dir / LAST_STATE).is_file() or not (run_dir / RUN_CONFIG).is_file():
-        raise UserError(
-            f"nothing to resume in {run_dir.name}: it needs {LAST_STATE} and {RUN_CONFIG} from "
-            f"an earlier `{command}` (drop --resume to start a new run)"
-        )
-    saved = json.loads((run_dir / RUN_CONFIG).read_text(encoding="utf-8"))
-    state = torch.load(run_dir / LAST_STATE, map_location="cpu", weights_only=True)
-    return saved, state
-
-
-def write_run_config(run_dir: Path, run_config: dict[str, Any], dist_info: Dist) -> None:
-    """Create the run folder and write RUN/config.json atomically (the main process only)."""
-    if dist_info.main:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        write_json_atomic(Path(run_dir) / RUN_CONFIG, run_config)
-
-
-def save_training_state(
-    run_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    epoch: int,
-    **extra: Any,
-) -> None:
-    """RUN/last.pt: model, optimiser and RNG state after `epoch` (plus `extra`), atomically."""
-    with atomic_path(Path(run_dir) / LAST_STATE) as tmp:
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": torch.get_rng_state(),
-                "epoch": epoch,
-                **extra,
-            },
-            tmp,
-        )
-
-
-def restore_training_state(
-    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
-) -> int:
-    """Load a `save_training_state` state into `model`, `optimizer` and the RNG; return the
-    number of epochs it had finished (the next epoch to run)."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    return int(state["epoch"])
-
-
-def write_history(run_dir: Path, history: list[dict[str, float]], fields: Sequence[str]) -> None:
-    """RUN/history.csv, one row per epoch, atomically.
-
-    Values are written with repr, which round-trips exactly, so a resumed run's history equals
-    an uninterrupted one's.
-    """
-    with atomic_path(Path(run_dir) / HISTORY) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields))
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: repr(row[k]) for k in fields})
-
-
-def read_history(run_dir: Path) -> list[dict[str, float]]:
-    """The epochs of RUN/history.csv (epoch as int; [] when the run has none yet)."""
-    path = Path(run_dir) / HISTORY
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
