@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,3 +76,36 @@ class TrainingBars:
         """Stop drawing (call once, e.g. in a `finally`)."""
         if self.bar is not None:
             self.bar.stop()
+
+
+class RateBars:
+    """A display whose factory makes one bar per stage, with its rate (e.g. files/s).
+
+    Use as a context manager; the factory `(name, total) -> advance(n)` is what
+    `lumbar.ingest.ingest` takes as `progress`.
+    """
+
+    def __init__(self, unit: str = "files") -> None:
+        self.unit = unit
+        self.progress: Any = None
+
+    def __enter__(self) -> Callable[[str, int | None], Callable[[int], None]]:
+        self.progress = progress_bar("rate")
+        self.progress.start()
+        return self.bar
+
+    def bar(self, name: str, total: int | None) -> Callable[[int], None]:
+        """A new bar for the stage `name` of `total` steps (None: unknown)."""
+        progress = self.progress
+        task = progress.add_task(name, total=total, rate="")
+
+        def advance(n: int) -> None:
+            progress.advance(task, n)
+            speed = progress.tasks[task].speed
+            if speed:
+                progress.update(task, rate=f"{speed:,.0f} {self.unit}/s")
+
+        return advance
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from lumbar.errors import UserError
-from lumbar.ingest import IMAGES_COLUMNS, IngestOptions, ingest
+from lumbar.ingest import (
+    IMAGES_COLUMNS,
+    REPORT_CSV,
+    IngestOptions,
+    IngestSummary,
+    NoUsableImages,
+    ingest,
+)
 from lumbar.ingest.read import iter_files
 from lumbar.pseudonym import SECRET_ENV, load_secret, pseudonymize
 
@@ -68,10 +75,25 @@ def _tree(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def ingested(phantom_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ingest_result(
+    phantom_cohort: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, IngestSummary]:
     out = tmp_path_factory.mktemp("ingest") / "out"
-    ingest(phantom_cohort, out, IngestOptions(workers=2, export_dicom=True))
-    return out
+    return out, ingest(phantom_cohort, out, IngestOptions(workers=2, export_dicom=True))
+
+
+@pytest.fixture(scope="module")
+def ingested(ingest_result: tuple[Path, IngestSummary]) -> Path:
+    return ingest_result[0]
+
+
+def test_the_result_in_memory_is_what_the_csv_files_hold(ingest_result) -> None:
+    out, summary = ingest_result
+    images = [tuple(row.values()) for row in _rows(out / "images.csv")]
+    assert [image.as_tuple() for image in summary.selected] == images
+    report = [tuple(row.values()) for row in _rows(out / REPORT_CSV)]
+    assert [row.as_tuple() for row in summary.report] == report
+    assert summary.images == len(images) == 24
 
 
 def test_eight_images_per_patient_with_the_papers_names(phantom_cohort, ingested) -> None:
@@ -271,6 +293,16 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     )
 
 
+def test_nothing_usable_is_a_typed_error_with_the_report(tmp_path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("x")
+    with pytest.raises(NoUsableImages, match="no usable images") as err:
+        ingest(src, tmp_path / "out", IngestOptions(workers=1))
+    assert err.value.summary.images == 0 and err.value.summary.selected == []
+    assert err.value.summary.index.files == 1
+
+
 def test_nothing_usable_is_one_line_and_exit_2(tmp_path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -336,14 +368,16 @@ def test_contact_sheet_shows_every_patient(ingested, tmp_path) -> None:
     from lumbar.visualize.contact_sheet import THUMB, write_contact_sheet
 
     target = tmp_path / "sheet.png"
-    assert write_contact_sheet(ingested, target) == 3
+    rows = _rows(ingested / "images.csv")
+    images = [(row["patient_id"], ingested / row["image"]) for row in rows]
+    assert write_contact_sheet(images, target) == 3
     with Image.open(target) as image:
         assert image.width >= 8 * THUMB and image.height >= 3 * THUMB
         assert image.convert("L").getextrema()[1] > 0
 
 
 def test_patient_list_parsing(tmp_path) -> None:
-    from lumbar.cli.ingest import parse_patients
+    from lumbar.ingest.pipeline import parse_patient_list as parse_patients
 
     listing = tmp_path / "ids.txt"
     listing.write_text("Paaaaaaaaaaaa  # first\n\nPbbbbbbbbbbbb\n")
@@ -359,10 +393,16 @@ def test_patient_list_parsing(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--order", "random"], "--order must be"),
-        (["--axial-selection", "guess"], "--axial-selection must be"),
-        (["--bit-depth", "12"], "--bit-depth must be 8 or 16"),
-        (["--study-date", "2020"], "--study-date"),
+        (
+            ["--order", "random"],
+            "frame order must be 'instance' or 'position', got 'random' (--order)",
+        ),
+        (
+            ["--axial-selection", "guess"],
+            "axial selection must be 'paper' or 'stacks', got 'guess' (--axial-selection)",
+        ),
+        (["--bit-depth", "12"], "bit depth must be 8 or 16, got 12 (--bit-depth)"),
+        (["--study-date", "2020"], "YYYYMMDD- or -YYYYMMDD (--study-date)"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, args, message) -> None:

@@ -44,6 +44,7 @@ from lumbar.explain import (
     write_csv,
     write_json,
 )
+from lumbar.ingest import IngestOptions, NoUsableImages, ingest
 
 __all__ = ["Predictor", "run_roi", "set_threads"]
 
@@ -196,37 +197,34 @@ class Predictor:
     # ------------------------------------------------------------------ steps
 
     def _ingest(self, study: Path, work: Path) -> tuple[list[tuple[str, Path]], str, list[str]]:
-        """(level, image) of the selected axial frames, the pseudonym, the views found."""
-        from lumbar.ingest import IMAGES_CSV, REPORT_CSV, IngestOptions, ingest
+        """(level, image) of the selected axial frames, the pseudonym, the views found.
 
+        The selection comes from the ingest's result in memory; its PNGs are in `work`.
+        """
         if not study.is_dir():
             raise UserError(f"study {study.name} is not a folder of DICOM files")
         try:
             with _INGEST_LOCK:
-                ingest(study, work, IngestOptions(workers=1))
-        except UserError as err:
-            if "no usable images" in str(err):
-                raise UserError(
-                    "the study holds no usable DICOM series (no axial T2, sagittal T2 or "
-                    "myelography images were found)"
-                ) from None
-            raise
-        with open(work / IMAGES_CSV, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        patients = sorted({r["patient_id"] for r in rows})
+                summary = ingest(study, work, IngestOptions(workers=1))
+        except NoUsableImages:
+            raise UserError(
+                "the study holds no usable DICOM series (no axial T2, sagittal T2 or "
+                "myelography images were found)"
+            ) from None
+        patients = sorted({image.patient_id for image in summary.selected})
         if len(patients) > 1:
             raise UserError(
                 f"the folder holds {len(patients)} patients; `lumbar predict` takes one study"
             )
-        found = sorted({r["view"] for r in rows})
-        axial = [(r["level"], work / r["image"]) for r in rows if r["view"] == AXIAL_VIEW]
+        found = sorted({image.view for image in summary.selected})
+        axial = [(im.level, work / im.image) for im in summary.selected if im.view == AXIAL_VIEW]
         if not axial:
-            reasons = []
-            with open(work / REPORT_CSV, newline="", encoding="utf-8") as f:
-                for r in csv.DictReader(f):
-                    if AXIAL_VIEW in r["reason"] and r["severity"] == "error":
-                        reasons.append(r["reason"])
-            why = f" ({'; '.join(sorted(set(reasons)))})" if reasons else ""
+            reasons = {
+                row.reason
+                for row in summary.report
+                if AXIAL_VIEW in row.reason and row.severity == "error"
+            }
+            why = f" ({'; '.join(sorted(reasons))})" if reasons else ""
             raise UserError(
                 f"the study has no usable axial T2 series{why}; found only: "
                 f"{', '.join(found) or 'nothing usable'}"

@@ -31,6 +31,7 @@ from lumbar.ingest.classify import (
     SeriesClass,
     SeriesSummary,
     classify_series,
+    load_rules,
     summarize_series,
 )
 from lumbar.ingest.index import (
@@ -53,6 +54,7 @@ from lumbar.ingest.select import (
     select_sagittal,
 )
 from lumbar.pseudonym import load_secret
+from lumbar.visualize.contact_sheet import write_contact_sheet
 
 IMAGES_CSV = "images.csv"
 REPORT_CSV = "ingest-report.csv"
@@ -81,16 +83,80 @@ class IngestOptions:
 
     def __post_init__(self) -> None:
         if self.bit_depth not in (8, 16):
-            raise UserError(f"--bit-depth must be 8 or 16, got {self.bit_depth}")
+            raise UserError(f"bit depth must be 8 or 16, got {self.bit_depth}", option="bit_depth")
         if self.workers < 0:
-            raise UserError(f"--workers must be >= 0 (0 = one per core), got {self.workers}")
+            raise UserError(
+                f"workers must be >= 0 (0 = one per core), got {self.workers}", option="workers"
+            )
         if self.study_date is not None:
             match = _DATE_RANGE.match(self.study_date)
             if not match or not any(match.groups()):
                 raise UserError(
-                    f"--study-date {self.study_date!r} must be YYYYMMDD, YYYYMMDD-YYYYMMDD, "
-                    "YYYYMMDD- or -YYYYMMDD"
+                    f"study date {self.study_date!r} must be YYYYMMDD, YYYYMMDD-YYYYMMDD, "
+                    "YYYYMMDD- or -YYYYMMDD",
+                    option="study_date",
                 )
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        order: str = "instance",
+        axial_selection: str = "paper",
+        rules: Path | None = None,
+        patients: str | None = None,
+        **options: Any,
+    ) -> IngestOptions:
+        """Options as a user spells them: enum values as text, a rules YAML file, and the
+        patients as "P1,P2" or "@FILE" (`parse_patient_list`); the rest as the fields.
+
+        Raises:
+            UserError: an unknown frame order or axial selection, an unreadable rules or
+                patients file, or a field out of range.
+        """
+        try:
+            frame_order = FrameOrder(order)
+        except ValueError:
+            raise UserError(
+                f"frame order must be 'instance' or 'position', got {order!r}", option="order"
+            ) from None
+        try:
+            axial = AxialSelection(axial_selection)
+        except ValueError:
+            raise UserError(
+                f"axial selection must be 'paper' or 'stacks', got {axial_selection!r}",
+                option="axial_selection",
+            ) from None
+        return cls(
+            order=frame_order,
+            axial_selection=axial,
+            rules=load_rules(rules),
+            patients=parse_patient_list(patients),
+            **options,
+        )
+
+
+def parse_patient_list(value: str | None) -> frozenset[str] | None:
+    """`P1,P2` or `@file` (one pseudonym per line, # comments) -> a set of pseudonyms.
+
+    Raises:
+        UserError: an unreadable file, or no pseudonym at all.
+    """
+    if value is None:
+        return None
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UserError(f"cannot read patient list {path}: {err.strerror}") from None
+        items = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    else:
+        items = [part.strip() for part in value.split(",")]
+    found = frozenset(item for item in items if item)
+    if not found:
+        raise UserError("the patient list names no pseudonyms", option="patients")
+    return found
 
 
 @dataclass
@@ -120,22 +186,33 @@ class ExportTask:
     file_key: str
 
 
+@dataclass(frozen=True)
+class IngestedImage:
+    """One selected, de-identified image: a row of OUT/images.csv (`IMAGES_COLUMNS`).
+
+    Attributes:
+        patient_id: the pseudonym.
+        view: "axial_t2", "sagittal_t2" or "myelo".
+        level: the disc level of an axial image ("" for the others).
+        image: the PNG's path relative to OUT, e.g. "P0123456789ab/P0123456789ab_45.png".
+        source_uid_hash: keyed hash of the source SOPInstanceUID.
+    """
+
+    patient_id: str
+    view: str
+    level: str
+    image: str
+    source_uid_hash: str
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return (self.patient_id, self.view, self.level, self.image, self.source_uid_hash)
+
+
 @dataclass
-class IngestSummary:
-    """What one ingest did, for the CLI's summary line and the benchmark."""
+class ReportRow:
+    """One problem or note of OUT/ingest-report.csv (`REPORT_COLUMNS`); `file` is a keyed
+    hash of the source file unless paths were asked for."""
 
-    index: IndexStats
-    patients: int = 0
-    complete_patients: int = 0
-    images: int = 0
-    exported: int = 0
-    problems: int = 0
-    seconds: float = 0.0
-    decisions: list[SeriesDecision] = field(default_factory=list)
-
-
-@dataclass
-class _ReportRow:
     file: str = ""
     patient_id: str = ""
     series: str = ""
@@ -146,12 +223,45 @@ class _ReportRow:
         return (self.file, self.patient_id, self.series, self.severity, self.reason)
 
 
+@dataclass
+class IngestSummary:
+    """What one ingest did: counts for the summary line, and its result in memory.
+
+    Attributes:
+        selected: the images written, as in OUT/images.csv (in its order).
+        report: the problems and notes, as in OUT/ingest-report.csv (in its order).
+        contact_sheet_patients: patients drawn into the contact sheet (0: none asked for).
+    """
+
+    index: IndexStats
+    patients: int = 0
+    complete_patients: int = 0
+    images: int = 0
+    exported: int = 0
+    problems: int = 0
+    seconds: float = 0.0
+    decisions: list[SeriesDecision] = field(default_factory=list)
+    selected: list[IngestedImage] = field(default_factory=list)
+    report: list[ReportRow] = field(default_factory=list)
+    contact_sheet_patients: int = 0
+
+
+class NoUsableImages(UserError):
+    """The source held no image the paper's selection could use; `summary` says what was
+    found, and its `report` why each file or series was left out."""
+
+    def __init__(self, message: str, summary: IngestSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 def ingest(
     source: str | Path,
     out: Path,
     options: IngestOptions | None = None,
     progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
     explain: Callable[[list[SeriesDecision]], None] | None = None,
+    contact_sheet: Path | None = None,
 ) -> IngestSummary:
     """Run the whole ingest; see the module docstring.
 
@@ -162,12 +272,23 @@ def ingest(
         progress: optional factory `(task name, total) -> advance(n)` for a progress display.
         explain: optional callback given every series' classification once the selection is
             made (also when nothing usable was found, when it is most needed).
+        contact_sheet: also draw the selected images of the first 12 patients into this PNG.
+
+    Returns:
+        The summary, with the selected images and the report in memory.
 
     Raises:
-        UserError: bad arguments, an unusable OUT, or nothing usable found in the source.
+        NoUsableImages: nothing usable found in the source (the outputs are still written).
+        UserError: bad arguments or an unusable OUT.
     """
     with _quiet_dependencies():
-        return _ingest(source, out, options or IngestOptions(), progress, explain)
+        summary = _ingest(source, out, options or IngestOptions(), progress, explain)
+    if contact_sheet is not None:
+        summary.contact_sheet_patients = write_contact_sheet(
+            [(image.patient_id, Path(out) / image.image) for image in summary.selected],
+            contact_sheet,
+        )
+    return summary
 
 
 @contextlib.contextmanager
@@ -234,9 +355,9 @@ def _ingest(
             advance = progress("indexing headers", len(files)) if progress else None
             stats, keys = index_folder(index, root, files, secret, workers, advance)
         summary = IngestSummary(index=stats)
-        report: list[_ReportRow] = []
+        report: list[ReportRow] = []
         for file_key, severity, reason in index.problems():
-            report.append(_ReportRow(file=file_key, severity=severity, reason=reason))
+            report.append(ReportRow(file=file_key, severity=severity, reason=reason))
         tasks, decisions = _plan(index, options, report)
         summary.decisions = decisions
         summary.patients = len({d.patient for d in decisions})
@@ -251,8 +372,10 @@ def _ingest(
             for row in report:  # only on request: folder names may contain patient names
                 if row.file in keys:
                     row.file = keys[row.file].relative_to(root).as_posix()
-        _write_images_csv(out, tasks, report)
-        _write_report(out, report)
+        summary.selected = _selected_images(tasks)
+        summary.report = _sorted_report(report)
+        _write_images_csv(out, summary.selected)
+        _write_report(out, summary.report)
         summary.problems = sum(1 for r in report if r.severity in ("error", "warning"))
         summary.seconds = time.perf_counter() - start
     finally:
@@ -260,15 +383,16 @@ def _ingest(
     if explain is not None:
         explain(summary.decisions)
     if summary.images == 0:
-        raise UserError(
+        raise NoUsableImages(
             f"no usable images found in the source ({stats.files} files, {summary.patients} "
-            f"patients); reasons are in {out / REPORT_CSV}"
+            f"patients); reasons are in {out / REPORT_CSV}",
+            summary,
         )
     return summary
 
 
 def _plan(
-    index: StudyIndex, options: IngestOptions, report: list[_ReportRow]
+    index: StudyIndex, options: IngestOptions, report: list[ReportRow]
 ) -> tuple[list[ExportTask], list[SeriesDecision]]:
     """Classify every series, choose one per view and patient, and select the frames."""
     by_series: dict[str, list[tuple[str, str, InstanceRecord]]] = defaultdict(list)
@@ -309,14 +433,14 @@ def _plan_patient(
     patient: str,
     series: list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]],
     options: IngestOptions,
-    report: list[_ReportRow],
+    report: list[ReportRow],
 ) -> list[ExportTask]:
     tasks: list[ExportTask] = []
     for view in _VIEW_ORDER:
         candidates = [(d, m) for d, m in series if d.series_class is view]
         if not candidates:
             report.append(
-                _ReportRow(
+                ReportRow(
                     patient_id=patient,
                     severity="error",
                     reason=f"missing series: no {view.value} series found",
@@ -339,7 +463,7 @@ def _plan_patient(
                 picked, warnings = _select(view, members, options)
             except SelectionProblem as problem:
                 failures.append(
-                    _ReportRow(
+                    ReportRow(
                         patient_id=patient,
                         series=label,
                         severity="error",
@@ -350,7 +474,7 @@ def _plan_patient(
             decision.chosen = True
             for warning in warnings:
                 report.append(
-                    _ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
+                    ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
                 )
             for suffix, level, frame, file_key, record in picked:
                 tasks.append(
@@ -368,7 +492,7 @@ def _plan_patient(
                 )
             if view is SeriesClass.MYELO and len(picked) < 2:
                 report.append(
-                    _ReportRow(
+                    ReportRow(
                         patient_id=patient,
                         series=label,
                         severity="warning",
@@ -379,7 +503,7 @@ def _plan_patient(
         else:
             report.extend(failures)
             report.append(
-                _ReportRow(
+                ReportRow(
                     patient_id=patient,
                     severity="error",
                     reason=f"missing series: no usable {view.value} series",
@@ -430,7 +554,7 @@ def _export(
     keys: dict[str, Path],
     web: Any,
     workers: int,
-    report: list[_ReportRow],
+    report: list[ReportRow],
     progress: Callable[[str, int | None], Callable[[int], None]] | None,
 ) -> int:
     """Write every task's PNG (and DICOM), skipping outputs already made from the same source."""
@@ -467,7 +591,7 @@ def _export(
             failed.add(name)
             task = by_name[name]
             report.append(
-                _ReportRow(
+                ReportRow(
                     file=task.file_key,
                     patient_id=task.patient,
                     severity="error",
@@ -609,36 +733,46 @@ def _remove_stale(index: StudyIndex, out: Path, wanted: set[str]) -> None:
 # ----------------------------------------------------------------------------- CSV files
 
 
-def _write_images_csv(out: Path, tasks: list[ExportTask], report: list[_ReportRow]) -> None:
+def _selected_images(tasks: list[ExportTask]) -> list[IngestedImage]:
+    """The exported images in images.csv's order: by patient, then the paper's order."""
     order = {"1": 0, "2": 1, "3": 2, **{lv.code: 3 + i for i, lv in enumerate(DiscLevel)}}
     rows = sorted(tasks, key=lambda t: (t.patient, order[t.name.rsplit("_", 1)[1]]))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(IMAGES_COLUMNS)
-    for task in rows:
-        writer.writerow(
-            (
-                task.patient,
-                task.view,
-                task.level,
-                f"{task.patient}/{task.name}.png",
-                uid_hash(task.sop_uid),
-            )
+    return [
+        IngestedImage(
+            task.patient,
+            task.view,
+            task.level,
+            f"{task.patient}/{task.name}.png",
+            uid_hash(task.sop_uid),
         )
-    _write_output(out / IMAGES_CSV, buffer.getvalue().encode("utf-8"))
+        for task in rows
+    ]
 
 
-def _write_report(out: Path, report: list[_ReportRow]) -> None:
+def _sorted_report(report: list[ReportRow]) -> list[ReportRow]:
+    """The report without repeats, by patient, series, severity, file and reason."""
     severity = {"error": 0, "warning": 1, "info": 2}
     rows = sorted(
         {r.as_tuple() for r in report},
         key=lambda r: (r[1], r[2], severity.get(r[3], 3), r[0], r[4]),
     )
+    return [ReportRow(*row) for row in rows]
+
+
+def _write_images_csv(out: Path, images: list[IngestedImage]) -> None:
+    _write_output(out / IMAGES_CSV, _csv_bytes(IMAGES_COLUMNS, [im.as_tuple() for im in images]))
+
+
+def _write_report(out: Path, report: list[ReportRow]) -> None:
+    _write_output(out / REPORT_CSV, _csv_bytes(REPORT_COLUMNS, [r.as_tuple() for r in report]))
+
+
+def _csv_bytes(header: Sequence[str], rows: list[tuple[str, ...]]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(REPORT_COLUMNS)
+    writer.writerow(header)
     writer.writerows(rows)
-    _write_output(out / REPORT_CSV, buffer.getvalue().encode("utf-8"))
+    return buffer.getvalue().encode("utf-8")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -661,7 +795,8 @@ def _prepare_out(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not reusable and not force:
         raise UserError(
             f"output folder {out} is not empty and is not an earlier ingest's output; "
-            "use --force to ingest into it anyway"
+            "allow writing into it to ingest anyway",
+            option="force",
         )
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK | os.X_OK):

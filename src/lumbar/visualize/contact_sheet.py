@@ -3,7 +3,7 @@ so a person can check the selection at a glance (`lumbar ingest --contact-sheet 
 
 from __future__ import annotations
 
-import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from lumbar.files import atomic_path
@@ -13,20 +13,24 @@ LABEL_HEIGHT = 14
 PSEUDONYM_WIDTH = 120
 
 
-def write_contact_sheet(out: Path, target: Path, max_patients: int = 12) -> int:
-    """Draw the first `max_patients` patients of OUT/images.csv into `target` (PNG).
+def write_contact_sheet(
+    images: Sequence[tuple[str, Path]], target: Path, max_patients: int = 12
+) -> int:
+    """Draw the images of the first `max_patients` patients into `target` (PNG).
+
+    Args:
+        images: (pseudonym, PNG) pairs; a file's name is the pseudonym and the paper's code
+            (`P0123456789ab_45.png`: the L4-L5 axial image), which gives its column.
 
     Returns:
         The number of patients drawn.
     """
     from PIL import Image, ImageDraw
 
-    with (Path(out) / "images.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    patients: dict[str, list[dict[str, str]]] = {}
-    for row in rows:
-        if row["patient_id"] in patients or len(patients) < max_patients:
-            patients.setdefault(row["patient_id"], []).append(row)
+    patients: dict[str, list[Path]] = {}
+    for patient, path in images:
+        if patient in patients or len(patients) < max_patients:
+            patients.setdefault(patient, []).append(Path(path))
     columns = ("_1", "_2", "_3", "_12", "_23", "_34", "_45", "_51")
     titles = ("myelo 1", "myelo 2", "sag T2", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
     cell = THUMB + LABEL_HEIGHT
@@ -41,14 +45,14 @@ def write_contact_sheet(out: Path, target: Path, max_patients: int = 12) -> int:
     for r, (patient, items) in enumerate(sorted(patients.items())):
         y = LABEL_HEIGHT + r * cell
         draw.text((4, y + THUMB // 2), patient, fill=255)
-        by_suffix = {Path(item["image"]).stem[len(patient) :]: item for item in items}
+        by_suffix = {path.stem[len(patient) :]: path for path in items}
         for c, suffix in enumerate(columns):
-            item = by_suffix.get(suffix)
+            found = by_suffix.get(suffix)
             x = PSEUDONYM_WIDTH + c * THUMB
-            if item is None:
+            if found is None:
                 draw.text((x + 4, y + THUMB // 2), "missing", fill=128)
                 continue
-            with Image.open(Path(out) / item["image"]) as image:
+            with Image.open(found) as image:
                 thumb = image.convert("L")
                 thumb.thumbnail((THUMB - 2, THUMB - 2))
                 sheet.paste(thumb, (x + 1, y + 1))
