@@ -74,6 +74,10 @@ _FIELD_TITLES: dict[GradeField, str] = {
 GRADES: tuple[int, ...] = (0, 1, 2, 3)
 
 
+#: The three stenosis fields (central canal, right and left foramen), in Table 3's order.
+STENOSIS_FIELDS: tuple[GradeField, ...] = (GradeField.SCS, GradeField.RFS, GradeField.LFS)
+
+
 class DiscLevel(StrEnum):
     """A lumbar intervertebral disc level; `code` is the paper's file-name code (Table 2)."""
 

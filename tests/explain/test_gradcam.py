@@ -20,7 +20,6 @@ from lumbar.explain import (
     box_share,
     explain_run,
     load_run,
-    overlay,
     point_in_box,
     pointing_game,
     resolve_layer,
@@ -128,16 +127,6 @@ def test_pointing_game_and_random_baseline() -> None:
     assert lenient.hits == 1 and lenient.random_baseline == pytest.approx(0.64)
     with pytest.raises(ValueError, match="tolerance"):
         pointing_game([heat], [(0, 0, 5, 5)], [(10, 10)], tolerance=-1)
-
-
-def test_overlay_blends_a_resized_heatmap() -> None:
-    image = np.full((20, 30), 100, dtype=np.uint8)
-    heat = np.zeros((5, 5), dtype=np.float32)
-    out = overlay(image, heat, alpha=0.5)
-    assert out.shape == (20, 30, 3) and out.dtype == np.uint8
-    assert tuple(out[0, 0]) == (50, 50, 114)  # jet(0) = dark blue (0, 0, 127.5)
-    with pytest.raises(ValueError, match="alpha"):
-        overlay(image, heat, alpha=2)
 
 
 def _images(folder: Path, n: int) -> list[Path]:

@@ -362,20 +362,6 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_contact_sheet_shows_every_patient(ingested, tmp_path) -> None:
-    from PIL import Image
-
-    from lumbar.visualize.contact_sheet import THUMB, write_contact_sheet
-
-    target = tmp_path / "sheet.png"
-    rows = _rows(ingested / "images.csv")
-    images = [(row["patient_id"], ingested / row["image"]) for row in rows]
-    assert write_contact_sheet(images, target) == 3
-    with Image.open(target) as image:
-        assert image.width >= 8 * THUMB and image.height >= 3 * THUMB
-        assert image.convert("L").getextrema()[1] > 0
-
-
 def test_patient_list_parsing(tmp_path) -> None:
     from lumbar.ingest.pipeline import parse_patient_list as parse_patients
 
@@ -423,15 +409,19 @@ def test_help_does_not_import_pydicom() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_sixteen_bit_png(phantom_cohort, tmp_path) -> None:
+def test_sixteen_bit_png_and_contact_sheet(phantom_cohort, tmp_path) -> None:
     from PIL import Image
 
     out = tmp_path / "out"
-    ingest(phantom_cohort, out, IngestOptions(workers=1, bit_depth=16))
+    sheet = tmp_path / "sheet.png"
+    summary = ingest(
+        phantom_cohort, out, IngestOptions(workers=1, bit_depth=16), contact_sheet=sheet
+    )
     first = _rows(out / "images.csv")[0]
     with Image.open(out / first["image"]) as image:
         assert image.mode == "I;16"
         assert image.getextrema()[1] > 255
+    assert summary.contact_sheet_patients == 3 and sheet.is_file()
 
 
 def test_no_path_in_terminal_output_for_bad_files(tmp_path) -> None:

@@ -31,7 +31,8 @@ import numpy as np
 from lumbar.data.imageio import read_native, read_uint8
 from lumbar.data.manifest import Manifest, manifest_text, read_manifest, relative_image_path
 from lumbar.errors import UserError
-from lumbar.files import atomic_path, prepare_output_dir, replace_dir
+from lumbar.files import prepare_output_dir, replace_dir
+from lumbar.visualize.roi_figure import BlockGrid, roi_figure
 
 #: The paper's image size (width, height), block size (width, height) and grid (across, down).
 EQ3_IMAGE_SIZE: tuple[int, int] = (1061, 752)
@@ -276,12 +277,6 @@ def draw_roi_figure(image_path: Path, out: Path, roi: ROI, *, credit: str | None
     Raises:
         UserError: unreadable image.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
     image_path = Path(image_path)
     try:
         pixels = read_uint8(image_path)
@@ -290,74 +285,19 @@ def draw_roi_figure(image_path: Path, out: Path, roi: ROI, *, credit: str | None
     except Exception as err:
         raise UserError(f"{image_path}: not a readable image ({type(err).__name__})") from None
     height, width = pixels.shape[:2]
-    cmap = "gray" if pixels.ndim == 2 else None
-    left, top, right, bottom = roi.box(width, height)
-    crop = roi(pixels)
-
-    fig, (ax1, ax2) = plt.subplots(
-        1, 2, figsize=(11, 5.6), gridspec_kw={"width_ratios": [width, max(1, right - left) * 1.4]}
-    )
-    ax1.imshow(pixels, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+    grid = None
+    title = f"{roi.spec} on {width}x{height}"
     if isinstance(roi, GridROI):
         xs, ys = roi.edges(width, height)
-        for x in xs:
-            ax1.axvline(x - 0.5, color="#ffd54f", lw=0.6, alpha=0.8)
-        for y in ys:
-            ax1.axhline(y - 0.5, color="#ffd54f", lw=0.6, alpha=0.8)
-        fontsize = max(4.0, min(8.0, 7.0 * width / 500))
-        for block in range(1, roi.grid[0] * roi.grid[1] + 1):
-            b = roi.block_box(block, width, height)
-            chosen = block in roi.blocks
-            if chosen:
-                ax1.add_patch(
-                    Rectangle(
-                        (b[0] - 0.5, b[1] - 0.5),
-                        b[2] - b[0],
-                        b[3] - b[1],
-                        facecolor="#e53935",
-                        alpha=0.28,
-                        lw=0,
-                    )
-                )
-            ax1.text(
-                (b[0] + b[2]) / 2,
-                (b[1] + b[3]) / 2,
-                str(block),
-                ha="center",
-                va="center",
-                fontsize=fontsize,
-                color="white" if chosen else "#ffd54f",
-                weight="bold" if chosen else None,
-            )
+        blocks = [
+            (block, roi.block_box(block, width, height), block in roi.blocks)
+            for block in range(1, roi.grid[0] * roi.grid[1] + 1)
+        ]
+        grid = BlockGrid(xs, ys, blocks)
         title = (
             f"Eq. 3 block grid {roi.grid[0]}x{roi.grid[1]} scaled to {width}x{height}; "
             f"{len(roi.blocks)} ROI blocks"
         )
-    else:
-        title = f"{roi.spec} on {width}x{height}"
-    ax1.add_patch(
-        Rectangle(
-            (left - 0.5, top - 0.5),
-            right - left,
-            bottom - top,
-            fill=False,
-            edgecolor="#e53935",
-            lw=2,
-        )
+    return roi_figure(
+        pixels, roi(pixels), roi.box(width, height), out, title=title, grid=grid, credit=credit
     )
-    ax1.set_title(title, fontsize=10)
-    ax1.set_axis_off()
-    ax2.imshow(crop, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
-    ax2.set_title(
-        f"ROI {right - left}x{bottom - top} px (x {left}-{right}, y {top}-{bottom})", fontsize=10
-    )
-    ax2.set_axis_off()
-    if credit:
-        fig.text(0.01, 0.01, credit, fontsize=7, color="#555555", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03 if credit else 0, 1, 1))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)
-    return out

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from lumbar.data.manifest import SPLITS, Manifest, read_manifest
-from lumbar.errors import UserError
 from lumbar.files import prepare_output_dir, replace_dir
-from lumbar.grading import DiscLevel, DiscState, GradeField, Stenosis
+from lumbar.grading import STENOSIS_FIELDS, DiscLevel, DiscState, GradeField, Stenosis
+from lumbar.visualize.charts import dataset_charts
 
-STENOSIS_FIELDS = (GradeField.SCS, GradeField.RFS, GradeField.LFS)
 VIEW_ORDER = ("axial_t2", "sagittal_t2", "myelo")
-VIEW_TITLES = {"axial_t2": "Axial T2", "sagittal_t2": "Sagittal T2", "myelo": "Myelography"}
 
 
 @dataclass
@@ -142,7 +140,7 @@ def write_stats(manifest_path: Path, out: Path, *, force: bool = False) -> Datas
     staging.mkdir(parents=True)
     try:
         _write_tables(stats, staging)
-        _write_charts(stats, staging)
+        dataset_charts(stats, staging)
         replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -194,107 +192,6 @@ def _write_tables(stats: DatasetStats, folder: Path) -> None:
             ),
             "utf-8",
         )
-
-
-def _write_charts(stats: DatasetStats, folder: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    palette = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
-
-    def save(fig: Any, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=120)
-        plt.close(fig)
-
-    # Figure 3: images per series.
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    labels = [VIEW_TITLES.get(v, v) for v in stats.views]
-    bars = ax.bar(labels, list(stats.views.values()), color=palette[0])
-    ax.bar_label(bars)
-    ax.set_ylabel("images")
-    ax.set_title(f"Images per series ({_plural(stats.patients, 'patient')})")
-    ax.margins(y=0.12)
-    save(fig, "fig3_images_by_view.png")
-
-    if stats.disc_state_by_level:
-        total = stats.disc_state_by_level["Total"]
-        # Figure 4: disc state classes and the normal/abnormal grouping.
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4), gridspec_kw={"width_ratios": [2, 1]})
-        names = list(total)
-        bars = ax1.bar([n.capitalize() for n in names], list(total.values()), color=palette)
-        ax1.bar_label(bars)
-        ax1.set_ylabel("axial T2 images")
-        ax1.set_title("Disc state")
-        ax1.margins(y=0.12)
-        abnormal = sum(v for n, v in total.items() if n != "normal")
-        bars = ax2.bar(
-            ["Normal", "Abnormal"], [total["normal"], abnormal], color=[palette[0], palette[3]]
-        )
-        ax2.bar_label(bars)
-        ax2.set_title("Normal vs abnormal")
-        ax2.margins(y=0.12)
-        save(fig, "fig4_disc_state.png")
-
-        # Figure 5: images per disc level, stacked by disc state.
-        fig, ax = plt.subplots(figsize=(8, 4.2))
-        levels = [lv for lv in stats.disc_state_by_level if lv != "Total"]
-        bottom = [0] * len(levels)
-        for color, name in zip(palette, names, strict=True):
-            values = [stats.disc_state_by_level[lv][name] for lv in levels]
-            ax.bar(levels, values, bottom=bottom, label=name.capitalize(), color=color)
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        for x, height in enumerate(bottom):
-            ax.text(x, height, str(height), ha="center", va="bottom")
-        ax.set_ylim(0, max(bottom, default=1) * 1.12 + 1)
-        ax.set_ylabel("axial T2 images")
-        ax.set_title("Disc state by disc level (Table 5)")
-        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        save(fig, "fig5_disc_state_by_level.png")
-
-    # Stenosis grades.
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), sharey=True)
-    grade_names = [s.name.lower() for s in Stenosis]
-    for ax, grade_field in zip(axes, STENOSIS_FIELDS, strict=True):
-        counts = stats.grades[grade_field.value]
-        bars = ax.bar(
-            [g.capitalize() for g in grade_names], [counts[g] for g in grade_names], color=palette
-        )
-        ax.bar_label(bars)
-        ax.set_title(f"{grade_field.title} ({grade_field.value.upper()})", fontsize=10)
-        ax.margins(y=0.12)
-    axes[0].set_ylabel("axial T2 images")
-    save(fig, "fig_stenosis.png")
-
-    if stats.splits:
-        # Figure 9: split sizes, normal vs abnormal discs, patients annotated.
-        fig, ax = plt.subplots(figsize=(6, 4))
-        splits = list(stats.splits)
-        normal = [stats.splits[s]["normal"] for s in splits]
-        abnormal = [stats.splits[s]["abnormal"] for s in splits]
-        ax.bar(splits, normal, label="Normal", color=palette[0])
-        ax.bar(splits, abnormal, bottom=normal, label="Abnormal", color=palette[3])
-        labelled = sum(normal) + sum(abnormal)
-        for x, s in enumerate(splits):
-            n = normal[x] + abnormal[x]
-            share = f"{100 * n / labelled:.0f}%" if labelled else "-"
-            ax.text(
-                x,
-                n,
-                f"{n} ({share})\n{_plural(stats.splits[s]['patients'], 'patient')}",
-                ha="center",
-                va="bottom",
-                fontsize=9,
-            )
-        ax.set_ylabel("labelled axial T2 images")
-        ax.set_title("Patient-level split (disc state)")
-        ax.legend(frameon=False, loc="upper right")
-        ax.margins(y=0.25)
-        save(fig, "fig9_splits.png")
-    if not any(folder.glob("*.png")):
-        raise UserError("no charts could be drawn")
 
 
 def _plural(count: int, noun: str) -> str:

@@ -35,16 +35,9 @@ import numpy as np
 import torch
 
 from lumbar.errors import UserError
-from lumbar.explain import (
-    GradCAM,
-    class_names,
-    load_run,
-    overlay,
-    prepare_image,
-    write_csv,
-    write_json,
-)
+from lumbar.explain import GradCAM, class_names, load_run, prepare_image, write_csv, write_json
 from lumbar.ingest import IngestOptions, NoUsableImages, ingest
+from lumbar.visualize.overlays import overlay
 
 __all__ = ["Predictor", "run_roi", "set_threads"]
 

@@ -44,7 +44,6 @@ from torch.nn import functional as F
 
 from lumbar import runs
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
 from lumbar.models import create_backbone, get_backbone_spec, resolve_weights_at
 from lumbar.pretrain.dataset import (
     ImageFileDataset,
@@ -78,6 +77,7 @@ from lumbar.train.runtime import (
     pick_device,
     wrap_ddp,
 )
+from lumbar.visualize.charts import contrastive_curve
 
 __all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabeled"]
 
@@ -368,7 +368,7 @@ def pretrain_unlabeled(
         save_trunk(run_dir, model.encoder, epoch=int(last_row["epoch"]), loss=last_row["loss"],
                    bn_recalibrated=count)  # fmt: skip
     if dist.main:
-        plot_ssl_curve(history, run_dir / runs.CURVE)
+        contrastive_curve(history, run_dir / runs.CURVE)
         last = history[-1]
         runs.write_metrics(
             run_dir,
@@ -385,26 +385,3 @@ def pretrain_unlabeled(
     return PretrainResult(
         run_dir, history, len(history), time.perf_counter() - started, len(files) - len(bad)
     )
-
-
-def plot_ssl_curve(history: list[dict[str, float]], out: Path) -> Path:
-    """Contrastive loss and accuracy per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [r["loss"] for r in history])
-    ax_loss.set_title("NT-Xent loss")
-    ax_acc.plot(epochs, [r["contrastive_accuracy"] for r in history])
-    ax_acc.set_title("contrastive accuracy (partner view ranked first)")
-    for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out

@@ -51,7 +51,7 @@ from lumbar.pretrain.runfolder import (
     say_unreadable,
 )
 from lumbar.progress import TrainingBars
-from lumbar.train import inverse_frequency_weights, plot_learning_curve, weighted_step
+from lumbar.train import inverse_frequency_weights, weighted_step
 from lumbar.train.runtime import (
     all_reduce,
     autocast,
@@ -59,6 +59,7 @@ from lumbar.train.runtime import (
     pick_device,
     wrap_ddp,
 )
+from lumbar.visualize.charts import learning_curve
 
 __all__ = ["SupervisedPretrainConfig", "pretrain_supervised", "split_files"]
 
@@ -328,7 +329,7 @@ def pretrain_supervised(
         count = recalibrate_trunk(model.backbone, val_set, train_idx, bad, cfg, device)
         save_trunk(run_dir, model.backbone, **{**checkpoint, "bn_recalibrated": count})
     if dist.main:
-        plot_learning_curve(history, run_dir / runs.CURVE, best_epoch)
+        learning_curve(history, run_dir / runs.CURVE, best_epoch)
         best = history[best_epoch - 1] if best_epoch else {}
         runs.write_metrics(
             run_dir,

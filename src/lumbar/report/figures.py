@@ -1,8 +1,8 @@
 """The report's figures: dataset charts (Table 5, Figures 3-5), the ROI figure (Figures 6-7),
 mean learning curves, summed confusion matrices and Grad-CAM grids like Figures 17-18.
 
-Each figure is drawn by the module that owns the idea (`lumbar.data.stats`, `lumbar.data.roi`,
-`lumbar.train.evaluate.plot_confusion`, `lumbar.explain`); this module picks the data and the files.
+Each figure is drawn by `lumbar.visualize` (through `lumbar.data.stats`, `lumbar.data.roi` and
+`lumbar.explain` where those own the data); this module picks the data and the files.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import numpy as np
 from lumbar.errors import UserError
 from lumbar.report.collect import DONE, Experiment, RunRecord
 from lumbar.report.tables import SOURCE_TITLES, ResultTable
+from lumbar.visualize.charts import confusion_matrix, mean_learning_curves
+from lumbar.visualize.overlays import compare_grid
 
 __all__ = [
     "DatasetFigures",
@@ -90,70 +92,15 @@ def roi_figure(manifest_path: Path, roi: str, out: Path) -> Path | None:
     return draw_roi_figure(image, out, parse_roi(roi))
 
 
-def _mean_band(
-    histories: list[list[dict[str, float]]], key: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Epochs, mean, min and max of `key` over runs (each epoch over the runs that reached it)."""
-    by_epoch: dict[int, list[float]] = {}
-    for history in histories:
-        for row in history:
-            if key in row:
-                by_epoch.setdefault(int(row["epoch"]), []).append(float(row[key]))
-    epochs = np.array(sorted(by_epoch))
-    values = [by_epoch[e] for e in epochs]
-    return (
-        epochs,
-        np.array([np.mean(v) for v in values]),
-        np.array([min(v) for v in values]),
-        np.array([max(v) for v in values]),
-    )
-
-
 def learning_curves(table: ResultTable, out: Path) -> Path | None:
     """Mean training/validation loss and validation accuracy per epoch of each row of a table,
     with the min-max band over its seeds/folds (None when no run has a history)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lumbar.files import atomic_path
-
     rows = [(row.label, [r.history for r in row.runs if r.history]) for row in table.rows]
     rows = [(label, hs) for label, hs in rows if hs]
     if not rows:
         return None
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for k, (label, histories) in enumerate(rows):
-        color = colors[k % len(colors)]
-        suffix = f" (n={len(histories)})"
-        for key, ax, style, name in (
-            ("val_loss", ax_loss, "-", "val"),
-            ("train_loss", ax_loss, "--", "train"),
-            ("val_accuracy", ax_acc, "-", "val"),
-        ):
-            epochs, mean, low, high = _mean_band(histories, key)
-            if len(epochs) == 0:
-                continue
-            legend = f"{label} {name}{suffix}" if ax is ax_loss else f"{label}{suffix}"
-            ax.plot(epochs, mean, style, color=color, label=legend, lw=1.4)
-            if len(histories) > 1 and style == "-":
-                ax.fill_between(epochs, low, high, color=color, alpha=0.18, lw=0)
-    ax_loss.set_title("loss (solid: validation, dashed: training)", fontsize=10)
-    ax_acc.set_title("validation accuracy", fontsize=10)
-    for ax in (ax_loss, ax_acc):
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=7, frameon=False)
-    fig.suptitle(
-        f"Learning curves, {_table_name(table)} (mean; band: min-max over runs)", fontsize=10
-    )
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return out
+    title = f"Learning curves, {_table_name(table)} (mean; band: min-max over runs)"
+    return mean_learning_curves(rows, out, title)
 
 
 def _table_name(table: ResultTable) -> str:
@@ -163,8 +110,6 @@ def _table_name(table: ResultTable) -> str:
 def confusion_figures(table: ResultTable, folder: Path) -> list[tuple[str, Path, int]]:
     """Test confusion matrices of each row, summed over its finished runs:
     [(row label, PNG, runs summed)]."""
-    from lumbar.train.evaluate import plot_confusion
-
     out = []
     for row in table.rows:
         tests = [r.test for r in row.done if r.test and r.test.get("confusion_matrix")]
@@ -177,7 +122,7 @@ def confusion_figures(table: ResultTable, folder: Path) -> list[tuple[str, Path,
         names = list(tests[0].get("class_names") or [str(i) for i in range(total.shape[0])])
         slug = row.backbone + (f"-{row.mode}" if row.mode else "")
         path = folder / f"confusion-{table.slug}-{slug}.png"
-        plot_confusion(total, names, path, f"{row.label} ({len(tests)} runs)")
+        confusion_matrix(total, names, path, f"{row.label} ({len(tests)} runs)")
         out.append((row.label, path, len(tests)))
     return out
 
@@ -303,7 +248,6 @@ def _grid(
 
     from lumbar.data.imageio import read_uint8
     from lumbar.data.roi import parse_roi
-    from lumbar.explain import compare_grid
 
     crop = parse_roi((first.config or {}).get("roi", first.roi))
     rows = []

@@ -13,7 +13,6 @@ from lumbar.train.loop import (
     extend_prefix,
     inverse_frequency_weights,
     load_config_file,
-    plot_learning_curve,
     train,
     weighted_step,
 )
@@ -26,7 +25,6 @@ __all__ = [
     "extend_prefix",
     "inverse_frequency_weights",
     "load_config_file",
-    "plot_learning_curve",
     "train",
     "weighted_step",
 ]

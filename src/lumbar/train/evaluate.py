@@ -30,8 +30,9 @@ from lumbar.metrics import (
     improvement_rate,
     paired_bootstrap,
 )
+from lumbar.visualize.charts import confusion_matrix
 
-__all__ = ["compare_runs", "evaluate_run", "plot_confusion", "predict_split", "run_label"]
+__all__ = ["compare_runs", "evaluate_run", "predict_split", "run_label"]
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
@@ -94,35 +95,6 @@ def predict_split(
     }
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], out: Path, title: str) -> Path:
-    """A confusion matrix as a PNG (rows true, columns predicted, counts in the cells)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.asarray(matrix)
-    size = 1.2 + 0.9 * len(class_names)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    image = ax.imshow(matrix, cmap="Blues")
-    ticks = range(len(class_names))
-    ax.set_xticks(ticks, class_names, rotation=30, ha="right")
-    ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    threshold = matrix.max() / 2 if matrix.size else 0
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center",
-                color="white" if count > threshold else "black")  # fmt: skip
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
-
-
 def _tag(split: str, manifest: Path | None) -> str:
     if manifest is None:
         return split
@@ -180,7 +152,7 @@ def evaluate_run(
     _write_predictions(runs.predictions_path(run_dir, tag), pred)
     write_json_atomic(runs.evaluation_path(run_dir, tag), result)
     if figures:
-        plot_confusion(
+        confusion_matrix(
             np.asarray(metrics["confusion_matrix"]),
             pred["class_names"],
             runs.confusion_path(run_dir, tag),

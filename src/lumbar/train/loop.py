@@ -53,7 +53,6 @@ from lumbar.data.manifest import Manifest, read_manifest
 from lumbar.data.splits import check_target_classes
 from lumbar.data.targets import Target, get_target
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
 from lumbar.models import (
     Classifier,
     build_classifier,
@@ -76,6 +75,7 @@ from lumbar.train.runtime import (
     pick_device,
     wrap_ddp,
 )
+from lumbar.visualize.charts import learning_curve
 
 __all__ = [
     "PrefixCache",
@@ -85,7 +85,6 @@ __all__ = [
     "extend_prefix",
     "inverse_frequency_weights",
     "load_config_file",
-    "plot_learning_curve",
     "train",
     "weighted_step",
 ]
@@ -539,31 +538,6 @@ def _load_trained_head(model: Classifier, run_dir: Path | None) -> bool:
     return True
 
 
-def plot_learning_curve(history: list[dict[str, float]], out: Path, best_epoch: int) -> Path:
-    """Loss and accuracy per epoch, train vs validation, with the kept epoch marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in history], label="train")
-        ax.plot(epochs, [r[f"val_{key}"] for r in history], label="validation")
-        ax.axvline(best_epoch, color="grey", linestyle=":", label=f"kept (epoch {best_epoch})")
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    ax_loss.legend()
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
-
-
 def _evaluate_cached(
     tail: Callable[[torch.Tensor], torch.Tensor],
     features: torch.Tensor,
@@ -825,7 +799,7 @@ def train(
 
     metrics: dict[str, Any] = {}
     if dist_info.main:
-        plot_learning_curve(history, run_dir / runs.CURVE, best_epoch)
+        learning_curve(history, run_dir / runs.CURVE, best_epoch)
         from lumbar.train.evaluate import evaluate_run
 
         metrics = {"best_epoch": best_epoch, "best_val_loss": best_val_loss}
