@@ -41,15 +41,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import os
 import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from malloc_env import ensure_malloc_env
+
+from lumbar.runs import CHECKPOINT, METRICS, read_metrics, write_config
 
 REFERENCE = "imagenet-ref"
 REAL_MRI = Path(__file__).resolve().parents[2] / "shared" / "data" / "lumbar-mri-unlabelled"
@@ -108,11 +110,10 @@ def random_trunk_run(out: Path, images: Path, backbone: str, size: int) -> None:
     initial statistics, mean 0 / variance 1, on which the frozen features collapse.)"""
     import torch
 
-    from lumbar.files import write_json_atomic
     from lumbar.models import create_backbone, resolve_weights_at
+    from lumbar.pretrain.common import recalibrate_batchnorm, save_trunk
     from lumbar.pretrain.dataset import ImageFileDataset, plain_batches
     from lumbar.pretrain.files import scan_images
-    from lumbar.pretrain.runfolder import recalibrate_batchnorm, save_trunk
 
     source = resolve_weights_at(backbone, "scratch", size)
     torch.manual_seed(0)
@@ -123,7 +124,7 @@ def random_trunk_run(out: Path, images: Path, backbone: str, size: int) -> None:
     count = recalibrate_batchnorm(trunk.forward_features, trunk, batches)
     out.mkdir(parents=True, exist_ok=True)
     save_trunk(out, trunk, bn_recalibrated=count)
-    write_json_atomic(out / "config.json", {
+    write_config(out, {
         "backbone": backbone, "preprocessing": source.preprocessing.to_dict(),
         "weights": source.to_config(),
         "pretrain": {"kind": "none", "method": "random init + BatchNorm statistics",
@@ -188,23 +189,23 @@ def main() -> None:
                   device="cpu", seed=0)  # fmt: skip
     seconds: dict[str, float] = {}
     scratch = work / "pretrain" / "scratch"
-    seconds["scratch"] = _step("scratch + BatchNorm statistics", scratch / "checkpoint.pt",
+    seconds["scratch"] = _step("scratch + BatchNorm statistics", scratch / CHECKPOINT,
         lambda: random_trunk_run(scratch, unlabelled_dir, args.backbone, args.size))  # fmt: skip
     runs: dict[str, str] = {"scratch": str(scratch), "scratch-raw": "scratch"}
     sup = work / "pretrain" / "supervised"
-    seconds["supervised"] = _step("pretrain supervised", sup / "metrics.json", lambda: (
+    seconds["supervised"] = _step("pretrain supervised", sup / METRICS, lambda: (
         pretrain_supervised(SupervisedPretrainConfig(
             data=[str(source_dir)], epochs=args.pretrain_epochs, lr=1e-3,
             **common), sup, progress=False, log=print)))  # fmt: skip
     runs["supervised"] = str(sup)
     ssl = work / "pretrain" / "ssl"
-    seconds["ssl"] = _step("pretrain ssl", ssl / "metrics.json", lambda: pretrain_unlabeled(
+    seconds["ssl"] = _step("pretrain ssl", ssl / METRICS, lambda: pretrain_unlabeled(
         SSLPretrainConfig(data=[str(unlabelled_dir)], epochs=args.ssl_epochs,
                           **common), ssl, progress=False, log=print))  # fmt: skip
     runs["ssl"] = str(ssl)
     if REAL_MRI.is_dir():
         real = work / "pretrain" / "ssl-real"
-        seconds["ssl-real"] = _step("pretrain ssl-real", real / "metrics.json",
+        seconds["ssl-real"] = _step("pretrain ssl-real", real / METRICS,
             lambda: pretrain_unlabeled(SSLPretrainConfig(
                 data=[str(REAL_MRI)], epochs=args.ssl_epochs, **common),
                 real, progress=False, log=print))  # fmt: skip
@@ -231,9 +232,9 @@ def main() -> None:
                 augmentation="none",
                 threads=2, device="cpu",
             )  # fmt: skip
-            _step(f"probe {name} seed {seed}", out / "metrics.json",
+            _step(f"probe {name} seed {seed}", out / METRICS,
                   lambda config=config, out=out: train(config, out, progress=False))  # fmt: skip
-            test = json.loads((out / "metrics.json").read_text())["test"]
+            test = (read_metrics(out) or {})["test"]
             results[name].append(float(test["f1"]))
             aucs[name].append(float(test["roc_auc"]) if test["roc_auc"] is not None else math.nan)
             test_images = int(test["n"])
@@ -282,22 +283,25 @@ def main() -> None:
             writer.writerows(rows)
 
 
+def _metric(weights: str, key: str) -> Any:
+    """`key` of a pretraining run's metrics.json ("" for a folder without one)."""
+    metrics = read_metrics(Path(weights)) if Path(weights).is_dir() else None
+    return "" if metrics is None else metrics[key]
+
+
 def _images(weights: str) -> int | str:
-    if not (Path(weights) / "metrics.json").is_file():
-        return ""
-    return int(json.loads((Path(weights) / "metrics.json").read_text())["images"])
+    value = _metric(weights, "images")
+    return value if value == "" else int(value)
 
 
 def _seconds(weights: str) -> float | str:
-    if not (Path(weights) / "metrics.json").is_file():
-        return ""
-    return round(float(json.loads((Path(weights) / "metrics.json").read_text())["seconds"]), 1)
+    value = _metric(weights, "seconds")
+    return value if value == "" else round(float(value), 1)
 
 
 def _epochs(weights: str) -> int | str:
-    if not (Path(weights) / "metrics.json").is_file():
-        return ""
-    return int(json.loads((Path(weights) / "metrics.json").read_text())["best_epoch"])
+    value = _metric(weights, "best_epoch")
+    return value if value == "" else int(value)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ def test_frozen_features_of_the_run_vary_between_images(run: Path, unlabelled_se
 
 
 def test_recalibrate_batchnorm_gives_the_data_statistics() -> None:
-    from lumbar.pretrain.runfolder import recalibrate_batchnorm
+    from lumbar.pretrain.common import recalibrate_batchnorm
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4, momentum=0.1))

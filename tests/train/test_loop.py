@@ -106,8 +106,8 @@ def test_cached_loop_equals_naive_loop(manifest: Path, tmp_path: Path, mode: str
         ({"target": "disc_colour"}, "unknown target"),
         ({"target": "scs"}, "no scs column"),
         ({"weights": "no-such-weights.pth"}, "weights"),
-        ({"mode": "half"}, "--mode"),
-        ({"epochs": 0}, "--epochs"),
+        ({"mode": "half"}, "mode must be frozen or finetune"),
+        ({"epochs": 0}, "epochs must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line(

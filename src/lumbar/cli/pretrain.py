@@ -8,13 +8,10 @@ Both commands also run under `torchrun` (one process per GPU, or several CPU pro
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-
-from lumbar.errors import UserError
 
 pretrain_app = typer.Typer(
     help="Pretrain a backbone on same-domain MRI (the paper's Procedures 2 and 3); use the "
@@ -67,39 +64,11 @@ def _echo_err(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def _data(data: list[Path] | None, resume: bool) -> list[str]:
-    if not data:
-        if resume:
-            return []
-        raise UserError("--data is required (an image folder; repeat for several)")
-    return [str(path) for path in data]
-
-
-def _values(**given: Any) -> dict[str, Any]:
-    return {k: v for k, v in given.items() if v is not None}
-
-
 def _main_process() -> bool:
     """False in the other processes of a torchrun job (one summary line, not one per process)."""
     import os
 
     return os.environ.get("RANK", "0") == "0"
-
-
-def _run(pretrain: Callable[..., Any], config: Any, out: Path, resume: bool, quiet: bool) -> Any:
-    """Run `pretrain` (`pretrain_supervised` or `pretrain_unlabeled`) into `out`."""
-    from lumbar.train.runtime import shutdown_distributed
-
-    result = pretrain(config, out, resume=resume, progress=not quiet, log=_echo_err)
-    shutdown_distributed()  # on success only: after a failure the others may never arrive
-    return result
-
-
-def _run_config(out: Path) -> dict[str, Any]:
-    """The run's config.json (a resumed run keeps its own settings, whatever the options say)."""
-    from lumbar import runs
-
-    return runs.read_config(out)
 
 
 def _print_summary(summary: str, out: Path, backbone: str) -> None:
@@ -145,22 +114,20 @@ def supervised(
     """
     from lumbar.pretrain import SupervisedPretrainConfig, pretrain_supervised
 
-    values = _values(
-        classes=None if classes is None else str(classes), epochs=epochs, batch_size=batch_size,
-        lr=lr, val_fraction=val_fraction, input_size=input_size, workers=workers, seed=seed,
-        max_images=max_images, threads=threads, device=device,
+    config = SupervisedPretrainConfig.from_options(
+        data, resume=resume, backbone=backbone, classes=classes, epochs=epochs,
+        batch_size=batch_size, lr=lr, val_fraction=val_fraction, input_size=input_size,
+        workers=workers, seed=seed, max_images=max_images, threads=threads, device=device,
     )  # fmt: skip
-    config = SupervisedPretrainConfig(data=_data(data, resume), backbone=backbone, **values)
-    result = _run(pretrain_supervised, config, out, resume, quiet)
+    result = pretrain_supervised(config, out, resume=resume, progress=not quiet, log=_echo_err)
     best = result.history[result.best_epoch - 1] if result.best_epoch else None
-    backbone = _run_config(out)["backbone"]
     summary = (
-        f"wrote {out} (supervised {backbone}, {result.images} images, kept epoch "
+        f"wrote {out} (supervised {result.backbone}, {result.images} images, kept epoch "
         f"{result.best_epoch}, {result.seconds:.0f} s)"
     )
     if best is not None:
         summary += f"; validation loss {best['val_loss']:.4f}, F1 {best['val_f1']:.3f}"
-    _print_summary(summary, out, backbone)
+    _print_summary(summary, out, result.backbone)
 
 
 @pretrain_app.command()
@@ -199,20 +166,17 @@ def unlabeled(
     """
     from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabeled
 
-    values = _values(
-        epochs=epochs, batch_size=batch_size, lr=lr, temperature=temperature,
-        input_size=input_size, workers=workers, seed=seed, max_images=max_images,
-        threads=threads, device=device,
+    config = SSLPretrainConfig.from_options(
+        data, resume=resume, backbone=backbone, method=method, epochs=epochs,
+        batch_size=batch_size, lr=lr, temperature=temperature, input_size=input_size,
+        workers=workers, seed=seed, max_images=max_images, threads=threads, device=device,
     )  # fmt: skip
-    config = SSLPretrainConfig(data=_data(data, resume), backbone=backbone, method=method, **values)
-    result = _run(pretrain_unlabeled, config, out, resume, quiet)
+    result = pretrain_unlabeled(config, out, resume=resume, progress=not quiet, log=_echo_err)
     last = result.history[-1] if result.history else None
-    saved = _run_config(out)
-    backbone = saved["backbone"]
     summary = (
-        f"wrote {out} ({saved['pretrain']['method']} {backbone}, {result.images} images, "
+        f"wrote {out} ({result.method} {result.backbone}, {result.images} images, "
         f"{len(result.history)} epochs, {result.seconds:.0f} s)"
     )
     if last is not None:
         summary += f"; final loss {last['loss']:.4f}"
-    _print_summary(summary, out, backbone)
+    _print_summary(summary, out, result.backbone)

@@ -11,8 +11,6 @@ from typing import Annotated
 
 import typer
 
-from lumbar.errors import UserError
-
 
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder to create (or --resume).")],
@@ -75,49 +73,45 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train the paper's classifier (Procedure 1): frozen or fine-tuned transfer learning."""
-    from lumbar.train import TrainConfig, load_config_file, train
+    from lumbar.train import TrainConfig, train
 
-    values: dict = load_config_file(config) if config is not None else {}
-    given = {
-        "manifest": None if manifest is None else str(manifest),
-        "target": target,
-        "backbone": backbone,
-        "weights": weights,
-        "mode": mode,
-        "unfreeze": unfreeze,
-        "unfreeze_unit": unfreeze_unit,
-        "roi": roi,
-        "seed": seed,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "early_stop": early_stop,
-        "input_size": input_size,
-        "bn_stats": bn_stats,
-        "device": device,
-    }
-    values.update({k: v for k, v in given.items() if v is not None})
-    if no_cache:
-        values["cache_features"] = False
-    if "manifest" not in values:
-        if not resume:
-            raise UserError("--manifest is required (or a config file with manifest:)")
-        values["manifest"] = ""
+    settings = TrainConfig.from_options(
+        config,
+        resume=resume,
+        manifest=manifest,
+        target=target,
+        backbone=backbone,
+        weights=weights,
+        mode=mode,
+        unfreeze=unfreeze,
+        unfreeze_unit=unfreeze_unit,
+        roi=roi,
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        early_stop=early_stop,
+        input_size=input_size,
+        bn_stats=bn_stats,
+        device=device,
+        cache_features=False if no_cache else None,
+    )
     result = train(
-        TrainConfig(**values),
+        settings,
         out,
         resume=resume,
         progress=not quiet,
         log=lambda line: typer.echo(line, err=True),
     )
-    from lumbar.train.runtime import shutdown_distributed
-
-    shutdown_distributed()  # under torchrun: leave the process group before exiting
     test = result.metrics.get("test")
     summary = f"wrote {out} (kept epoch {result.best_epoch}, {result.seconds:.0f} s)"
     if test:
         summary += f"; test accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f}"
     typer.echo(summary)
+
+
+def _echo_err(line: str) -> None:
+    typer.echo(line, err=True)
 
 
 def evaluate(

@@ -31,13 +31,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
+from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from lumbar.data.augment import Augmentation
 from lumbar.data.imageio import read_uint8
 from lumbar.data.manifest import SPLITS, Manifest, read_manifest
 from lumbar.data.preprocessing import Preprocessing
 from lumbar.data.roi import ROI, parse_roi
+from lumbar.data.sampler import EpochBatchSampler
 from lumbar.data.targets import UNLABELLED, get_target
 from lumbar.errors import UserError
 
@@ -381,55 +382,6 @@ def _new_batch_tensor(shape: tuple[int, int, int, int]) -> torch.Tensor:
     return torch.empty(0, dtype=torch.float32).set_(storage).view(shape)
 
 
-class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of `(epoch, index)` keys; the epoch advances by one at each pass.
-
-    Shuffling is seeded by (seed, epoch). Sending the epoch with each key makes augmentation
-    independent of worker processes (which hold their own copy of the dataset).
-    """
-
-    def __init__(
-        self,
-        size: int,
-        batch_size: int,
-        *,
-        shuffle: bool,
-        drop_last: bool = False,
-        seed: int = 0,
-        epoch: int = 0,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.size = size
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.epoch = epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start the next pass at `epoch` (to resume a run)."""
-        self.epoch = int(epoch)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        epoch = self.epoch
-        self.epoch += 1
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-        else:
-            order = np.arange(self.size)
-        for start in range(0, self.size, self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            if self.drop_last and len(chunk) < self.batch_size:
-                break
-            yield [(epoch, int(i)) for i in chunk]
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.size // self.batch_size
-        return (self.size + self.batch_size - 1) // self.batch_size
-
-
 def make_loader(
     dataset: ManifestDataset,
     batch_size: int = 64,
@@ -447,7 +399,7 @@ def make_loader(
         dataset: the dataset.
         batch_size: images per batch (the paper: 64).
         shuffle: reshuffle every epoch (seeded by `seed` and the epoch).
-        drop_last: drop a last, smaller batch.
+        drop_last: drop a last, smaller batch (unless it is the only one).
         num_workers: loader processes; 0 loads in the calling process (after the first epoch
             the cache makes that fast enough on few cores).
         seed: shuffling seed; default the dataset's seed.

@@ -17,8 +17,8 @@ Example:
     >>> # then: lumbar train --manifest ds/manifest.csv --backbone mobilenet_v2 --weights runs/ssl
 """
 
+from lumbar.pretrain.common import PretrainResult
 from lumbar.pretrain.files import ImageFiles, LabelledFiles, scan_images, scan_labelled
-from lumbar.pretrain.runfolder import PretrainResult
 from lumbar.pretrain.ssl import METHODS, SSLPretrainConfig, pretrain_unlabeled
 from lumbar.pretrain.supervised import SupervisedPretrainConfig, pretrain_supervised
 

@@ -22,17 +22,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from lumbar.data.augment import Augmentation
 from lumbar.data.imageio import read_uint8
 from lumbar.data.preprocessing import Preprocessing
+from lumbar.data.sampler import EpochBatchSampler
 
 __all__ = [
     "Batch",
     "ImageFileDataset",
     "SimCLRAugmentation",
-    "StreamSampler",
     "decode_gray",
     "make_stream_loader",
     "plain_batches",
@@ -255,64 +255,8 @@ def collate(items: list[tuple[int, torch.Tensor | None, int]]) -> Batch:
     )
 
 
-class StreamSampler(Sampler[list[tuple[int, int]]]):
-    """Global batches of a seeded permutation, each cut to this process's share (DDP).
-
-    Every process walks the same global order; process `rank` of `world` takes every
-    `world`-th image of each global batch, so one global batch of `batch_size` images is one
-    optimiser step on all processes together.
-
-    Args:
-        indices: the images to draw from (e.g. a split; unreadable files removed).
-        batch_size: images per global batch.
-        epoch: seeds the permutation together with `seed`.
-        shuffle: permute (training) or keep the order (validation).
-        drop_last: leave out a last global batch smaller than `batch_size` (contrastive
-            losses need full batches) unless it is the only one.
-    """
-
-    def __init__(
-        self,
-        indices: Sequence[int],
-        batch_size: int,
-        *,
-        epoch: int,
-        seed: int,
-        shuffle: bool = True,
-        drop_last: bool = False,
-        rank: int = 0,
-        world: int = 1,
-    ) -> None:
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.batch_size = batch_size
-        self.epoch = epoch
-        self.seed = seed
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.rank = rank
-        self.world = world
-
-    def global_batches(self) -> list[np.ndarray]:
-        """The global batches of this epoch (the same on every process)."""
-        order = self.indices
-        if self.shuffle:
-            order = order[np.random.default_rng([self.seed, self.epoch]).permutation(len(order))]
-        batches = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.batch_size:
-            batches.pop()
-        return batches
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self.global_batches():
-            mine = batch[self.rank :: self.world]
-            yield [(self.epoch, int(i)) for i in mine]
-
-    def __len__(self) -> int:
-        return len(self.global_batches())
-
-
 def make_stream_loader(
-    dataset: ImageFileDataset, sampler: StreamSampler, workers: int
+    dataset: ImageFileDataset, sampler: EpochBatchSampler, workers: int
 ) -> DataLoader:
     """A DataLoader decoding in `workers` processes (0: in this process), batches in order."""
     return DataLoader(
@@ -334,7 +278,7 @@ def plain_batches(
 ) -> Iterator[torch.Tensor]:
     """The images `indices` of `dataset` as input batches on `device`, in order (unreadable
     files left out): for passes that need no labels, e.g. BatchNorm recalibration."""
-    sampler = StreamSampler(indices, batch_size, epoch=0, seed=0, shuffle=False)
+    sampler = EpochBatchSampler(indices, batch_size, shuffle=False)
     for batch in make_stream_loader(dataset, sampler, workers):
         if len(batch.indices):
             yield batch.images.to(device)

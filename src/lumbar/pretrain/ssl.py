@@ -43,12 +43,25 @@ from torch import nn
 from torch.nn import functional as F
 
 from lumbar import runs
+from lumbar.data.sampler import EpochBatchSampler
 from lumbar.errors import UserError
 from lumbar.models import create_backbone, get_backbone_spec, resolve_weights_at
+from lumbar.pretrain.common import (
+    PretrainResult,
+    Throughput,
+    check_settings,
+    readable,
+    recalibrate_trunk,
+    resume_state,
+    save_trunk,
+    saved_settings,
+    say_unreadable,
+    settings_from_options,
+    unreadable_paths,
+)
 from lumbar.pretrain.dataset import (
     ImageFileDataset,
     SimCLRAugmentation,
-    StreamSampler,
     make_stream_loader,
 )
 from lumbar.pretrain.distributed import (
@@ -57,26 +70,17 @@ from lumbar.pretrain.distributed import (
     merge_unreadable,
 )
 from lumbar.pretrain.files import scan_images
-from lumbar.pretrain.runfolder import (
-    PretrainResult,
-    Throughput,
-    begin_run,
-    check_settings,
-    readable,
-    recalibrate_trunk,
-    resume_state,
-    save_last_state,
-    save_trunk,
-    say_unreadable,
-)
 from lumbar.progress import TrainingBars
 from lumbar.train.runtime import (
+    Dist,
     all_reduce,
     autocast,
     barrier,
     pick_device,
+    process_group,
     wrap_ddp,
 )
+from lumbar.train.steps import save_epoch, start_run
 from lumbar.visualize.charts import contrastive_curve
 
 __all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabeled"]
@@ -105,7 +109,7 @@ class SSLPretrainConfig:
         seed, workers, threads, device, precision: as in `lumbar train`.
         bn_recalibration: after training, recompute the trunk's BatchNorm statistics over this
             many un-augmented images (0: keep the running averages of the augmented views);
-            see `lumbar.pretrain.runfolder.recalibrate_batchnorm`.
+            see `lumbar.pretrain.common.recalibrate_batchnorm`.
     """
 
     data: list[str]
@@ -130,6 +134,14 @@ class SSLPretrainConfig:
     precision: str = "fp32"
     bn_recalibration: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(
+        cls, data: list[Path] | None = None, *, resume: bool = False, **options: Any
+    ) -> SSLPretrainConfig:
+        """Settings from options, None meaning not given; data folders are needed unless
+        the run resumes (see `lumbar.pretrain.common.settings_from_options`)."""
+        return settings_from_options(cls, data, resume, **options)
 
     def resolved(self) -> SSLPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
@@ -234,9 +246,29 @@ def pretrain_unlabeled(
         UserError: bad settings or data (one line).
     """
     started = time.perf_counter()
-    say = log or (lambda line: None)
     run_dir = Path(run_dir)
-    cfg, state, dist = begin_run(run_dir, config, resume, KIND)
+    with process_group() as dist:
+        cfg, state = start_run(
+            run_dir, config, resume, command=f"lumbar pretrain {KIND}",
+            saved_settings=saved_settings(KIND, run_dir),
+        )  # fmt: skip
+        return _pretrain(cfg, state, dist, run_dir, progress, log or _silent, started)
+
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _pretrain(
+    cfg: SSLPretrainConfig,
+    state: dict[str, Any] | None,
+    dist: Dist,
+    run_dir: Path,
+    progress: bool,
+    say: Callable[[str], None],
+    started: float,
+) -> PretrainResult:
+    """The run itself, once the process group and the run folder are open."""
     views = cfg.views()
     files = scan_images(cfg.data, max_images=cfg.max_images, seed=cfg.seed)
     if len(files) < 2:
@@ -291,8 +323,8 @@ def pretrain_unlabeled(
             t0 = time.perf_counter()
             model.train()
             active = readable(range(len(files)), bad)
-            sampler = StreamSampler(
-                active, cfg.batch_size, epoch=epoch, seed=cfg.seed, drop_last=True,
+            sampler = EpochBatchSampler(
+                active, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, epoch=epoch,
                 rank=dist.rank, world=dist.world,
             )  # fmt: skip
             steps = len(sampler)
@@ -352,8 +384,10 @@ def pretrain_unlabeled(
             history.append(row)
             if dist.main:
                 save_trunk(run_dir, model.encoder, epoch=epoch + 1, loss=row["loss"])
-                save_last_state(run_dir, model, optimizer, epoch + 1, files.paths, bad)
-                runs.write_history(run_dir, history, HISTORY_FIELDS)
+            save_epoch(
+                run_dir, dist, model, optimizer, epoch + 1, history, HISTORY_FIELDS,
+                unreadable=unreadable_paths(files.paths, bad),
+            )  # fmt: skip
             bar.advance(epoch_task, info=f"loss {row['loss']:.4f} "
                         f"acc {row['contrastive_accuracy']:.3f} "
                         f"{row['images_per_s']:.1f} img/s")  # fmt: skip
@@ -383,5 +417,6 @@ def pretrain_unlabeled(
         )
     barrier(dist)
     return PretrainResult(
-        run_dir, history, len(history), time.perf_counter() - started, len(files) - len(bad)
-    )
+        run_dir, history, len(history), time.perf_counter() - started, len(files) - len(bad),
+        backbone=cfg.backbone, method=cfg.method,
+    )  # fmt: skip

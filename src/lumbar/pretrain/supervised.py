@@ -17,7 +17,6 @@ on GPUs).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,35 +28,44 @@ import torch
 
 from lumbar import runs
 from lumbar.data.augment import parse_augmentation
+from lumbar.data.sampler import EpochBatchSampler
 from lumbar.errors import UserError
 from lumbar.models import build_classifier, resolve_weights_at
-from lumbar.pretrain.dataset import (
-    ImageFileDataset,
-    StreamSampler,
-    make_stream_loader,
-)
-from lumbar.pretrain.distributed import all_gather_objects, dummy_batch, merge_unreadable
-from lumbar.pretrain.files import hash_fraction, scan_labelled
-from lumbar.pretrain.runfolder import (
+from lumbar.pretrain.common import (
     PretrainResult,
     Throughput,
-    begin_run,
     check_settings,
     readable,
     recalibrate_trunk,
     resume_state,
-    save_last_state,
     save_trunk,
+    saved_settings,
     say_unreadable,
+    settings_from_options,
+    unreadable_paths,
 )
+from lumbar.pretrain.dataset import (
+    ImageFileDataset,
+    make_stream_loader,
+)
+from lumbar.pretrain.distributed import all_gather_objects, dummy_batch, merge_unreadable
+from lumbar.pretrain.files import hash_fraction, scan_labelled
 from lumbar.progress import TrainingBars
-from lumbar.train import inverse_frequency_weights, weighted_step
 from lumbar.train.runtime import (
+    Dist,
     all_reduce,
     autocast,
     barrier,
     pick_device,
+    process_group,
     wrap_ddp,
+)
+from lumbar.train.steps import (
+    BestEpoch,
+    inverse_frequency_weights,
+    save_epoch,
+    start_run,
+    weighted_step,
 )
 from lumbar.visualize.charts import learning_curve
 
@@ -90,7 +98,7 @@ class SupervisedPretrainConfig:
             max_images keeps a stable hashed subset (quick runs).
         bn_recalibration: after training, recompute the kept weights' BatchNorm statistics
             over this many un-augmented training images (0: keep the running averages); see
-            `lumbar.pretrain.runfolder.recalibrate_batchnorm`.
+            `lumbar.pretrain.common.recalibrate_batchnorm`.
     """
 
     data: list[str]
@@ -114,6 +122,14 @@ class SupervisedPretrainConfig:
     max_images: int | None = None
     bn_recalibration: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(
+        cls, data: list[Path] | None = None, *, resume: bool = False, **options: Any
+    ) -> SupervisedPretrainConfig:
+        """Settings from options, None meaning not given; data folders are needed unless
+        the run resumes (see `lumbar.pretrain.common.settings_from_options`)."""
+        return settings_from_options(cls, data, resume, **options)
 
     def resolved(self) -> SupervisedPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
@@ -162,9 +178,29 @@ def pretrain_supervised(
         UserError: bad settings or data (one line).
     """
     started = time.perf_counter()
-    say = log or (lambda line: None)
     run_dir = Path(run_dir)
-    cfg, state, dist = begin_run(run_dir, config, resume, KIND)
+    with process_group() as dist:
+        cfg, state = start_run(
+            run_dir, config, resume, command=f"lumbar pretrain {KIND}",
+            saved_settings=saved_settings(KIND, run_dir),
+        )  # fmt: skip
+        return _pretrain(cfg, state, dist, run_dir, progress, log or _silent, started)
+
+
+def _silent(line: str) -> None:
+    pass
+
+
+def _pretrain(
+    cfg: SupervisedPretrainConfig,
+    state: dict[str, Any] | None,
+    dist: Dist,
+    run_dir: Path,
+    progress: bool,
+    say: Callable[[str], None],
+    started: float,
+) -> PretrainResult:
+    """The run itself, once the process group and the run folder are open."""
     files = scan_labelled(cfg.data, cfg.classes)
     for warning in files.warnings:
         say(f"warning: {warning}")
@@ -237,9 +273,7 @@ def pretrain_supervised(
     }  # fmt: skip
 
     first_epoch, history, bad = resume_state(state, model, optimizer, run_dir, files.paths)
-    best_val_loss, best_epoch = math.inf, 0
-    if state is not None:
-        best_val_loss, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
+    best = BestEpoch.from_state(state)
     if dist.main:
         runs.write_config(run_dir, run_config)
 
@@ -252,9 +286,10 @@ def pretrain_supervised(
             t0 = time.perf_counter()
             model.train()
             active = readable(train_idx, bad)
-            sampler = StreamSampler(
-                active, cfg.batch_size, epoch=epoch, seed=cfg.seed, rank=dist.rank, world=dist.world
-            )
+            sampler = EpochBatchSampler(
+                active, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch,
+                rank=dist.rank, world=dist.world,
+            )  # fmt: skip
             loader = make_stream_loader(train_set, sampler, cfg.workers)
             step_task = bar.task(f"epoch {epoch + 1}/{cfg.epochs}", len(sampler))
             meter = Throughput()
@@ -304,49 +339,46 @@ def pretrain_supervised(
                 "seconds": time.perf_counter() - t0,
             }
             history.append(row)
-            improved = val_loss < best_val_loss
-            if improved:
-                best_val_loss, best_epoch = val_loss, epoch + 1
-            if dist.main:
-                if improved:
-                    save_trunk(run_dir, model.backbone, head=model.head.state_dict(),
-                               epoch=epoch + 1, val_loss=val_loss)  # fmt: skip
-                save_last_state(
-                    run_dir, model, optimizer, epoch + 1, files.paths, bad,
-                    best_val_loss=best_val_loss, best_epoch=best_epoch,
-                )  # fmt: skip
-                runs.write_history(run_dir, history, HISTORY_FIELDS)
+            improved = best.update(epoch + 1, val_loss)
+            if dist.main and improved:
+                save_trunk(run_dir, model.backbone, head=model.head.state_dict(),
+                           epoch=epoch + 1, val_loss=val_loss)  # fmt: skip
+            save_epoch(
+                run_dir, dist, model, optimizer, epoch + 1, history, HISTORY_FIELDS,
+                **best.state(), unreadable=unreadable_paths(files.paths, bad),
+            )  # fmt: skip
             bar.advance(epoch_task, info=f"loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
                         f"val_f1 {row['val_f1']:.3f} {row['images_per_s']:.1f} img/s")  # fmt: skip
     finally:
         bar.close()
 
     say_unreadable(say, len(bad), len(files))
-    if dist.main and cfg.bn_recalibration and best_epoch:
+    if dist.main and cfg.bn_recalibration and best.epoch:
         checkpoint = runs.read_checkpoint(run_dir)
         trunk = {k[len("backbone.") :]: v for k, v in checkpoint.pop("model").items()}
         model.backbone.load_state_dict(trunk)
         count = recalibrate_trunk(model.backbone, val_set, train_idx, bad, cfg, device)
         save_trunk(run_dir, model.backbone, **{**checkpoint, "bn_recalibrated": count})
     if dist.main:
-        learning_curve(history, run_dir / runs.CURVE, best_epoch)
-        best = history[best_epoch - 1] if best_epoch else {}
+        learning_curve(history, run_dir / runs.CURVE, best.epoch)
+        kept = history[best.epoch - 1] if best.epoch else {}
         runs.write_metrics(
             run_dir,
             {
-                "best_epoch": best_epoch,
-                "best_val_loss": best_val_loss,
-                "val": {k: best[k] for k in ("val_loss", "val_accuracy", "val_f1") if k in best},
+                "best_epoch": best.epoch,
+                "best_val_loss": best.loss,
+                "val": {k: kept[k] for k in ("val_loss", "val_accuracy", "val_f1") if k in kept},
                 "images": len(files),
                 "unreadable": len(bad),
                 "seconds": time.perf_counter() - started,
             },
         )
-        say(f"kept epoch {best_epoch} (validation loss {best_val_loss:.4f})")
+        say(f"kept epoch {best.epoch} (validation loss {best.loss:.4f})")
     barrier(dist)
     return PretrainResult(
-        run_dir, history, best_epoch, time.perf_counter() - started, len(files) - len(bad)
-    )
+        run_dir, history, best.epoch, time.perf_counter() - started, len(files) - len(bad),
+        backbone=cfg.backbone, method=KIND,
+    )  # fmt: skip
 
 
 def _validate(
@@ -365,8 +397,8 @@ def _validate(
 
     model.eval()
     active = readable(val_idx, bad)
-    sampler = StreamSampler(
-        active, max(cfg.batch_size, 64), epoch=epoch, seed=cfg.seed, shuffle=False,
+    sampler = EpochBatchSampler(
+        active, max(cfg.batch_size, 64), shuffle=False, seed=cfg.seed, epoch=epoch,
         rank=dist.rank, world=dist.world,
     )  # fmt: skip
     labels: list[int] = []

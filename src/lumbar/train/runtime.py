@@ -3,16 +3,19 @@
 Used by `lumbar.train` and by the pretraining procedures (`lumbar.pretrain`); the run folder
 they write (config, checkpoints, resumable state, history) is `lumbar.runs`.
 
-- `init_distributed` joins the `torchrun` process group (gloo on CPU, nccl on CUDA) and
-  returns a `Dist` (rank, world size); `all_reduce` sums a tensor over the processes,
-  `wrap_ddp` wraps a module in `DistributedDataParallel`, `barrier` waits for every process.
+- `process_group` joins the `torchrun` process group (gloo on CPU, nccl on CUDA) for one run
+  and leaves it when the run ends well; it gives a `Dist` (rank, world size). `all_reduce`
+  sums a tensor over the processes, `wrap_ddp` wraps a module in `DistributedDataParallel`,
+  `barrier` waits for every process.
 - `pick_device` turns "auto" / "cpu" / "cuda" into a torch device.
 - `autocast` runs a block in bf16 when asked, or with "auto" where the hardware has native bf16.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ __all__ = [
     "init_distributed",
     "native_bf16",
     "pick_device",
+    "process_group",
     "shutdown_distributed",
     "wrap_ddp",
 ]
@@ -72,6 +76,23 @@ def init_distributed() -> Dist:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return Dist(dist.get_rank(), dist.get_world_size())
+
+
+@contextlib.contextmanager
+def process_group() -> Iterator[Dist]:
+    """Join the torchrun process group for one run (`init_distributed`), and leave it when the
+    run ends well if this call joined it (`shutdown_distributed`).
+
+    After a failure the group is left as it is: the other processes may never reach the
+    barrier that leaving waits at.
+    """
+    import torch.distributed as dist
+
+    joined_here = not (dist.is_available() and dist.is_initialized())
+    info = init_distributed()
+    yield info
+    if joined_here and info.active:
+        shutdown_distributed()
 
 
 def shutdown_distributed() -> None:

@@ -25,58 +25,72 @@ from lumbar import runs
 from lumbar.errors import UserError
 from lumbar.models import list_backbones
 from lumbar.pretrain.dataset import ImageFileDataset, plain_batches
-from lumbar.train.runtime import Dist, init_distributed
+from lumbar.train.steps import resume_training
+
+SettingsT = TypeVar("SettingsT")
 
 __all__ = [
     "PretrainResult",
-    "begin_run",
     "check_settings",
-    "open_run",
     "readable",
     "recalibrate_batchnorm",
     "recalibrate_trunk",
     "resume_state",
-    "save_last_state",
     "save_trunk",
+    "saved_settings",
+    "settings_from_options",
+    "unreadable_paths",
 ]
-
-ConfigT = TypeVar("ConfigT")
 
 
 @dataclass
 class PretrainResult:
-    """What a pretraining run returns: its folder, per-epoch history, kept epoch, time, images."""
+    """What a pretraining run returns: its folder, per-epoch history, kept epoch, time, the
+    images it used, and the backbone and method of the run (a resumed run's own)."""
 
     run_dir: Path
     history: list[dict[str, float]]
     best_epoch: int
     seconds: float
     images: int
+    backbone: str = ""
+    method: str = ""
 
 
-def open_run(
-    run_dir: Path, config: ConfigT, resume: bool, kind: str
-) -> tuple[ConfigT, dict[str, Any] | None]:
-    """Check `run_dir` and, with `resume`, take the saved config and last.pt state.
+def saved_settings(kind: str, run_dir: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What `lumbar.train.steps.start_run` resumes a pretraining run with: the settings its
+    config.json saved under "pretrain", when it is a run of the same procedure.
+    """
 
-    A resumed run keeps its saved configuration; a larger `config.epochs` extends it.
+    def pick(run_config: dict[str, Any]) -> dict[str, Any]:
+        saved = run_config.get("pretrain", {})
+        found = saved.get("kind")
+        if found != kind:
+            raise UserError(
+                f"{Path(run_dir).name} is not a `lumbar pretrain {kind}` run (it is "
+                f"{found or 'something else'}); resume it with its own command"
+            )
+        return dict(saved["config"])
+
+    return pick
+
+
+def settings_from_options(
+    cls: Callable[..., SettingsT], data: Sequence[str | Path] | None, resume: bool, **options: Any
+) -> SettingsT:
+    """A procedure's settings from options: None means not given (the default holds); paths
+    are kept as text (they go into config.json).
 
     Raises:
-        UserError: a non-empty folder without `resume`, nothing to resume, or a run of the
-            other procedure.
+        UserError: no data folder for a new run (a resumed run keeps its own).
     """
-    run_config, state = runs.open_run_folder(run_dir, resume, f"lumbar pretrain {kind}")
-    if run_config is None:
-        return config, None
-    saved = run_config.get("pretrain", {})
-    if saved.get("kind") != kind:
+    if not data and not resume:
         raise UserError(
-            f"{Path(run_dir).name} is not a `lumbar pretrain {kind}` run (it is "
-            f"{saved.get('kind', 'something else')}); resume it with its own command"
+            "a data folder is required (an image folder; give several to merge them)",
+            option="data",
         )
-    values = dict(saved["config"])
-    values["epochs"] = max(int(values["epochs"]), int(getattr(config, "epochs", 0) or 0))
-    return type(config)(**values), state
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in options.items() if v is not None}
+    return cls(data=[str(path) for path in data or []], **values)
 
 
 def save_trunk(run_dir: Path, trunk: nn.Module, **extra: Any) -> Path:
@@ -156,22 +170,6 @@ def recalibrate_batchnorm(
     return seen
 
 
-def begin_run(
-    run_dir: Path, config: ConfigT, resume: bool, kind: str
-) -> tuple[ConfigT, dict[str, Any] | None, Dist]:
-    """Join torchrun, open the run folder (`open_run`), check the settings, set CPU threads.
-
-    Returns:
-        The resolved config, the last.pt state to resume from (or None) and the process info.
-    """
-    dist = init_distributed()
-    opened, state = open_run(run_dir, config, resume, kind)
-    cfg: Any = opened.resolved()
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    return cfg, state, dist
-
-
 def resume_state(
     state: dict[str, Any] | None,
     model: nn.Module,
@@ -185,26 +183,15 @@ def resume_state(
         The epochs already done, their history rows, and the indices in `paths` of the files
         found unreadable so far (0, [] and an empty set for a new run).
     """
-    if state is None:
-        return 0, [], set()
-    first_epoch = runs.restore_training_state(state, model, optimizer)
-    known = set(state.get("unreadable", []))
+    first_epoch, history, _ = resume_training(state, model, optimizer, run_dir)
+    known = set((state or {}).get("unreadable", []))
     bad = {i for i, path in enumerate(paths) if path in known}
-    return first_epoch, runs.read_history(run_dir)[:first_epoch], bad
+    return first_epoch, history, bad
 
 
-def save_last_state(
-    run_dir: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    epoch: int,
-    paths: Sequence[str],
-    bad: set[int],
-    **extra: Any,
-) -> None:
-    """RUN/last.pt after `epoch`: training state, `extra`, and the unreadable files' paths."""
-    unreadable = sorted(paths[i] for i in bad)
-    runs.save_training_state(run_dir, model, optimizer, epoch, **extra, unreadable=unreadable)
+def unreadable_paths(paths: Sequence[str], bad: set[int]) -> list[str]:
+    """The paths of the files found unreadable, as last.pt keeps them (resume skips them)."""
+    return sorted(paths[i] for i in bad)
 
 
 def readable(indices: Iterable[int], bad: set[int]) -> np.ndarray:
