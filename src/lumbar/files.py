@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,16 @@ def write_text_atomic(target: Path, text: str) -> None:
 def write_json_atomic(target: Path, data: Any) -> None:
     """Write `data` as pretty-printed JSON (indent 2, a final newline) to `target` atomically."""
     write_text_atomic(target, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv_atomic(
+    target: Path, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]
+) -> None:
+    """Write dict rows as CSV (a header of `columns`; other keys ignored) to `target` atomically."""
+    with atomic_path(Path(target)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def prepare_output_dir(out: Path, *, force: bool) -> None:

@@ -78,8 +78,9 @@ def test_import_refuses_overwrite_unless_replace(store, tmp_path: Path) -> None:
     assert import_labels(store, changed, rater="rad1", replace=True) == 1
     row = store.gradings()[0]
     assert row.grades["disc_state"] == 2 and row.version == 2
-    with pytest.raises(UserError, match="--by"):
+    with pytest.raises(UserError, match="the adjudicating admin's account") as err:
         import_labels(store, changed, rater=CONSENSUS)
+    assert err.value.option == "by"
     with pytest.raises(UserError, match="admin"):
         import_labels(store, changed, rater=CONSENSUS, by="rad2")
     assert import_labels(store, changed, rater=CONSENSUS, by="admin") == 1
@@ -212,3 +213,14 @@ def test_help_does_not_import_web_or_database_stack() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_export_needs_a_known_format_and_the_images_for_a_manifest(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from lumbar.labeler.exchange import export_gradings
+
+    with pytest.raises(UserError, match="export format must be table4 or manifest") as err:
+        export_gradings(store, tmp_path / "x", format="xlsx")
+    assert err.value.option == "format"
+    with pytest.raises(UserError, match="needs the ingest folder") as err:
+        export_gradings(store, tmp_path / "m.csv", format="manifest")
+    assert err.value.option == "images"

@@ -11,8 +11,6 @@ from typing import Annotated
 
 import typer
 
-from lumbar.errors import UserError
-
 
 def explain(
     run: Annotated[Path, typer.Argument(help="Run folder of `lumbar train` to explain.")],
@@ -62,38 +60,16 @@ def explain(
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT.")] = False,
 ) -> None:
     """Grad-CAM heat maps of a run's predictions (Figures 17-18), and the pointing game."""
-    from lumbar import runs
-    from lumbar.explain import explain_run, items_from_manifest, items_from_paths
-    from lumbar.files import prepare_output_dir
+    from lumbar.explain import explain as explain_images
 
-    if (manifest is None) == (not images):
-        raise UserError("give either --manifest MANIFEST or IMAGES, not both")
-    prepare_output_dir(out, force=force)
-    config = runs.read_config(run)
-    if manifest is not None:
-        items = items_from_manifest(
-            manifest,
-            split=None if split in (None, "all") else split,
-            view=None if view == "all" else view,
-            limit=limit,
-            target_name=config.get("target"),
-            lesions=lesions,
-            ingest=ingest,
-            lesions_only=lesions_only,
-        )
-    else:
-        items = items_from_paths(images or [])[:limit]
-    summary = explain_run(
-        run,
-        items,
-        out,
-        compare=compare or [],
-        layer=layer,
-        target=target_class,
-        tolerance=tolerance,
-        roi=roi,
+    summary = explain_images(
+        run, out, images=images or [], manifest=manifest, split=split, view=view, limit=limit,
+        lesions=lesions, ingest=ingest, lesions_only=lesions_only, force=force,
+        compare=compare or [], layer=layer, target=target_class, tolerance=tolerance, roi=roi,
+    )  # fmt: skip
+    typer.echo(
+        f"explained {summary['explained']} images under {len(summary['runs'])} run(s) in {out}"
     )
-    typer.echo(f"explained {len(items)} images under {len(summary['runs'])} run(s) in {out}")
     for label, info in summary["runs"].items():
         for key, game in info.items():
             if key.startswith("pointing_game"):

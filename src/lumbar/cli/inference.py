@@ -31,11 +31,9 @@ def predict(
     ] = 0,
 ) -> None:
     """Predict each disc of one DICOM study, with class probabilities and Grad-CAM maps."""
-    from lumbar.inference.predict import Predictor, set_threads
+    from lumbar.inference.predict import predict as predict_study
 
-    set_threads(threads)
-    predictor = Predictor.load(model, roi=roi, layer=layer)
-    result = predictor.predict_study(study, out)
+    result = predict_study(study, model, out, roi=roi, layer=layer, threads=threads)
     for disc in result["discs"]:
         probs = ", ".join(f"{c} {p:.3f}" for c, p in disc["probabilities"].items())
         typer.echo(f"{disc['level']}: {disc['predicted']} ({probs})")
@@ -77,17 +75,11 @@ def serve(
     ] = 0,
 ) -> None:
     """Serve predictions over HTTP: POST a study zip, GET its heat maps (bearer token)."""
-    import logging
+    from lumbar.inference.serve import Limits
+    from lumbar.inference.serve import serve as serve_model
 
-    import uvicorn
-
-    from lumbar.inference.predict import Predictor, set_threads
-    from lumbar.inference.serve import Limits, create_app, load_token
-
-    set_threads(threads)
-    token = load_token(token_file)
-    predictor = Predictor.load(model, roi=roi)
     limits = Limits(max_upload=max_upload_mb * 2**20, max_unpacked=max_unpacked_mb * 2**20)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    typer.echo(f"lumbar serve: model {model.name}; POST http://{host}:{port}/v1/predict")
-    uvicorn.run(create_app(predictor, token, limits), host=host, port=port, log_level="info")
+    serve_model(
+        model, host=host, port=port, token_file=token_file, limits=limits, roi=roi,
+        threads=threads, echo=typer.echo,
+    )  # fmt: skip

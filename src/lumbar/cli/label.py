@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-
-from lumbar.errors import UserError
 
 label_app = typer.Typer(
     help="FaLa: the radiologists' grading web app (Table 3) and its gradings database.",
@@ -51,48 +49,14 @@ def label_serve(
     ] = None,
 ) -> None:
     """Serve the grading web app (every page needs a login; see `label add-user`)."""
-    import logging
-
-    import uvicorn
-
-    from lumbar.labeler.app import create_app
-    from lumbar.labeler.catalog import load_catalog
-    from lumbar.labeler.store import Store
-
-    catalog = load_catalog(images)
-    suggestions = _label_suggestions(model, catalog) if model is not None else None
-    store = Store(db)
-    if not store.users():
-        typer.echo("note: no accounts yet; create one: lumbar label add-user NAME --role admin")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    typer.echo(f"FaLa: {len(catalog.patients)} patients; open http://{shown}:{port}/")
-    app_ = create_app(store, catalog, secure_cookies=secure_cookies, suggestions=suggestions)
-    uvicorn.run(app_, host=host, port=port, proxy_headers=True, log_level="info")
-
-
-def _label_suggestions(model: Path, catalog: Any) -> Any:
-    """Load `model` for the grading app and try it on one patient now, not at the first page.
-
-    Raises:
-        UserError: not a loadable run folder, or its model fails on this catalog's images.
-    """
     from lumbar.inference.predict import Predictor
-    from lumbar.labeler.suggestions import Suggestions
+    from lumbar.labeler.app import serve
 
-    suggestions = Suggestions(Predictor.load(model), catalog)
-    first = next(iter(catalog.patients), None)
-    if first is not None:
-        try:
-            suggestions.for_patient(first)
-        except Exception as err:  # a wrong-shaped model, unreadable images: say so at start-up
-            reason = (str(err).splitlines() or [""])[0]
-            raise UserError(
-                f"--model {model}: the model fails on the images of {first}: "
-                f"{type(err).__name__}: {reason}"
-            ) from err
-    typer.echo(f"model suggestions from {model.name} (shown as AI suggestions, never saved)")
-    return suggestions
+    predictor = Predictor.load(model) if model is not None else None
+    serve(
+        images, db, host=host, port=port, secure_cookies=secure_cookies, model=predictor,
+        echo=typer.echo,
+    )  # fmt: skip
 
 
 @label_app.command("add-user")
@@ -122,15 +86,9 @@ def label_agreement(
     out: Annotated[Path | None, typer.Option(help="Also write the table as CSV.")] = None,
 ) -> None:
     """Cohen's weighted kappa per field and disc level for each pair of raters."""
-    import csv
-    import io
-
-    from lumbar.files import write_text_atomic
-    from lumbar.labeler.agreement import WEIGHTS, agreement_table
+    from lumbar.labeler.agreement import agreement_table, write_agreement_csv
     from lumbar.labeler.store import Store
 
-    if weights not in WEIGHTS:
-        raise UserError(f"--weights must be one of {', '.join(WEIGHTS)}")
     rows = agreement_table(Store(db, create=False), weights=weights)
     if not rows:
         typer.echo("no two raters graded the same discs yet")
@@ -140,14 +98,7 @@ def label_agreement(
             f"{r.rater_a} x {r.rater_b}  {r.field:<10} {r.level:<6} n={r.n:<4} kappa={kappa}"
         )
     if out is not None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["rater_a", "rater_b", "field", "level", "n", "kappa", "weights"])
-        for r in rows:
-            kappa = "" if r.kappa is None else f"{r.kappa:.6f}"
-            writer.writerow([r.rater_a, r.rater_b, r.field, r.level, r.n, kappa, weights])
-        write_text_atomic(out, buffer.getvalue())
-        typer.echo(f"wrote {out}")
+        typer.echo(f"wrote {write_agreement_csv(rows, out, weights)}")
 
 
 @label_app.command("export")
@@ -169,22 +120,13 @@ def label_export(
     ] = False,
 ) -> None:
     """Write gradings as Table 4 CSVs (one per patient) or as a DESIGN.md manifest."""
-    from lumbar.labeler.exchange import export_manifest, export_table4
+    from lumbar.labeler.exchange import export_gradings
     from lumbar.labeler.store import Store
 
     store = Store(db, create=False)
-    if format == "table4":
-        count = export_table4(store, out, rater=rater, force=force)
-        typer.echo(f"wrote {count} patient file(s) to {out}")
-    elif format == "manifest":
-        if images is None:
-            raise UserError("--format manifest needs --images INGEST_OUT (the images it lists)")
-        from lumbar.labeler.catalog import load_catalog
-
-        count = export_manifest(store, load_catalog(images), out, rater=rater)
-        typer.echo(f"wrote {count} image row(s) to {out}")
-    else:
-        raise UserError(f"--format must be table4 or manifest, not {format!r}")
+    count = export_gradings(store, out, format=format, rater=rater, images=images, force=force)
+    what = "patient file(s)" if format == "table4" else "image row(s)"
+    typer.echo(f"wrote {count} {what} to {out}")
 
 
 @label_app.command("import")
@@ -208,12 +150,6 @@ def label_import(
     from lumbar.labeler.exchange import import_labels
     from lumbar.labeler.store import Store
 
-    patients = None
-    if images is not None:
-        from lumbar.labeler.catalog import load_catalog
-
-        patients = set(load_catalog(images).patients)
-    count = import_labels(
-        Store(db, create=False), csv_path, rater=rater, by=by, replace=replace, patients=patients
-    )
+    store = Store(db, create=False)
+    count = import_labels(store, csv_path, rater=rater, by=by, replace=replace, images=images)
     typer.echo(f"imported {count} grading(s) for {rater}")

@@ -1,23 +1,22 @@
-"""`lumbar explain`: Grad-CAM heat maps of a run's predictions and the pointing game."""
+"""`lumbar explain`: where a run's classifier looked (Grad-CAM, Figures 17-18), and whether
+that is where the lesion is (the pointing game).
 
-from lumbar.explain.gradcam import (
-    CamResult,
+`gradcam` computes the maps, `pointing` scores them against lesion boxes, and `run` explains
+a run's images into a folder; the drawing is `lumbar.visualize.overlays`.
+"""
+
+from lumbar.explain.gradcam import CamResult, GradCAM, resolve_layer
+from lumbar.explain.pointing import PointingResult, box_share, point_in_box, pointing_game
+from lumbar.explain.run import (
     ExplainItem,
-    GradCAM,
-    PointingResult,
-    box_share,
     class_names,
+    explain,
     explain_run,
     items_from_manifest,
     items_from_paths,
     load_run,
-    point_in_box,
-    pointing_game,
     prepare_image,
-    resolve_layer,
     to_input,
-    write_csv,
-    write_json,
 )
 
 __all__ = [
@@ -27,6 +26,7 @@ __all__ = [
     "PointingResult",
     "box_share",
     "class_names",
+    "explain",
     "explain_run",
     "items_from_manifest",
     "items_from_paths",
@@ -36,6 +36,4 @@ __all__ = [
     "prepare_image",
     "resolve_layer",
     "to_input",
-    "write_csv",
-    "write_json",
 ]

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from lumbar.errors import UserError
-from lumbar.explain import class_names, load_run, write_json
+from lumbar.explain import class_names, load_run
+from lumbar.files import atomic_path, write_json_atomic
 
 __all__ = ["check_onnx", "export_onnx"]
 
@@ -45,8 +46,6 @@ def export_onnx(
         UserError: the run cannot be loaded, the export fails, or onnxruntime disagrees with
             PyTorch by more than `atol` (the file is then removed).
     """
-    from lumbar.files import atomic_path
-
     model, config = load_run(Path(run_dir))
     model.eval()
     height, width = model.preprocessing.input_size
@@ -54,7 +53,7 @@ def export_onnx(
     example = torch.zeros(1, channels, height, width)
     file = Path(file)
     if file.suffix.lower() != ".onnx":
-        raise UserError(f"--onnx file name must end in .onnx, got {file.name}")
+        raise UserError(f"the ONNX file name must end in .onnx, got {file.name}", option="onnx")
     file.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(file) as tmp, _quiet_export():
@@ -88,7 +87,7 @@ def export_onnx(
         "max_abs_diff": float(diff),
         "atol": atol,
     }
-    write_json(file.with_name(file.name + ".json"), report)
+    write_json_atomic(file.with_name(file.name + ".json"), report)
     return report
 
 

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,18 @@ import numpy as np
 import torch
 
 from lumbar.errors import UserError
-from lumbar.explain import GradCAM, class_names, load_run, prepare_image, write_csv, write_json
+from lumbar.explain import GradCAM, class_names, load_run, prepare_image
+from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from lumbar.ingest import IngestOptions, NoUsableImages, ingest
+from lumbar.ingest.classify import SeriesClass
 from lumbar.visualize.overlays import overlay
 
-__all__ = ["Predictor", "run_roi", "set_threads"]
+__all__ = ["Predictor", "predict", "run_roi", "set_threads"]
 
 PREDICTION_JSON = "prediction.json"
 PREDICTION_CSV = "prediction.csv"
 SUMMARY_HTML = "summary.html"
-AXIAL_VIEW = "axial_t2"
+AXIAL_VIEW = SeriesClass.AXIAL_T2.value
 
 # `lumbar.ingest` keeps per-process state in module globals (the header reader's pseudonym
 # secret, its keyword tables), so two ingests in threads of one process would mix them up.
@@ -62,7 +65,7 @@ def set_threads(threads: int) -> None:
         UserError: a negative count.
     """
     if threads < 0:
-        raise UserError(f"--threads must be 0 (default) or more, got {threads}")
+        raise UserError(f"threads must be 0 (default) or more, got {threads}", option="threads")
     if threads:
         torch.set_num_threads(threads)
 
@@ -129,6 +132,15 @@ class Predictor:
             classes=class_names(config),
             layer=layer,
         )
+
+    def probabilities(self, paths: Sequence[Path]) -> np.ndarray:
+        """Class probabilities (N, classes) of axial disc images, each cropped to the run's ROI
+        and prepared as in `predict_study` (one batch; one call at a time)."""
+        batch = torch.cat(
+            [prepare_image(path, self.roi, self.model.preprocessing)[1] for path in paths]
+        )
+        with self.lock, torch.no_grad():
+            return torch.softmax(self.model.eval()(batch), dim=1).numpy()
 
     def model_info(self) -> dict[str, Any]:
         """What the output says about the model (no paths: they may name people or hosts)."""
@@ -268,8 +280,6 @@ class Predictor:
         self, result: dict[str, Any], pictures: dict[str, dict[str, bytes]], out: Path
     ) -> None:
         """prediction.json, prediction.csv, summary.html, images/ and heatmaps/ in `out`."""
-        from lumbar.files import write_bytes_atomic, write_text_atomic
-
         out.mkdir(parents=True, exist_ok=True)
         (out / "images").mkdir(exist_ok=True)
         (out / "heatmaps").mkdir(exist_ok=True)
@@ -277,7 +287,7 @@ class Predictor:
             write_bytes_atomic(out / "images" / f"{level}.png", files["image"])
             write_bytes_atomic(out / "heatmaps" / f"{level}.png", files["heatmap"])
         public = {k: v for k, v in result.items() if not k.startswith("_")}
-        write_json(out / PREDICTION_JSON, public)
+        write_json_atomic(out / PREDICTION_JSON, public)
         rows = [
             {
                 "study": result["study"],
@@ -290,8 +300,28 @@ class Predictor:
             for d in result["discs"]
         ]
         columns = ["study", "level", "predicted", *[f"p_{c}" for c in self.classes]]
-        write_csv(out / PREDICTION_CSV, rows, [*columns, "image", "heatmap"])
+        write_csv_atomic(out / PREDICTION_CSV, rows, [*columns, "image", "heatmap"])
         write_text_atomic(out / SUMMARY_HTML, summary_html(public))
+
+
+def predict(
+    study: Path,
+    model: Path,
+    out: Path | None = None,
+    *,
+    roi: str | None = None,
+    layer: str = "features",
+    threads: int = 0,
+) -> dict[str, Any]:
+    """`lumbar predict`: load the run `model`, predict every disc of one study, and write the
+    outputs to `out` when given (see `Predictor.predict_study`).
+
+    Raises:
+        UserError: a bad thread count, run folder, ROI or layer, or a study without usable
+            axial images.
+    """
+    set_threads(threads)
+    return Predictor.load(model, roi=roi, layer=layer).predict_study(study, out)
 
 
 def _levels() -> list[str]:

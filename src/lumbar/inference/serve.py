@@ -31,18 +31,20 @@ import threading
 import time
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from lumbar.errors import UserError
-from lumbar.inference.predict import Predictor
+from lumbar.inference.predict import Predictor, set_threads
 
-__all__ = ["Limits", "UploadProblem", "create_app", "safe_extract"]
+__all__ = ["Limits", "UploadProblem", "create_app", "load_token", "safe_extract", "serve"]
 
 log = logging.getLogger("lumbar.inference.serve")
 
@@ -165,8 +167,137 @@ class _Results:
             return self.items.get(key)
 
 
+@dataclass
+class Service:
+    """The service's state: the loaded model, the upload limits, the latest results' images,
+    and the bearer token every /v1 call must present."""
+
+    predictor: Predictor
+    limits: Limits
+    results: _Results
+    token: bytes
+
+
+def service(request: Request) -> Service:
+    """The app's `Service` (a dependency)."""
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+ServiceState = Annotated[Service, Depends(service)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def authorised(
+    state: ServiceState,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Let the request through only with the service's bearer token (compared in constant
+    time); otherwise 401."""
+    given = credentials.credentials.encode("utf-8") if credentials else b""
+    if not hmac.compare_digest(given, state.token):
+        raise HTTPException(
+            401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+health = APIRouter(tags=["service"])
+v1 = APIRouter(prefix="/v1", tags=["prediction"], dependencies=[Depends(authorised)])
+
+
+@health.get("/healthz")
+def healthz(state: ServiceState) -> dict[str, Any]:
+    """Liveness, and which model is loaded."""
+    return {"status": "ok", "model": state.predictor.model_info()}
+
+
+@v1.post(
+    "/predict",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses={
+        400: {"description": "not a zip, empty, unsafe entries, non-DICOM members"},
+        401: {"description": "missing or wrong bearer token"},
+        413: {"description": "upload or unpacked study too large"},
+        422: {"description": "the study cannot be predicted (e.g. no axial T2 series)"},
+    },
+)
+async def predict(request: Request, state: ServiceState) -> JSONResponse:
+    """Predict one study: POST its DICOM files as a zip (Content-Type application/zip)."""
+    limits = state.limits
+    request_id = secrets.token_hex(4)
+    start = time.perf_counter()
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.max_upload:
+        log.info("%s rejected: body of %s bytes over the limit", request_id, declared)
+        return _problem(413, f"upload larger than {limits.max_upload // 2**20} MiB")
+    work = Path(tempfile.mkdtemp(prefix="lumbar-serve-"))
+    try:
+        archive = work / "upload.zip"
+        size = 0
+        with open(archive, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_upload:
+                    log.info("%s rejected: body over the limit while streaming", request_id)
+                    return _problem(413, f"upload larger than {limits.max_upload // 2**20} MiB")
+                f.write(chunk)
+        if size == 0:
+            return _problem(400, "empty upload: POST a zip of the study's DICOM files")
+        try:
+            result = await run_in_threadpool(_predict_zip, state.predictor, archive, work, limits)
+        except UploadProblem as problem:
+            log.info("%s rejected (%d): %s", request_id, problem.status, problem.message)
+            return _problem(problem.status, problem.message)
+        except UserError as err:
+            log.info("%s unprocessable study", request_id)
+            return _problem(422, str(err))
+        pictures = result.pop("_images")
+        key = state.results.put(pictures)
+        for disc in result["discs"]:
+            disc["image"] = f"/v1/results/{key}/images/{disc['level']}.png"
+            disc["heatmap"] = f"/v1/results/{key}/heatmaps/{disc['level']}.png"
+        result["id"] = key
+        log.info(
+            "%s predicted %d discs from %d bytes in %.2f s",
+            request_id,
+            len(result["discs"]),
+            size,
+            time.perf_counter() - start,
+        )
+        return JSONResponse(result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _picture(state: Service, key: str, kind: str, level: str) -> Response:
+    pictures = state.results.get(key)
+    name = level.removesuffix(".png")
+    if pictures is None or name not in pictures or not level.endswith(".png"):
+        raise HTTPException(404, "no such result (results are kept for the latest studies)")
+    return Response(pictures[name][kind], media_type="image/png")
+
+
+_PNG = {"response_class": Response, "responses": {200: {"content": {"image/png": {}}}}}
+
+
+@v1.get("/results/{key}/heatmaps/{level}", **_PNG)  # type: ignore[arg-type]
+def heatmap(state: ServiceState, key: str, level: str) -> Response:
+    """The Grad-CAM overlay of one disc level (e.g. L4-L5.png) of a result."""
+    return _picture(state, key, "heatmap", level)
+
+
+@v1.get("/results/{key}/images/{level}", **_PNG)  # type: ignore[arg-type]
+def image(state: ServiceState, key: str, level: str) -> Response:
+    """The axial image (ROI crop) of one disc level of a result."""
+    return _picture(state, key, "image", level)
+
+
 def create_app(predictor: Predictor, token: str, limits: Limits | None = None) -> FastAPI:
-    """The service application.
+    """The service application: the `health` and `v1` routers over one loaded model.
 
     Args:
         predictor: a loaded `Predictor` (one model for the life of the service).
@@ -176,125 +307,15 @@ def create_app(predictor: Predictor, token: str, limits: Limits | None = None) -
     if len(token) < 16:
         raise UserError("the service token must be at least 16 characters")
     limits = limits or Limits()
-    results = _Results(limits.keep_results)
-    expected = token.encode("utf-8")
-    bearer = HTTPBearer(auto_error=False)
-
-    def authorised(
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-    ) -> None:
-        given = credentials.credentials.encode("utf-8") if credentials else b""
-        if not hmac.compare_digest(given, expected):
-            raise HTTPException(
-                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
-            )
-
     app = FastAPI(
         title="lumbar prediction service",
         version="1",
         description="Per-disc states with Grad-CAM heat maps for one lumbar MRI study.",
     )
+    app.state.service = Service(predictor, limits, _Results(limits.keep_results), token.encode())
     app.state.predictor = predictor
-
-    @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, Any]:
-        """Liveness, and which model is loaded."""
-        return {"status": "ok", "model": predictor.model_info()}
-
-    @app.post(
-        "/v1/predict",
-        dependencies=[Depends(authorised)],
-        tags=["prediction"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
-            }
-        },
-        responses={
-            400: {"description": "not a zip, empty, unsafe entries, non-DICOM members"},
-            401: {"description": "missing or wrong bearer token"},
-            413: {"description": "upload or unpacked study too large"},
-            422: {"description": "the study cannot be predicted (e.g. no axial T2 series)"},
-        },
-    )
-    async def predict(request: Request) -> JSONResponse:
-        """Predict one study: POST its DICOM files as a zip (Content-Type application/zip)."""
-        request_id = secrets.token_hex(4)
-        start = time.perf_counter()
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.max_upload:
-            log.info("%s rejected: body of %s bytes over the limit", request_id, declared)
-            return _problem(413, f"upload larger than {limits.max_upload // 2**20} MiB")
-        work = Path(tempfile.mkdtemp(prefix="lumbar-serve-"))
-        try:
-            archive = work / "upload.zip"
-            size = 0
-            with open(archive, "wb") as f:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limits.max_upload:
-                        log.info("%s rejected: body over the limit while streaming", request_id)
-                        return _problem(413, f"upload larger than {limits.max_upload // 2**20} MiB")
-                    f.write(chunk)
-            if size == 0:
-                return _problem(400, "empty upload: POST a zip of the study's DICOM files")
-            from starlette.concurrency import run_in_threadpool
-
-            try:
-                result = await run_in_threadpool(_predict_zip, predictor, archive, work, limits)
-            except UploadProblem as problem:
-                log.info("%s rejected (%d): %s", request_id, problem.status, problem.message)
-                return _problem(problem.status, problem.message)
-            except UserError as err:
-                log.info("%s unprocessable study", request_id)
-                return _problem(422, str(err))
-            pictures = result.pop("_images")
-            key = results.put(pictures)
-            for disc in result["discs"]:
-                disc["image"] = f"/v1/results/{key}/images/{disc['level']}.png"
-                disc["heatmap"] = f"/v1/results/{key}/heatmaps/{disc['level']}.png"
-            result["id"] = key
-            log.info(
-                "%s predicted %d discs from %d bytes in %.2f s",
-                request_id,
-                len(result["discs"]),
-                size,
-                time.perf_counter() - start,
-            )
-            return JSONResponse(result)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    def _picture(key: str, kind: str, level: str) -> Response:
-        pictures = results.get(key)
-        name = level.removesuffix(".png")
-        if pictures is None or name not in pictures or not level.endswith(".png"):
-            raise HTTPException(404, "no such result (results are kept for the latest studies)")
-        return Response(pictures[name][kind], media_type="image/png")
-
-    @app.get(
-        "/v1/results/{key}/heatmaps/{level}",
-        dependencies=[Depends(authorised)],
-        tags=["prediction"],
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}}}},
-    )
-    def heatmap(key: str, level: str) -> Response:
-        """The Grad-CAM overlay of one disc level (e.g. L4-L5.png) of a result."""
-        return _picture(key, "heatmap", level)
-
-    @app.get(
-        "/v1/results/{key}/images/{level}",
-        dependencies=[Depends(authorised)],
-        tags=["prediction"],
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}}}},
-    )
-    def image(key: str, level: str) -> Response:
-        """The axial image (ROI crop) of one disc level of a result."""
-        return _picture(key, "image", level)
-
+    app.include_router(health)
+    app.include_router(v1)
     return app
 
 
@@ -308,6 +329,32 @@ def _predict_zip(predictor: Predictor, archive: Path, work: Path, limits: Limits
 
 def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"detail": message}, status_code=status)
+
+
+def serve(
+    model: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    token_file: Path | None = None,
+    limits: Limits | None = None,
+    roi: str | None = None,
+    threads: int = 0,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """`lumbar serve`: load the run `model` and serve it on `host`:`port` until stopped.
+
+    Raises:
+        UserError: no usable token (`load_token`), a bad run folder, ROI or thread count.
+    """
+    import uvicorn
+
+    set_threads(threads)
+    token = load_token(token_file)
+    predictor = Predictor.load(model, roi=roi)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    echo(f"lumbar serve: model {Path(model).name}; POST http://{host}:{port}/v1/predict")
+    uvicorn.run(create_app(predictor, token, limits), host=host, port=port, log_level="info")
 
 
 def load_token(token_file: Path | None) -> str:
@@ -327,8 +374,9 @@ def load_token(token_file: Path | None) -> str:
         token = os.environ.get("LUMBAR_SERVE_TOKEN", "").strip()
     if not token:
         raise UserError(
-            "the service needs a bearer token: --token-file FILE or $LUMBAR_SERVE_TOKEN "
-            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            "the service needs a bearer token: a token file or $LUMBAR_SERVE_TOKEN "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+            option="token_file",
         )
     if len(token) < 16:
         raise UserError("the service token must be at least 16 characters")

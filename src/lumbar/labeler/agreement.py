@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from lumbar.errors import UserError
+from lumbar.files import write_text_atomic
 from lumbar.grading import GRADES, LEVELS
 from lumbar.labeler.store import CONSENSUS, FIELDS, Store
 
@@ -72,7 +77,15 @@ class AgreementRow:
 def agreement_table(
     store: Store, *, weights: str = "linear", include_consensus: bool = False
 ) -> list[AgreementRow]:
-    """Weighted kappa for every pair of raters, field and level, on the discs both graded."""
+    """Weighted kappa for every pair of raters, field and level, on the discs both graded.
+
+    Raises:
+        UserError: unknown kappa weights.
+    """
+    if weights not in WEIGHTS:
+        raise UserError(
+            f"kappa weights must be one of {', '.join(WEIGHTS)}, got {weights!r}", option="weights"
+        )
     names = store.slot_names()
     grades: dict[str, dict[tuple[str, str], dict[str, int | None]]] = {}
     for g in store.gradings():
@@ -100,3 +113,15 @@ def agreement_table(
                     )
                 )
     return rows
+
+
+def write_agreement_csv(rows: list[AgreementRow], out: Path, weights: str) -> Path:
+    """Write the agreement table as CSV (rater_a, rater_b, field, level, n, kappa, weights)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["rater_a", "rater_b", "field", "level", "n", "kappa", "weights"])
+    for r in rows:
+        kappa = "" if r.kappa is None else f"{r.kappa:.6f}"
+        writer.writerow([r.rater_a, r.rater_b, r.field, r.level, r.n, kappa, weights])
+    write_text_atomic(out, buffer.getvalue())
+    return Path(out)

@@ -10,7 +10,7 @@ from pathlib import Path
 from lumbar.errors import UserError
 from lumbar.files import prepare_output_dir, write_text_atomic
 from lumbar.grading import LEVELS, DiscLevel, validate_grading
-from lumbar.labeler.catalog import Catalog
+from lumbar.labeler.catalog import Catalog, load_catalog
 from lumbar.labeler.store import CONSENSUS, FIELDS, PATIENT_ID, Store, _label_rows, resolve_slot
 
 TABLE4_HEADER = ("Disc Name", "Disc State", "Type Disc Herniation", "SCS", "RFS", "LFS")
@@ -171,6 +171,7 @@ def import_labels(
     by: str | None = None,
     replace: bool = False,
     patients: set[str] | None = None,
+    images: Path | None = None,
 ) -> int:
     """Import a labels CSV into a rater's (or the consensus) gradings, all or nothing.
 
@@ -180,7 +181,11 @@ def import_labels(
             for the consensus).
         replace: overwrite existing gradings (each change audited) instead of refusing.
         patients: when given, patient ids must be among these (the images catalog).
+        images: an ingest folder whose patients the ids must be among (as `patients`).
     """
+    if images is not None:
+        known = set(load_catalog(images).patients)
+        patients = known if patients is None else patients & known
     try:
         if path.stat().st_size > MAX_IMPORT_BYTES:
             raise UserError(f"{path}: larger than {MAX_IMPORT_BYTES // 2**20} MiB")
@@ -193,10 +198,40 @@ def import_labels(
     slot = resolve_slot(store, rater)
     actor_name = by or (None if rater == CONSENSUS else rater)
     if actor_name is None:
-        raise UserError("importing the consensus needs --by ADMIN (the adjudicating admin)")
+        raise UserError(
+            "importing the consensus needs the adjudicating admin's account", option="by"
+        )
     actor = store.user_by_name(actor_name)
     if actor is None:
         raise UserError(f"no user named {actor_name!r}")
     if rater == CONSENSUS and not actor.is_admin:
         raise UserError(f"only an admin can write the consensus; {actor_name!r} is not one")
     return store.import_gradings(rows, slot, by=actor.id, replace=replace)
+
+
+def export_gradings(
+    store: Store,
+    out: Path,
+    *,
+    format: str = "table4",
+    rater: str | None = None,
+    images: Path | None = None,
+    force: bool = False,
+) -> int:
+    """Export gradings as Table 4 CSVs into the folder `out` (`format` "table4") or as a
+    manifest of the ingest folder `images` (`format` "manifest"); returns how many patient
+    files or image rows were written.
+
+    Raises:
+        UserError: an unknown format, or a manifest without the ingest folder.
+    """
+    if format == "table4":
+        return export_table4(store, out, rater=rater, force=force)
+    if format == "manifest":
+        if images is None:
+            raise UserError(
+                "a manifest export needs the ingest folder of the images it lists",
+                option="images",
+            )
+        return export_manifest(store, load_catalog(images), out, rater=rater)
+    raise UserError(f"export format must be table4 or manifest, not {format!r}", option="format")
