@@ -77,7 +77,10 @@ def prepare_output_dir(out: Path, *, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"output folder {out} is not empty; use --force to replace its contents")
+        raise UserError(
+            f"output folder {out} is not empty; allow replacing its contents, or choose another",
+            option="force",
+        )
     parent = out if out.exists() else _nearest_existing_parent(out)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"output folder {out} is not writable")

@@ -112,7 +112,7 @@ def test_cli_build_then_refuses_to_overwrite(
     assert "42 images of 6 patients, 30 labelled (split: train" in out
     before = listing(tmp_path / "ds")
     code, _, err = run_cli(args, monkeypatch, capsys)
-    assert code == 2 and "not empty; use --force" in err
+    assert code == 2 and "not empty; allow replacing its contents" in err and "(--force)" in err
     assert listing(tmp_path / "ds") == before
     code, _, err = run_cli([*args, "--force", "--ratios", "60/20/20"], monkeypatch, capsys)
     assert code == 0, err

@@ -99,7 +99,7 @@ def test_bad_input(tmp_path: Path, unlabelled_set: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images"):
         pretrain_unlabeled(tiny(tmp_path / "empty"), tmp_path / "r1", progress=False)
-    with pytest.raises(UserError, match="unknown --method"):
+    with pytest.raises(UserError, match="unknown method"):
         pretrain_unlabeled(tiny(unlabelled_set, method="mae"), tmp_path / "r2", progress=False)
     with pytest.raises(UserError, match="unknown augmentation"):
         pretrain_unlabeled(

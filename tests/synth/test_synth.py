@@ -138,8 +138,9 @@ def test_refuses_non_empty_output_without_force(tmp_path: Path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    with pytest.raises(UserError, match="not empty; use --force"):
+    with pytest.raises(UserError, match="not empty; allow replacing its contents") as err:
         synthesize_cohort(out, patients=1, progress=False)
+    assert err.value.option == "force"
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 

@@ -256,7 +256,8 @@ def crop_manifest(
         if cropped == 0:
             raise UserError(
                 f"{manifest_path}: no row has view {', '.join(sorted(wanted or []))}; "
-                "nothing to crop (use --views all)"
+                "nothing to crop (crop all views)",
+                option="views",
             )
         columns = (*manifest.columns, "roi") if "roi" not in manifest.columns else manifest.columns
         result = Manifest(out / "manifest.csv", tuple(columns), tuple(rows))

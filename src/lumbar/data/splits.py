@@ -170,7 +170,7 @@ def assign_folds(
     test split stays held out.
     """
     if folds < 2:
-        raise UserError(f"--folds must be at least 2, got {folds}")
+        raise UserError(f"folds must be at least 2, got {folds}", option="folds")
     rows = [i for i in range(len(manifest)) if splits is None or splits[i] != "test"]
     patients, counts, unlabelled = _patient_groups(manifest, target, rows)
     if len(patients) < folds:

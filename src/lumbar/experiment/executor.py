@@ -186,7 +186,7 @@ class _RayPool:
             import ray
         except ImportError:
             raise UserError(
-                "--executor ray needs Ray: pip install 'lumbar[ray]' (on every node)"
+                "the ray executor needs Ray: pip install 'lumbar[ray]' (on every node)"
             ) from None
         self.ray = ray
         self.started = not ray.is_initialized()

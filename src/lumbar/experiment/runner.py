@@ -156,7 +156,9 @@ def _check_folder(exp: Path, plan: Plan) -> None:
         if changed:
             raise UserError(
                 f"run {run.id} in {exp.name} was made with other settings "
-                f"({', '.join(changed)}); use a new --out, or delete runs/{run.id} to redo it"
+                f"({', '.join(changed)}); use a new experiment folder, or delete "
+                f"runs/{run.id} to redo it",
+                option="out",
             )
 
 
@@ -247,9 +249,9 @@ def run_experiment(
     say = echo or print
     note = say if progress else (lambda message: None)
     if executor not in ("local", "ray"):
-        raise UserError(f"--executor must be local or ray, got {executor!r}")
+        raise UserError(f"executor must be local or ray, got {executor!r}", option="executor")
     if workers < 0:
-        raise UserError(f"--workers must be 0 (automatic) or more, got {workers}")
+        raise UserError(f"workers must be 0 (automatic) or more, got {workers}", option="workers")
     cores = os.cpu_count() or 1
     workers = workers or max(1, cores // 2)
     cfg = load_experiment_config(config_path)
@@ -261,10 +263,13 @@ def run_experiment(
         return ExperimentResult(out, plan)
     started = time.perf_counter()
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder")
+        raise UserError(f"experiment folder {out} is a file; give a folder", option="out")
     old_config = out / "experiment.yaml"
     if out.is_dir() and any(out.iterdir()) and not old_config.is_file():
-        raise UserError(f"--out {out.name} is not empty and holds no experiment; choose another")
+        raise UserError(
+            f"experiment folder {out.name} is not empty and holds no experiment; choose another",
+            option="out",
+        )
     _check_folder(out, plan)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cfg.path, out / ".experiment.yaml.tmp")

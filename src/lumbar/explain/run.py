@@ -295,7 +295,9 @@ def items_from_manifest(
     boxes: dict[tuple[str, str], tuple[float, float, float, float]] = {}
     if lesions is not None:
         if ingest is None:
-            raise UserError("--lesions needs --ingest (the ingest folder, for its secret)")
+            raise UserError(
+                "lesion boxes need the ingest folder (for its pseudonym secret)", option="ingest"
+            )
         secret = load_secret(Path(ingest))
         with open(lesions, newline="", encoding="utf-8") as f:
             for rec in csv.DictReader(f):

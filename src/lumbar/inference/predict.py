@@ -371,7 +371,7 @@ def summary_html(result: dict[str, Any]) -> str:
     if model.get("roi_source") == "unknown":
         note += (
             "<p class='warn'>The run does not record its crop; images were not cropped "
-            "(pass --roi to predict).</p>"
+            "(give predict the crop).</p>"
         )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

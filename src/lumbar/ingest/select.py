@@ -81,12 +81,13 @@ def order_frames(frames: Sequence[Frame], order: FrameOrder) -> list[Frame]:
         missing = sum(1 for f in frames if f.instance_number is None)
         if missing:
             raise SelectionProblem(
-                f"InstanceNumber missing on {missing} of {len(frames)} images; use --order position"
+                f"InstanceNumber missing on {missing} of {len(frames)} images; use frame order "
+                "'position'"
             )
         keys = [(f.instance_number, f.frame) for f in frames]
         if len(set(keys)) != len(keys):
             raise SelectionProblem(
-                "InstanceNumber repeated within the series; use --order position"
+                "InstanceNumber repeated within the series; use frame order 'position'"
             )
         return sorted(frames, key=lambda f: (f.instance_number, f.frame, f.sop_uid))
     normal = _series_normal(frames)
@@ -127,13 +128,13 @@ def select_axial(
     if n < needed:
         raise SelectionProblem(
             f"axial T2 series has {n} images; Eq. 2 needs at least {needed} "
-            f"(frame {needed} is L1-L2); try --axial-selection stacks"
+            f"(frame {needed} is L1-L2); try axial selection 'stacks'"
         )
     warnings = []
     if n != PAPER_AXIAL_FRAMES:
         warnings.append(
             f"axial T2 series has {n} images, not the paper's {PAPER_AXIAL_FRAMES} (5 per disc); "
-            "check the selection or use --axial-selection stacks"
+            "check the selection or use axial selection 'stacks'"
         )
     return {level: ordered[eq2_frame_number(level) - 1] for level in DiscLevel}, warnings
 
@@ -150,7 +151,7 @@ def split_stacks(frames: Sequence[Frame]) -> list[list[Frame]]:
     if missing:
         raise SelectionProblem(
             f"{missing} of {len(frames)} axial images lack ImagePositionPatient or "
-            "ImageOrientationPatient, which --axial-selection stacks needs"
+            "ImageOrientationPatient, which axial selection 'stacks' needs"
         )
     groups: list[tuple[tuple[float, float, float], list[Frame]]] = []
     cos_limit = math.cos(math.radians(STACK_ANGLE_DEGREES))

@@ -59,7 +59,10 @@ def load_catalog(folder: Path) -> Catalog:
     root = folder.resolve()
     path = root / IMAGES_CSV
     if not path.is_file():
-        raise UserError(f"{path} not found; pass the output folder of `lumbar ingest` as --images")
+        raise UserError(
+            f"{path} not found; give the output folder of `lumbar ingest` as the images",
+            option="images",
+        )
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]

@@ -585,7 +585,8 @@ class Store:
                 shown = ", ".join(clash[:5]) + (" ..." if len(clash) > 5 else "")
                 raise UserError(
                     f"{len(clash)} grading(s) exist already for this rater ({shown}); "
-                    "pass --replace to overwrite them (audited)"
+                    "replace them to overwrite them (audited)",
+                    option="replace",
                 )
             for r in rows:
                 key = (str(r["patient_id"]), str(r["level"]))

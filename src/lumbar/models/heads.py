@@ -296,8 +296,9 @@ def unfreeze_last(model: Classifier, k: int, *, unit: str = "layer") -> list[str
     units = _layer_units(model.backbone) if unit == "layer" else model.backbone.blocks()
     if not 0 <= k <= len(units):
         raise UserError(
-            f"--unfreeze must be between 0 and {len(units)} for {model.spec.name} "
-            f"(its number of {unit}s), got {k}"
+            f"unfreeze must be between 0 and {len(units)} for {model.spec.name} "
+            f"(its number of {unit}s), got {k}",
+            option="unfreeze",
         )
     freeze_backbone(model)
     chosen = units[len(units) - k :] if k else []

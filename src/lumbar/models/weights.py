@@ -208,7 +208,8 @@ def _sidecar_preprocessing(path: Path, backbone: str) -> Preprocessing | None:
         if declared is not None and declared != backbone:
             raise UserError(
                 f"{sidecar.name} says these weights are for {declared}, not {backbone}: "
-                f"use --backbone {declared} or another weights file"
+                f"use backbone {declared} or another weights file",
+                option="backbone",
             )
         fields = data.get("preprocessing", data)
         fields = {k: v for k, v in fields.items() if k not in ("backbone", "description")}
@@ -252,7 +253,8 @@ def resolve_weights(backbone: str, weights: str | Path) -> WeightSource:
         if config["backbone"] != backbone:
             raise UserError(
                 f"run {path.name} trained {config['backbone']}, not {backbone}: "
-                f"use --backbone {config['backbone']} or other weights"
+                f"use backbone {config['backbone']} or other weights",
+                option="backbone",
             )
         try:
             preprocessing = Preprocessing.from_dict(config["preprocessing"])

@@ -227,21 +227,21 @@ def check_settings(cfg: Any, *checks: tuple[bool, str]) -> None:
     if isinstance(cfg.data, str):
         cfg.data = [cfg.data]
     common = [
-        (bool(cfg.data), "give at least one --data folder"),
-        (cfg.backbone in list_backbones(),
+        ("data", bool(cfg.data), "give at least one data folder"),
+        ("backbone", cfg.backbone in list_backbones(),
          f"unknown backbone {cfg.backbone!r}; choose one of {', '.join(list_backbones())}"),
-        (cfg.epochs >= 1, f"--epochs must be at least 1, got {cfg.epochs}"),
-        (cfg.lr > 0 and math.isfinite(cfg.lr), f"--lr must be positive, got {cfg.lr}"),
-        (cfg.input_size is None or cfg.input_size >= 16,
-         f"--input-size must be at least 16 pixels, got {cfg.input_size}"),
-        (cfg.workers >= 0, f"--workers must be 0 or more, got {cfg.workers}"),
-        (cfg.precision in ("auto", "fp32", "bf16"),
+        ("epochs", cfg.epochs >= 1, f"epochs must be at least 1, got {cfg.epochs}"),
+        ("lr", cfg.lr > 0 and math.isfinite(cfg.lr), f"lr must be positive, got {cfg.lr}"),
+        ("input_size", cfg.input_size is None or cfg.input_size >= 16,
+         f"input_size must be at least 16 pixels, got {cfg.input_size}"),
+        ("workers", cfg.workers >= 0, f"workers must be 0 or more, got {cfg.workers}"),
+        ("precision", cfg.precision in ("auto", "fp32", "bf16"),
          f"precision must be auto, fp32 or bf16, got {cfg.precision!r}"),
-        (cfg.max_images is None or cfg.max_images >= 2,
-         f"--max-images must be at least 2, got {cfg.max_images}"),
-        (cfg.bn_recalibration >= 0,
+        ("max_images", cfg.max_images is None or cfg.max_images >= 2,
+         f"max_images must be at least 2, got {cfg.max_images}"),
+        ("bn_recalibration", cfg.bn_recalibration >= 0,
          f"bn_recalibration must be 0 or more images, got {cfg.bn_recalibration}"),
     ]  # fmt: skip
-    for ok, message in [*common, *checks]:
+    for option, ok, message in [*common, *checks]:
         if not ok:
-            raise UserError(message)
+            raise UserError(message, option=option)

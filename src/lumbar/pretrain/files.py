@@ -101,13 +101,13 @@ class ImageFiles:
 
 def _check_roots(roots: Sequence[str | Path]) -> list[Path]:
     if not roots:
-        raise UserError("give at least one --data folder")
+        raise UserError("give at least one data folder", option="data")
     out = []
     for root in roots:
         path = Path(root)
         if not path.is_dir():
             what = "is not a folder" if path.exists() else "does not exist"
-            raise UserError(f"--data {path} {what}")
+            raise UserError(f"data folder {path} {what}", option="data")
         out.append(path)
     return out
 
@@ -239,7 +239,7 @@ def scan_labelled(roots: Sequence[str | Path], classes: str | Path | None = None
         if missing:
             raise UserError(
                 f"class map {map_path.name} names {len(missing)} folder(s) not found under "
-                f"--data: {', '.join(missing)} (found: {', '.join(folders) or 'none'})"
+                f"the data folders: {', '.join(missing)} (found: {', '.join(folders) or 'none'})"
             )
         unmapped = sorted(set(folders) - set(mapping))
         if unmapped:

@@ -147,15 +147,17 @@ class SSLPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
         check_settings(
             self,
-            (self.method in METHODS,
-             f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}"),
-            (self.batch_size >= 2, f"--batch-size must be at least 2 (negatives), got "
-                                   f"{self.batch_size}"),
-            (self.weight_decay >= 0, f"weight_decay must be 0 or more, got {self.weight_decay}"),
-            (self.warmup_epochs is None or self.warmup_epochs >= 0,
+            ("method", self.method in METHODS,
+             f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}"),
+            ("batch_size", self.batch_size >= 2,
+             f"batch_size must be at least 2 (negatives), got {self.batch_size}"),
+            ("weight_decay", self.weight_decay >= 0,
+             f"weight_decay must be 0 or more, got {self.weight_decay}"),
+            ("warmup_epochs", self.warmup_epochs is None or self.warmup_epochs >= 0,
              f"warmup_epochs must be 0 or more, got {self.warmup_epochs}"),
-            (self.temperature > 0, f"--temperature must be positive, got {self.temperature}"),
-            (self.projection_hidden >= 1 and self.projection_dim >= 1,
+            ("temperature", self.temperature > 0,
+             f"temperature must be positive, got {self.temperature}"),
+            ("projection_dim", self.projection_hidden >= 1 and self.projection_dim >= 1,
              "projection_hidden and projection_dim must be at least 1"),
         )  # fmt: skip
         self.views()
@@ -372,7 +374,9 @@ def _pretrain(
             bar.hide(step_task)
             bad = merge_unreadable(bad, dist)
             if counted == 0:
-                raise UserError("no batch of two readable images in an epoch; check --data")
+                raise UserError(
+                    "no batch of two readable images in an epoch; check the data folders"
+                )
             row = {
                 "epoch": epoch + 1,
                 "loss": loss_sum / counted,

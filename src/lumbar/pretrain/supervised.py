@@ -135,9 +135,10 @@ class SupervisedPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
         check_settings(
             self,
-            (0.0 < self.val_fraction < 1.0,
+            ("val_fraction", 0.0 < self.val_fraction < 1.0,
              f"val_fraction must be between 0 and 1, got {self.val_fraction}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            ("batch_size", self.batch_size >= 1,
+             f"batch_size must be at least 1, got {self.batch_size}"),
         )  # fmt: skip
         try:
             parse_augmentation(self.augmentation)
@@ -418,7 +419,7 @@ def _validate(
     y = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in parts])
     p = np.concatenate([p[1] for p in parts])
     if len(y) == 0:
-        raise UserError("no validation image could be read; check the --data folders")
+        raise UserError("no validation image could be read; check the data folders")
     w = weights.cpu().numpy()[y]
     nll = -np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))
     loss = float((nll * w).sum() / max(w.sum(), 1e-12))

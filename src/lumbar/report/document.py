@@ -233,7 +233,7 @@ def build_report(
             exp, report.tables, files, images=gradcam_images, log=note
         )
     elif not gradcam:
-        note("Grad-CAM grids left out (--no-gradcam)")
+        note("Grad-CAM grids left out (as asked)")
     else:
         note("no finished run, so no Grad-CAM grids")
 

@@ -61,7 +61,8 @@ def predict_split(
     source = Path(manifest) if manifest is not None else Path(config["manifest"])
     if not source.is_file():
         raise UserError(
-            f"manifest {source.name} of run {Path(run_dir).name} is missing; pass --manifest PATH"
+            f"manifest {source.name} of run {Path(run_dir).name} is missing; give its new place",
+            option="manifest",
         )
     data = read_manifest(source)
     column = config["target"]
@@ -71,7 +72,7 @@ def predict_split(
     if not data.has_column(target.column):
         raise UserError(f"{source.name} has no {target.column} column for target {target.name}")
     if split not in ("train", "val", "test"):
-        raise UserError(f"--split must be train, val or test, got {split!r}")
+        raise UserError(f"split must be train, val or test, got {split!r}", option="split")
     model = load_classifier(Path(run_dir))
     dataset = ManifestDataset(
         data,

@@ -154,7 +154,7 @@ def pick_device(name: str) -> torch.device:
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise UserError("device cuda asked for, but torch sees no GPU; use --device cpu")
+        raise UserError("device cuda asked for, but torch sees no GPU; use cpu", option="device")
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
