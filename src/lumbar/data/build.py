@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from lumbar.data.targets import DEFAULT_TARGET
 from lumbar.errors import UserError
 from lumbar.files import prepare_output_dir, replace_dir
 from lumbar.grading import DiscLevel, validate_grading
+from lumbar.labeler.store import read_gradings
 from lumbar.pseudonym import load_secret, pseudonymize
 
 IMAGES_CSV = "images.csv"
@@ -141,8 +143,6 @@ def build_dataset(
 
     staging = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if staging.exists():
-        import shutil
-
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
@@ -165,8 +165,6 @@ def build_dataset(
         (staging / "build.json").write_text(json.dumps(provenance, indent=2) + "\n", "utf-8")
         replace_dir(staging, out)
     except BaseException:
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return BuildSummary(
@@ -297,7 +295,6 @@ def _read_labels_db(url: str, pseudonyms: set[str]) -> dict[tuple[str, str], _Gr
 
     Levels graded by several raters without a consensus are left out (not settled).
     """
-    from lumbar.labeler.store import read_gradings
 
     grades: dict[tuple[str, str], _Grades] = {}
     for record in read_gradings(url):  # rows keyed like a labels CSV row, by pseudonym

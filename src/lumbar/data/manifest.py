@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lumbar.data.imageio import probe_image
 from lumbar.errors import UserError
 from lumbar.files import write_text_atomic
 from lumbar.grading import GRADES, DiscLevel, GradeField
@@ -301,7 +302,6 @@ def check_image_files(manifest: Manifest) -> None:
     Raises:
         UserError: naming the rows whose image is missing, or present but unreadable.
     """
-    from lumbar.data.imageio import probe_image
 
     missing: list[int] = []
     unreadable: list[int] = []

@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from lumbar.data.roi import parse_roi
+from lumbar.data.splits import parse_ratios
+from lumbar.data.targets import get_target
 from lumbar.errors import UserError
+from lumbar.models import list_backbones
+from lumbar.train import TrainConfig
 
 __all__ = [
     "DatasetConfig",
@@ -139,7 +146,6 @@ def _int(value: Any, where: str, minimum: int) -> int:
 
 def check_train_overrides(data: Any, where: str) -> dict[str, Any]:
     """`train:` overrides: TrainConfig fields other than the grid's own dimensions."""
-    from lumbar.train import TrainConfig
 
     if data is None:
         return {}
@@ -223,10 +229,6 @@ def _pretrain(name: str, data: Any, base: Path) -> PretrainConfig:
 
 
 def _block(index: int, data: Any, top: dict[str, Any], cfg_names: set[str]) -> GridBlock:
-    from lumbar.data.roi import parse_roi
-    from lumbar.data.targets import get_target
-    from lumbar.models import list_backbones
-
     where = f"procedures[{index}]"
     data = _check_keys(data, BLOCK_KEYS, where)
     procedure = _int(data.get("procedure"), f"{where}.procedure", 1)
@@ -291,7 +293,6 @@ def _block(index: int, data: Any, top: dict[str, Any], cfg_names: set[str]) -> G
 
 def parse_experiment_config(data: Any, path: Path) -> ExperimentConfig:
     """Check a loaded config mapping; `path` is the file it came from (paths resolve there)."""
-    from lumbar.data.splits import parse_ratios
 
     base = Path(path).resolve().parent
     data = _check_keys(data, TOP_KEYS, Path(path).name)
@@ -342,7 +343,6 @@ def load_experiment_config(path: Path) -> ExperimentConfig:
     Raises:
         UserError: unreadable file or a bad value (one line naming the key).
     """
-    import yaml
 
     path = Path(path)
     try:

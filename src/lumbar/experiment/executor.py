@@ -9,16 +9,21 @@ a failing job without stopping the others; the jobs that depend on it are skippe
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import shutil
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lumbar import runs
+from lumbar import pretrain, runs
+from lumbar.errors import UserError
+from lumbar.experiment.cache import DiskPrefixCache
+from lumbar.train import TrainConfig, train
 
 __all__ = ["JobResult", "run_job", "schedule"]
 
@@ -58,9 +63,6 @@ def _weights(exp: Path, spec: Mapping[str, Any]) -> str:
 
 
 def _run_train(exp: Path, spec: dict[str, Any], threads: int, keep_stops: dict, say: Any) -> str:
-    from lumbar.experiment.cache import DiskPrefixCache
-    from lumbar.train import TrainConfig, train
-
     run_dir = job_dir(exp, spec)
     resume = _fresh_or_resume(run_dir)
     settings = dict(spec["train"])
@@ -82,8 +84,6 @@ def _run_train(exp: Path, spec: dict[str, Any], threads: int, keep_stops: dict, 
 
 
 def _run_pretrain(exp: Path, spec: dict[str, Any], threads: int, say: Any) -> str:
-    from lumbar import pretrain
-
     run_dir = job_dir(exp, spec)
     resume = _fresh_or_resume(run_dir)
     settings = dict(spec["config"])
@@ -115,8 +115,6 @@ def run_job(
     traceback goes to the job folder's run.log).
     """
     import torch
-
-    from lumbar.errors import UserError
 
     started = time.perf_counter()
     exp_dir = Path(exp)
@@ -150,9 +148,6 @@ class _LocalPool:
     """Worker processes (spawned: no torch state shared with the parent)."""
 
     def __init__(self, workers: int) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         self.threads = _threads_per_worker(workers)
 
@@ -160,8 +155,6 @@ class _LocalPool:
         return self.pool.submit(run_job, exp, job, self.threads, keep_stops)
 
     def wait(self, handles: list[Any]) -> list[tuple[Any, JobResult]]:
-        from concurrent.futures import FIRST_COMPLETED, wait
-
         done, _ = wait(handles, return_when=FIRST_COMPLETED)
         return [(h, self._result(h)) for h in done]
 
@@ -180,8 +173,6 @@ class _RayPool:
     """One `ray.remote` task per job, `num_cpus` each, on the cluster at `address`."""
 
     def __init__(self, workers: int, address: str | None, threads: int | None = None) -> None:
-        from lumbar.errors import UserError
-
         try:
             import ray
         except ImportError:

@@ -24,7 +24,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from lumbar.data.manifest import read_manifest
+from lumbar.data.targets import get_target
 from lumbar.experiment.config import DatasetConfig, ExperimentConfig
+from lumbar.models import build_classifier, freeze_backbone, resolve_weights, unfreeze_last
+from lumbar.train import TrainConfig
 
 __all__ = [
     "Plan",
@@ -160,9 +164,6 @@ def _split_sizes(
     """(train, val) images with a `target` label: counted when the manifest exists, else
     estimated from the patients the config declares (5 labelled axial images each)."""
     if manifest.is_file() and _has_split(manifest):
-        from lumbar.data.manifest import read_manifest
-        from lumbar.data.targets import get_target
-
         m = read_manifest(manifest)
         chosen = get_target(target)
         labels = chosen.encode(m.grades(chosen.column)) if m.has_column(chosen.column) else None
@@ -188,8 +189,6 @@ def stage_macs(backbone: str, size: int) -> tuple[float, ...]:
     """Multiply-accumulates of each trunk stage for one `size` x `size` image (meta device)."""
     import torch
     from torch import nn
-
-    from lumbar.models import build_classifier, resolve_weights
 
     with torch.device("meta"):
         model = build_classifier(backbone, 2, resolve_weights(backbone, "scratch"))
@@ -219,8 +218,6 @@ def frozen_stop(backbone: str, mode: str, unfreeze: int, unit: str) -> int:
     """How many leading stages a run caches (`Classifier.num_frozen_stages`)."""
     import torch
 
-    from lumbar.models import build_classifier, freeze_backbone, resolve_weights, unfreeze_last
-
     with torch.device("meta"):
         model = build_classifier(backbone, 2, resolve_weights(backbone, "scratch"))
     if mode == "frozen":
@@ -235,8 +232,6 @@ def _rate(backbone: str, threads: int = 2) -> float:
 
 
 def _train_value(train: dict[str, Any], key: str) -> Any:
-    from lumbar.train import TrainConfig
-
     if key in train:
         return train[key]
     return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == key)

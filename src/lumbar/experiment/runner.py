@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from lumbar import runs
+from lumbar.data.build import build_dataset
+from lumbar.data.manifest import read_manifest, write_manifest
+from lumbar.data.splits import apply_split, assign_folds
+from lumbar.data.targets import get_target
 from lumbar.errors import UserError
 from lumbar.experiment.config import DatasetConfig, ExperimentConfig, load_experiment_config
 from lumbar.experiment.executor import JobResult, schedule
@@ -38,6 +42,10 @@ from lumbar.experiment.plan import (
     frozen_stop,
 )
 from lumbar.files import write_text_atomic
+from lumbar.ingest import IngestOptions, ingest
+from lumbar.report import write_report
+from lumbar.synth import synthesize_cohort
+from lumbar.synth.sets import synthesize_source_set, synthesize_unlabelled_set
 
 __all__ = ["ExperimentResult", "run_experiment"]
 
@@ -67,9 +75,6 @@ def _duration(seconds: float) -> str:
 
 def _build_dataset(exp: Path, ds: DatasetConfig, cfg: ExperimentConfig, say: Any) -> None:
     """Make EXP/datasets/<name>/manifest.csv (phantom -> ingest -> build, or a split)."""
-    from lumbar.data.build import build_dataset
-    from lumbar.data.manifest import read_manifest, write_manifest
-    from lumbar.data.splits import apply_split
 
     out = exp / "datasets" / ds.name
     if (out / "manifest.csv").is_file():
@@ -86,8 +91,6 @@ def _build_dataset(exp: Path, ds: DatasetConfig, cfg: ExperimentConfig, say: Any
     sources = exp / "sources" / ds.name
     studies, labels = ds.studies, str(ds.labels) if ds.labels else None
     if ds.synth is not None:
-        from lumbar.synth import synthesize_cohort
-
         studies = sources / "studies"
         labels = str(studies / "labels.csv")
         if not (studies / "labels.csv").is_file():
@@ -97,7 +100,6 @@ def _build_dataset(exp: Path, ds: DatasetConfig, cfg: ExperimentConfig, say: Any
                 force=True, progress=False,
             )  # fmt: skip
     assert studies is not None and labels is not None
-    from lumbar.ingest import IngestOptions, ingest
 
     say(f"dataset {ds.name}: ingest (the paper's 8 images per patient)")
     ingest(studies, sources / "ingest", IngestOptions())
@@ -106,9 +108,6 @@ def _build_dataset(exp: Path, ds: DatasetConfig, cfg: ExperimentConfig, say: Any
 
 def _build_folds(exp: Path, plan: Plan, cfg: ExperimentConfig) -> None:
     """Fold K's manifest: fold K is the validation split, the other folds train, test stays."""
-    from lumbar.data.manifest import read_manifest, write_manifest
-    from lumbar.data.splits import assign_folds
-    from lumbar.data.targets import get_target
 
     for name in sorted({r.dataset for r in plan.runs}):
         base = read_manifest(Path(plan.datasets[name]["manifest"] or ""))
@@ -128,8 +127,6 @@ def _build_folds(exp: Path, plan: Plan, cfg: ExperimentConfig) -> None:
 
 
 def _make_pretrain_data(exp: Path, cfg: ExperimentConfig, plan: Plan, say: Any) -> None:
-    from lumbar.synth.sets import synthesize_source_set, synthesize_unlabelled_set
-
     for name in sorted({p.name for p in plan.pretrain}):
         pc = cfg.pretrain[name]
         folder = exp / "pretrain-data" / name
@@ -295,8 +292,6 @@ def run_experiment(
     )  # fmt: skip
     result = ExperimentResult(out, plan, results, time.perf_counter() - started)
     if report:
-        from lumbar.report import write_report
-
         written = write_report(out)  # (report.html, report.md)
         result.report = Path(written[0] if isinstance(written, tuple | list) else written)
     done = sum(r.status in ("done", "skipped") for r in results)

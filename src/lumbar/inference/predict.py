@@ -35,9 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lumbar.data.roi import parse_roi
 from lumbar.errors import UserError
 from lumbar.explain import GradCAM, class_names, load_run, prepare_image
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from lumbar.grading import DiscLevel
 from lumbar.ingest import IngestOptions, NoUsableImages, ingest
 from lumbar.ingest.classify import SeriesClass
 from lumbar.visualize.overlays import overlay
@@ -115,7 +117,6 @@ class Predictor:
         Raises:
             UserError: not a run folder, or one this version cannot load; a bad ROI.
         """
-        from lumbar.data.roi import parse_roi
 
         model, config = load_run(Path(run_dir))
         if roi is not None:
@@ -325,8 +326,6 @@ def predict(
 
 
 def _levels() -> list[str]:
-    from lumbar.grading import DiscLevel
-
     return [lv.value for lv in DiscLevel]
 
 

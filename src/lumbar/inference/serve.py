@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import secrets
 import shutil
 import stat
@@ -363,7 +364,6 @@ def load_token(token_file: Path | None) -> str:
     Raises:
         UserError: neither is given, or the token is shorter than 16 characters.
     """
-    import os
 
     if token_file is not None:
         try:

@@ -31,6 +31,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lumbar.errors import UserError
 
 
@@ -260,7 +262,6 @@ def load_rules(path: Path | None) -> Rules:
     """
     if path is None:
         return Rules()
-    import yaml
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

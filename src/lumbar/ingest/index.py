@@ -9,10 +9,12 @@ Headers are read in worker processes; only the main process writes, one transact
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 import json
 import os
+import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -299,9 +301,6 @@ def die_with_parent() -> None:
     """Ask Linux to end this worker process when its parent dies (even by SIGKILL), so a
     killed ingest leaves no orphaned workers behind; a no-op elsewhere."""
     try:
-        import ctypes
-        import signal
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG; workers hold nothing to save
     except (OSError, AttributeError):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lumbar import __version__
 from lumbar.errors import UserError
 from lumbar.files import atomic_path
 from lumbar.grading import DiscLevel
@@ -34,6 +35,8 @@ from lumbar.ingest.classify import (
     load_rules,
     summarize_series,
 )
+from lumbar.ingest.deid import BurnedInAnnotation, deidentify
+from lumbar.ingest.export import PixelProblem, render_frame
 from lumbar.ingest.index import (
     INDEX_FILE,
     IndexStats,
@@ -43,6 +46,7 @@ from lumbar.ingest.index import (
     index_folder,
     uid_hash,
 )
+from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
 from lumbar.ingest.read import InstanceRecord, iter_files
 from lumbar.ingest.select import (
     AxialSelection,
@@ -316,8 +320,6 @@ def _ingest(
     progress: Callable[[str, int | None], Callable[[int], None]] | None,
     explain: Callable[[list[SeriesDecision]], None] | None,
 ) -> IngestSummary:
-    from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
-
     start = time.perf_counter()
     out = Path(out)
     text_source = str(source)
@@ -645,8 +647,6 @@ def _export_job(
     job: dict[str, Any], web: Any = None
 ) -> tuple[str, list[tuple[str, str, int]], str]:
     """Render one task; returns (name, [(relative output, fingerprint, size)], problem)."""
-    from lumbar.ingest.deid import BurnedInAnnotation, deidentify
-    from lumbar.ingest.export import PixelProblem, render_frame
 
     name = job["name"]
     try:
@@ -695,7 +695,6 @@ def _deidentified_bytes(ds: Any, pseudonym: str, secret: bytes, deidentify: Any)
 
 def _fingerprint(task: ExportTask, options: IngestOptions) -> str:
     """What an output file depends on; a new lumbar version re-renders (windowing may change)."""
-    from lumbar import __version__
 
     return (
         f"{uid_hash(task.sop_uid)}:{task.frame}:{options.bit_depth}:"

@@ -17,6 +17,7 @@ Security model (a hospital network, not the open internet, but treated as hostil
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -169,7 +170,6 @@ def serve(
     Raises:
         UserError: no readable ingest folder or database, or a model that fails on the images.
     """
-    import logging
 
     import uvicorn
 

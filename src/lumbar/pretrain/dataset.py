@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -102,7 +102,6 @@ class SimCLRAugmentation:
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready record (for the run's config.json)."""
-        from dataclasses import asdict
 
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 

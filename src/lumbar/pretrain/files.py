@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from lumbar.data.imageio import DICOM_SUFFIXES, RASTER_SUFFIXES
 from lumbar.errors import UserError
 
@@ -181,7 +183,6 @@ def read_class_map(path: Path) -> dict[str, str]:
     Raises:
         UserError: unreadable, not a mapping of names to names, or fewer than two classes.
     """
-    import yaml
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))

@@ -30,6 +30,7 @@ from lumbar import runs
 from lumbar.data.augment import parse_augmentation
 from lumbar.data.sampler import EpochBatchSampler
 from lumbar.errors import UserError
+from lumbar.metrics import classification_metrics
 from lumbar.models import build_classifier, resolve_weights_at
 from lumbar.pretrain.common import (
     PretrainResult,
@@ -394,7 +395,6 @@ def _validate(
     epoch: int,
 ) -> tuple[float, dict[str, Any]]:
     """Weighted validation loss and metrics; each process scores its share, then all combine."""
-    from lumbar.metrics import classification_metrics
 
     model.eval()
     active = readable(val_idx, bad)

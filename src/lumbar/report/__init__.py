@@ -15,6 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from lumbar.files import staged_dir, write_text_atomic
+from lumbar.report.collect import load_experiment
+from lumbar.report.document import build_report
+from lumbar.report.render import render_html, render_markdown
+
 __all__ = ["REPORT_FILES", "REPORT_HTML", "REPORT_MD", "write_report"]
 
 REPORT_HTML = "report.html"
@@ -48,10 +53,6 @@ def write_report(
     Raises:
         UserError: EXP is not an experiment folder.
     """
-    from lumbar.files import staged_dir, write_text_atomic
-    from lumbar.report.collect import load_experiment
-    from lumbar.report.document import build_report
-    from lumbar.report.render import render_html, render_markdown
 
     exp_dir = Path(exp_dir)
     load_experiment(exp_dir)  # fail on a bad folder before anything is staged

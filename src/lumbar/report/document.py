@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lumbar import __version__
+from lumbar.report import figures
 from lumbar.report.collect import DONE, Experiment, RunRecord, load_experiment
 from lumbar.report.paper import PaperResults, load_paper_results
 from lumbar.report.tables import (
@@ -178,7 +180,6 @@ def build_report(
         step: called with the name of each part as it starts (for a progress display).
         log: called with one-line notes on what was left out.
     """
-    from lumbar.report import figures
 
     exp = load_experiment(exp_dir)
     paper = load_paper_results()
@@ -238,7 +239,6 @@ def build_report(
         note("no finished run, so no Grad-CAM grids")
 
     report.run_rows = [_run_row(r) for r in exp.runs]
-    from lumbar import __version__
 
     report.commands = [
         f"# lumbar {__version__}; run from the folder of the original config (its paths are "

@@ -7,6 +7,7 @@ Each figure is drawn by `lumbar.visualize` (through `lumbar.data.stats`, `lumbar
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from lumbar.data.imageio import read_uint8
+from lumbar.data.manifest import read_manifest
+from lumbar.data.roi import draw_roi_figure, parse_roi
+from lumbar.data.stats import write_stats
 from lumbar.errors import UserError
+from lumbar.explain import explain_run, items_from_manifest
 from lumbar.report.collect import DONE, Experiment, RunRecord
 from lumbar.report.tables import SOURCE_TITLES, ResultTable
 from lumbar.visualize.charts import confusion_matrix, mean_learning_curves
@@ -54,7 +60,6 @@ def is_synthetic(entry: dict[str, Any]) -> bool:
 
 def dataset_figures(name: str, entry: dict[str, Any], folder: Path) -> DatasetFigures | None:
     """Table 5 counts and Figures 3-5 of a dataset's manifest (None when it is unreadable)."""
-    from lumbar.data.stats import write_stats
 
     manifest = entry.get("manifest")
     if not manifest or not Path(manifest).is_file():
@@ -72,7 +77,6 @@ def dataset_figures(name: str, entry: dict[str, Any], folder: Path) -> DatasetFi
 
 def first_axial_image(manifest_path: Path) -> Path | None:
     """The first axial T2 image of a manifest (any image when there is no view column)."""
-    from lumbar.data.manifest import read_manifest
 
     manifest = read_manifest(Path(manifest_path))
     views = manifest.column("view") if manifest.has_column("view") else [""] * len(manifest)
@@ -84,7 +88,6 @@ def first_axial_image(manifest_path: Path) -> Path | None:
 
 def roi_figure(manifest_path: Path, roi: str, out: Path) -> Path | None:
     """Figures 6-7 (block grid and crop) on one axial image of the dataset."""
-    from lumbar.data.roi import draw_roi_figure, parse_roi
 
     image = first_axial_image(manifest_path)
     if image is None:
@@ -188,7 +191,6 @@ def gradcam_figures(
     """Grad-CAM grids (`lumbar.explain.explain_run`) on a few test images of the dataset, with
     the lesion boxes when the dataset has a lesions.csv; a backbone that fails is logged and
     left out, never drawn from invented data."""
-    from lumbar.explain import explain_run, items_from_manifest
 
     out = []
     for backbone, columns in gradcam_columns(exp, tables).items():
@@ -246,9 +248,6 @@ def _grid(
     the caption): rows = images, columns = the image (first run's crop), then each run."""
     from PIL import Image
 
-    from lumbar.data.imageio import read_uint8
-    from lumbar.data.roi import parse_roi
-
     crop = parse_roi((first.config or {}).get("roi", first.roi))
     rows = []
     for item in items[:12]:
@@ -263,10 +262,6 @@ def _grid(
 def _boxes_in_crop(items: list[Any], runs: list[RunRecord]) -> list[Any]:
     """Lesion boxes moved into the crop the runs' loader applies (the overlays show that crop);
     dropped when the runs crop differently, as one box cannot fit them all."""
-    import dataclasses
-
-    from lumbar.data.imageio import read_uint8
-    from lumbar.data.roi import parse_roi
 
     rois = {str((r.config or {}).get("roi", r.roi)) for r in runs}
     if len(rois) != 1:

@@ -11,6 +11,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lumbar.errors import UserError
 
 __all__ = ["PAPER_METRICS", "PaperResults", "load_paper_results"]
@@ -64,7 +66,6 @@ def load_paper_results(path: Path | None = None) -> PaperResults:
     Raises:
         UserError: the file is missing or not the expected shape.
     """
-    import yaml
 
     try:
         if path is None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lumbar.data.augment import parse_augmentation
 from lumbar.data.targets import get_target
 from lumbar.errors import UserError
@@ -181,7 +183,6 @@ def load_config_file(path: Path) -> dict[str, Any]:
     Raises:
         UserError: unreadable file, not a mapping, or unknown keys (listing the known ones).
     """
-    import yaml
 
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 
 from lumbar import runs
+from lumbar.data.dataset import ManifestDataset, make_loader
+from lumbar.data.manifest import read_manifest
+from lumbar.data.targets import get_target
 from lumbar.errors import UserError
 from lumbar.files import atomic_path, write_json_atomic
 from lumbar.metrics import (
@@ -30,6 +33,7 @@ from lumbar.metrics import (
     improvement_rate,
     paired_bootstrap,
 )
+from lumbar.models import load_classifier
 from lumbar.visualize.charts import confusion_matrix
 
 __all__ = ["compare_runs", "evaluate_run", "predict_split", "run_label"]
@@ -53,10 +57,6 @@ def predict_split(
     """
     import torch
 
-    from lumbar.data.dataset import ManifestDataset, make_loader
-    from lumbar.data.manifest import read_manifest
-    from lumbar.models import load_classifier
-
     config = _run_config(run_dir)
     source = Path(manifest) if manifest is not None else Path(config["manifest"])
     if not source.is_file():
@@ -66,7 +66,6 @@ def predict_split(
         )
     data = read_manifest(source)
     column = config["target"]
-    from lumbar.data.targets import get_target
 
     target = get_target(column)
     if not data.has_column(target.column):
