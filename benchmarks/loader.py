@@ -50,7 +50,7 @@ def main() -> None:
 
     from lumbar.data.augment import Augmentation
     from lumbar.data.dataset import ManifestDataset, make_loader
-    from lumbar.data.preprocessing import IMAGENET
+    from lumbar.models.preprocessing import IMAGENET
 
     sources = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg"))
     if not sources:

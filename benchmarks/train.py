@@ -127,7 +127,7 @@ def main() -> None:
     import torch
 
     from lumbar.data.dataset import ManifestDataset
-    from lumbar.data.preprocessing import IMAGENET
+    from lumbar.models.preprocessing import IMAGENET
 
     load = os.getloadavg()
     sizes = {}

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lumbar import runs
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.errors import UserError
 from lumbar.models import WeightSource, build_classifier, load_classifier, resolve_weights
+from lumbar.models.preprocessing import Preprocessing
 
 HISTORY_ROWS = [
     {"epoch": 1, "train_loss": 0.9, "val_loss": 0.8, "val_accuracy": 0.5, "seconds": 1.25},

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from lumbar import runs
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.models import WeightSource, build_classifier, save_checkpoint
+from lumbar.models.preprocessing import Preprocessing
 
 
 def make_tiny_run(

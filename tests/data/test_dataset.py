@@ -14,8 +14,8 @@ from lumbar.data import dataset as dataset_module
 from lumbar.data.augment import Augmentation
 from lumbar.data.dataset import ManifestDataset, make_loader
 from lumbar.data.manifest import read_manifest
-from lumbar.data.preprocessing import CAFFE, IMAGENET, Preprocessing
 from lumbar.errors import UserError
+from lumbar.models.preprocessing import CAFFE, IMAGENET, Preprocessing
 
 from .conftest import REAL_AXIAL, gradient, real_images, write_csv, write_png
 

@@ -20,7 +20,6 @@ import torch
 from PIL import Image
 
 from lumbar import runs
-from lumbar.data.preprocessing import CAFFE, IMAGENET, TF_127, Preprocessing
 from lumbar.errors import UserError
 from lumbar.models import (
     build_classifier,
@@ -32,6 +31,7 @@ from lumbar.models import (
     resolve_weights,
     save_checkpoint,
 )
+from lumbar.models.preprocessing import CAFFE, IMAGENET, TF_127, Preprocessing
 
 # ----------------------------------------------------------------------------- imagenet
 

@@ -71,7 +71,7 @@ def test_empty_or_missing_folders_are_one_line_errors(tmp_path: Path) -> None:
 
 
 def test_unreadable_files_are_reported_not_fatal(tmp_path: Path) -> None:
-    from lumbar.data.preprocessing import Preprocessing
+    from lumbar.models.preprocessing import Preprocessing
     from lumbar.pretrain.dataset import collate
 
     _png(tmp_path / "good.png")

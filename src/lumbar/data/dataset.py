@@ -12,7 +12,7 @@ built by `make_loader` passes the epoch with every index, so results do not depe
 number of workers.
 
 Example:
-    >>> from lumbar.data.preprocessing import IMAGENET
+    >>> from lumbar.models.preprocessing import IMAGENET
     >>> train = ManifestDataset("ds/manifest.csv", IMAGENET, target="disc_abnormal",
     ...                         split="train", roi="grid", augmentation=Augmentation.paper())
     >>> loader = make_loader(train, batch_size=64, shuffle=True)
@@ -36,11 +36,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_in
 from lumbar.data.augment import Augmentation
 from lumbar.data.imageio import read_uint8
 from lumbar.data.manifest import SPLITS, Manifest, read_manifest
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.data.roi import ROI, parse_roi
 from lumbar.data.sampler import EpochBatchSampler
 from lumbar.data.targets import UNLABELLED, get_target
 from lumbar.errors import UserError
+from lumbar.models.preprocessing import Preprocessing
 
 CacheMode = Literal["memory", "mmap", "none"]
 Color = Literal["gray", "rgb"]

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.errors import UserError
+from lumbar.models.preprocessing import Preprocessing
 
 __all__ = [
     "BackboneSpec",

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lumbar.data.preprocessing import TF_127
 from lumbar.models._registry import ImagenetWeights, register_backbone
+from lumbar.models.preprocessing import TF_127
 
 __all__ = ["Conv2dSame", "EfficientNetLite", "MBConvBlock", "efficientnet_lite0"]
 

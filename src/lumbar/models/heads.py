@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from lumbar import runs
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.errors import UserError
 from lumbar.models._registry import BackboneSpec, get_backbone_spec
 from lumbar.models.factory import create_backbone, feature_grid
+from lumbar.models.preprocessing import Preprocessing
 from lumbar.models.weights import WeightSource, read_weights_file, resolve_weights
 
 __all__ = [

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lumbar.data.preprocessing import IMAGENET
 from lumbar.models._registry import ImagenetWeights, register_backbone
+from lumbar.models.preprocessing import IMAGENET
 
 __all__ = ["Bottleneck", "ResNet", "resnet50"]
 

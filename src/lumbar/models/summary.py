@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from lumbar.data.preprocessing import CAFFE, IMAGENET, TF_127, Preprocessing
 from lumbar.models._registry import get_backbone_spec, list_backbones
 from lumbar.models.flops import backbone_gflops
+from lumbar.models.preprocessing import CAFFE, IMAGENET, TF_127, Preprocessing
 from lumbar.models.weights import imagenet_weights_available, imagenet_weights_path
 
 __all__ = [

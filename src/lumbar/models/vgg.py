@@ -11,8 +11,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lumbar.data.preprocessing import IMAGENET
 from lumbar.models._registry import ImagenetWeights, register_backbone
+from lumbar.models.preprocessing import IMAGENET
 
 __all__ = ["VGG", "make_vgg_features", "vgg16", "vgg19"]
 

@@ -42,9 +42,9 @@ import torch
 from torch import nn
 
 from lumbar import runs
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.errors import UserError
 from lumbar.models._registry import ImagenetWeights, get_backbone_spec
+from lumbar.models.preprocessing import Preprocessing
 
 __all__ = [
     "WEIGHT_FILE_SUFFIXES",

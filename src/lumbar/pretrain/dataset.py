@@ -26,8 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from lumbar.data.augment import Augmentation
 from lumbar.data.imageio import read_uint8
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.data.sampler import EpochBatchSampler
+from lumbar.models.preprocessing import Preprocessing
 
 __all__ = [
     "Batch",

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from lumbar.data.preprocessing import Preprocessing
+from lumbar.models.preprocessing import Preprocessing
 
 __all__ = ["all_gather_objects", "dummy_batch", "gather_rows", "merge_unreadable"]
 

@@ -53,7 +53,6 @@ from lumbar import runs
 from lumbar.data.augment import Augmentation, parse_augmentation
 from lumbar.data.dataset import ManifestDataset
 from lumbar.data.manifest import Manifest, read_manifest
-from lumbar.data.preprocessing import Preprocessing
 from lumbar.data.sampler import EpochBatchSampler
 from lumbar.data.splits import check_target_classes
 from lumbar.data.targets import Target, get_target
@@ -69,6 +68,7 @@ from lumbar.models import (
     trainable_parameters,
     unfreeze_last,
 )
+from lumbar.models.preprocessing import Preprocessing
 from lumbar.models.weights import read_weights_file
 from lumbar.progress import TrainingBars
 from lumbar.train.config import TrainConfig

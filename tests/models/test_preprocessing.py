@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lumbar.data.preprocessing import CAFFE, IMAGENET, TF_127, Preprocessing
+from lumbar.models.preprocessing import CAFFE, IMAGENET, TF_127, Preprocessing
 
 
 def test_affine_matches_the_definition() -> None:
