@@ -7,9 +7,9 @@ same backbone with random weights?
 
     (a) supervised  `pretrain_supervised` on a phantom brain-tumour source set
                     (`lumbar synth --kind source`, 4 classes grouped normal / abnormal)
-    (b) ssl         `pretrain_unlabeled` (SimCLR) on a phantom unlabelled set
+    (b) ssl         `pretrain_unlabelled` (SimCLR) on a phantom unlabelled set
                     (`lumbar synth --kind unlabelled`: lumbar and brain slices, PNG + DICOM)
-    (c) ssl-real    `pretrain_unlabeled` (SimCLR) on the real unlabelled lumbar MRI PNGs in
+    (c) ssl-real    `pretrain_unlabelled` (SimCLR) on the real unlabelled lumbar MRI PNGs in
                     ../shared/data/lumbar-mri-unlabelled (skipped when absent)
     (d) scratch     the same backbone, randomly initialised (seed 0), with its BatchNorm
                     statistics computed on the unlabelled set as the pretrained runs' are
@@ -165,7 +165,7 @@ def main() -> None:
         SSLPretrainConfig,
         SupervisedPretrainConfig,
         pretrain_supervised,
-        pretrain_unlabeled,
+        pretrain_unlabelled,
     )
     from lumbar.synth.sets import synthesize_source_set, synthesize_unlabelled_set
     from lumbar.train import TrainConfig, train
@@ -199,14 +199,14 @@ def main() -> None:
             **common), sup, progress=False, log=print)))  # fmt: skip
     runs["supervised"] = str(sup)
     ssl = work / "pretrain" / "ssl"
-    seconds["ssl"] = _step("pretrain ssl", ssl / METRICS, lambda: pretrain_unlabeled(
+    seconds["ssl"] = _step("pretrain ssl", ssl / METRICS, lambda: pretrain_unlabelled(
         SSLPretrainConfig(data=[str(unlabelled_dir)], epochs=args.ssl_epochs,
                           **common), ssl, progress=False, log=print))  # fmt: skip
     runs["ssl"] = str(ssl)
     if REAL_MRI.is_dir():
         real = work / "pretrain" / "ssl-real"
         seconds["ssl-real"] = _step("pretrain ssl-real", real / METRICS,
-            lambda: pretrain_unlabeled(SSLPretrainConfig(
+            lambda: pretrain_unlabelled(SSLPretrainConfig(
                 data=[str(REAL_MRI)], epochs=args.ssl_epochs, **common),
                 real, progress=False, log=print))  # fmt: skip
         runs["ssl-real"] = str(real)

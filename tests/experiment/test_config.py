@@ -63,3 +63,10 @@ def test_every_train_field_can_be_overridden_globally_and_per_block(tmp_path: Pa
     text = "train: {epochs: 7, lr: 0.01, unfreeze: 2}\n" + BASE + "    train: {lr: 0.5}\n"
     block = load(tmp_path, text).blocks[0]
     assert block.train == {"epochs": 7, "lr": 0.5, "unfreeze": 2}
+
+
+@pytest.mark.parametrize("spelling", ["unlabelled", "unlabeled"])
+def test_pretraining_on_unlabelled_images_in_either_spelling(tmp_path: Path, spelling: str) -> None:
+    text = f"pretrain:\n  dataset_b: {{kind: {spelling}, data: [b/]}}\n" + BASE
+    source = load(tmp_path, text).pretrain["dataset_b"]
+    assert source.kind == "unlabelled" and source.method == "simclr"

@@ -1,4 +1,4 @@
-"""`lumbar pretrain supervised|unlabeled` through the command line (Typer), end to end."""
+"""`lumbar pretrain supervised|unlabelled` through the command line (Typer), end to end."""
 
 from __future__ import annotations
 
@@ -31,9 +31,11 @@ def cli() -> typer.Typer:
 def test_help_names_both_procedures(cli: typer.Typer) -> None:
     result = CliRunner().invoke(cli, ["pretrain", "--help"])
     assert result.exit_code == 0
-    assert "supervised" in result.output and "unlabeled" in result.output
-    result = CliRunner().invoke(cli, ["pretrain", "unlabeled", "--help"])
-    assert "simclr" in result.output
+    assert "supervised" in result.output and "unlabelled" in result.output
+    assert "unlabeled" not in result.output  # the old spelling works but is not listed
+    for spelling in ("unlabelled", "unlabeled"):
+        result = CliRunner().invoke(cli, ["pretrain", spelling, "--help"])
+        assert result.exit_code == 0 and "simclr" in result.output
 
 
 def test_supervised_with_a_class_map(cli: typer.Typer, source_set: Path, tmp_path: Path) -> None:
@@ -52,14 +54,19 @@ def test_supervised_with_a_class_map(cli: typer.Typer, source_set: Path, tmp_pat
     assert config["data"]["folders"] == {"glioma": 4, "pituitary": 4, "no_tumor": 4}
 
 
-def test_unlabeled_then_resume(cli: typer.Typer, unlabelled_set: Path, tmp_path: Path) -> None:
+def test_unlabelled_then_resume(cli: typer.Typer, unlabelled_set: Path, tmp_path: Path) -> None:
     out = tmp_path / "ssl"
-    args = ["pretrain", "unlabeled", "--data", str(unlabelled_set), "--out", str(out), *QUICK]
+    args = ["pretrain", "unlabelled", "--data", str(unlabelled_set), "--out", str(out), *QUICK]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "(simclr mobilenet_v2, 16 images, 1 epochs" in result.stdout
     result = CliRunner().invoke(
         cli, ["pretrain", "unlabeled", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]
+    )  # the old spelling of the command resumes the run too
+    assert result.exit_code == 0, result.output
+    assert "(simclr mobilenet_v2, 16 images, 2 epochs" in result.stdout
+    result = CliRunner().invoke(
+        cli, ["pretrain", "unlabelled", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]
     )
     assert result.exit_code == 0, result.output
     assert "(simclr mobilenet_v2, 16 images, 2 epochs" in result.stdout

@@ -1,4 +1,4 @@
-"""`pretrain_unlabeled` (Procedure 3, SimCLR): loss, run folder, unreadable files, resume, DDP."""
+"""`pretrain_unlabelled` (Procedure 3, SimCLR): loss, run folder, unreadable files, resume, DDP."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from lumbar.errors import UserError
 from lumbar.models import build_classifier
 from lumbar.models.weights import read_weights_file
-from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabeled
+from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabelled
 from lumbar.pretrain.ssl import nt_xent
 
 from .conftest import SIZE, tiny_config, torchrun_pretrain, train_from
@@ -46,7 +46,7 @@ def data_with_a_broken_file(unlabelled_set: Path, tmp_path_factory: pytest.TempP
 def run(data_with_a_broken_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ssl") / "run"
     notes: list[str] = []
-    result = pretrain_unlabeled(
+    result = pretrain_unlabelled(
         tiny(data_with_a_broken_file), out, progress=False, log=notes.append
     )
     assert result.images == 16 and len(result.history) == 2
@@ -56,7 +56,7 @@ def run(data_with_a_broken_file: Path, tmp_path_factory: pytest.TempPathFactory)
 
 def test_run_folder_records_method_and_keeps_only_the_trunk(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
-    assert config["pretrain"]["kind"] == "unlabeled" and config["pretrain"]["method"] == "simclr"
+    assert config["pretrain"]["kind"] == "unlabelled" and config["pretrain"]["method"] == "simclr"
     assert config["pretrain"]["hyperparameters"]["temperature"] == 0.2
     assert config["pretrain"]["hyperparameters"]["views"]["crop_scale"] == [0.35, 1.0]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -85,9 +85,9 @@ def test_lumbar_train_accepts_the_run(run: Path, phantom_manifest: Path, tmp_pat
 
 def test_resume_continues_the_run(data_with_a_broken_file: Path, run: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
-    pretrain_unlabeled(tiny(data_with_a_broken_file, epochs=1), out, progress=False)
+    pretrain_unlabelled(tiny(data_with_a_broken_file, epochs=1), out, progress=False)
     first = (out / "history.csv").read_text().splitlines()
-    result = pretrain_unlabeled(
+    result = pretrain_unlabelled(
         tiny(data_with_a_broken_file, epochs=3), out, resume=True, progress=False
     )
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
@@ -95,20 +95,34 @@ def test_resume_continues_the_run(data_with_a_broken_file: Path, run: Path, tmp_
     assert json.loads((out / "config.json").read_text())["pretrain"]["config"]["epochs"] == 3
 
 
+def test_a_run_saved_with_the_old_spelling_resumes(
+    data_with_a_broken_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "old"
+    pretrain_unlabelled(tiny(data_with_a_broken_file, epochs=1), out, progress=False)
+    config = json.loads((out / "config.json").read_text())
+    config["pretrain"]["kind"] = "unlabeled"  # as runs before the one spelling wrote it
+    (out / "config.json").write_text(json.dumps(config))
+    result = pretrain_unlabelled(
+        tiny(data_with_a_broken_file, epochs=2), out, resume=True, progress=False
+    )
+    assert [r["epoch"] for r in result.history] == [1, 2]
+
+
 def test_bad_input(tmp_path: Path, unlabelled_set: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images"):
-        pretrain_unlabeled(tiny(tmp_path / "empty"), tmp_path / "r1", progress=False)
+        pretrain_unlabelled(tiny(tmp_path / "empty"), tmp_path / "r1", progress=False)
     with pytest.raises(UserError, match="unknown method"):
-        pretrain_unlabeled(tiny(unlabelled_set, method="mae"), tmp_path / "r2", progress=False)
+        pretrain_unlabelled(tiny(unlabelled_set, method="mae"), tmp_path / "r2", progress=False)
     with pytest.raises(UserError, match="unknown augmentation"):
-        pretrain_unlabeled(
+        pretrain_unlabelled(
             tiny(unlabelled_set, augmentation={"hue": 0.1}), tmp_path / "r3", progress=False
         )
 
 
 def test_real_mri_pngs_pretrain(real_mri_dir: Path, tmp_path: Path) -> None:
-    result = pretrain_unlabeled(
+    result = pretrain_unlabelled(
         tiny(real_mri_dir, epochs=1, max_images=16), tmp_path / "real", progress=False
     )
     assert result.images == 16 and math.isfinite(result.history[0]["loss"])
@@ -117,7 +131,7 @@ def test_real_mri_pngs_pretrain(real_mri_dir: Path, tmp_path: Path) -> None:
 def test_torchrun_two_processes(unlabelled_set: Path, tmp_path: Path) -> None:
     """Two gloo processes share each batch; embeddings are gathered, so NT-Xent sees all."""
     out = tmp_path / "ddp"
-    result = torchrun_pretrain("unlabeled", unlabelled_set, out)
+    result = torchrun_pretrain("unlabelled", unlabelled_set, out)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     history = (out / "history.csv").read_text().splitlines()

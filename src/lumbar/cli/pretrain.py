@@ -1,9 +1,11 @@
-"""`lumbar pretrain supervised|unlabeled`: the paper's Procedures 2 and 3.
+"""`lumbar pretrain supervised|unlabelled`: the paper's Procedures 2 and 3.
 
 Only typer and the standard library are imported here; torch comes in when a command runs.
 Both commands also run under `torchrun` (one process per GPU, or several CPU processes):
 
-    torchrun --nproc_per_node 4 -m lumbar.cli pretrain unlabeled --data B/ --out RUN ...
+    torchrun --nproc_per_node 4 -m lumbar.cli pretrain unlabelled --data B/ --out RUN ...
+
+`lumbar pretrain unlabeled` (the spelling of earlier releases) still works, unlisted.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def supervised(
 
 
 @pretrain_app.command()
-def unlabeled(
+def unlabelled(
     out: OutOption,
     data: DataOption = None,
     backbone: BackboneOption = "vgg16",
@@ -164,14 +166,14 @@ def unlabeled(
 
     Unreadable files are skipped and counted; the projection head is discarded at the end.
     """
-    from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabeled
+    from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabelled
 
     config = SSLPretrainConfig.from_options(
         data, resume=resume, backbone=backbone, method=method, epochs=epochs,
         batch_size=batch_size, lr=lr, temperature=temperature, input_size=input_size,
         workers=workers, seed=seed, max_images=max_images, threads=threads, device=device,
     )  # fmt: skip
-    result = pretrain_unlabeled(config, out, resume=resume, progress=not quiet, log=_echo_err)
+    result = pretrain_unlabelled(config, out, resume=resume, progress=not quiet, log=_echo_err)
     last = result.history[-1] if result.history else None
     summary = (
         f"wrote {out} ({result.method} {result.backbone}, {result.images} images, "
@@ -180,3 +182,7 @@ def unlabeled(
     if last is not None:
         summary += f"; final loss {last['loss']:.4f}"
     _print_summary(summary, out, result.backbone)
+
+
+# the spelling of earlier releases, kept working but not listed
+pretrain_app.command("unlabeled", hidden=True)(unlabelled)

@@ -9,7 +9,7 @@ One YAML file declares the whole study, the paper's Procedures 1-3 as a grid:
       main: {manifest: data/manifest.csv}          # or studies: + labels:, or synth: {...}
     pretrain:
       dataset_a: {kind: supervised, data: [brain/], config: {epochs: 100}}
-      dataset_b: {kind: unlabeled, method: simclr, data: [pacs/]}
+      dataset_b: {kind: unlabelled, method: simclr, data: [pacs/]}
     procedures:
       - procedure: 1
         dataset: main
@@ -37,6 +37,7 @@ from lumbar.data.splits import parse_ratios
 from lumbar.data.targets import get_target
 from lumbar.errors import UserError
 from lumbar.models import list_backbones
+from lumbar.pretrain.common import KIND_ALIASES
 from lumbar.train import TrainConfig
 
 __all__ = [
@@ -59,7 +60,7 @@ SPLIT_KEYS = ("ratios", "seed")
 # grid dimensions: set by the grid, never through `train:`
 GRID_FIELDS = ("manifest", "backbone", "weights", "mode", "roi", "target", "seed")
 MODES = ("frozen", "finetune")
-KINDS = ("supervised", "unlabeled")
+KINDS = ("supervised", "unlabelled")
 BUILTIN_SOURCES = ("imagenet", "scratch")
 
 
@@ -201,7 +202,7 @@ def _dataset(name: str, data: Any, base: Path) -> DatasetConfig:
 def _pretrain(name: str, data: Any, base: Path) -> PretrainConfig:
     where = f"pretrain.{name}"
     data = _check_keys(data, PRETRAIN_KEYS, where)
-    kind = data.get("kind")
+    kind = KIND_ALIASES.get(data.get("kind"), data.get("kind"))  # the old spelling still reads
     if kind not in KINDS:
         raise UserError(f"{where}.kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if ("data" in data) == ("synth" in data):
@@ -215,10 +216,10 @@ def _pretrain(name: str, data: Any, base: Path) -> PretrainConfig:
     else:
         paths = tuple(_path(base, p, f"{where}.data") for p in _list(data["data"], where))
     method = data.get("method")
-    if kind == "unlabeled":
+    if kind == "unlabelled":
         method = method or "simclr"
     elif method is not None:
-        raise UserError(f"{where}: method: is for kind unlabeled only")
+        raise UserError(f"{where}: method: is for kind unlabelled only")
     config = data.get("config") or {}
     if not isinstance(config, dict):
         raise UserError(f"{where}.config must be a mapping of pretraining settings")

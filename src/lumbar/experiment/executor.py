@@ -100,7 +100,7 @@ def _run_pretrain(exp: Path, spec: dict[str, Any], threads: int, say: Any) -> st
         config = pretrain.SSLPretrainConfig(
             data=list(spec["data"]), backbone=spec["backbone"], method=spec["method"], **settings
         )
-        result = pretrain.pretrain_unlabeled(
+        result = pretrain.pretrain_unlabelled(
             config, run_dir, resume=resume, progress=False, log=say
         )
     return f"{result.images} images, best epoch {result.best_epoch}"

@@ -283,7 +283,7 @@ def _pretrain_cost(spec: PretrainSpec, images: int, threads: int = 2) -> float:
     epochs = int(spec.config.get("epochs", 100))
     if spec.config.get("max_images"):
         images = min(images, int(spec.config["max_images"]))
-    views = 2 if spec.kind == "unlabeled" else 1
+    views = 2 if spec.kind == "unlabelled" else 1
     full = sum(stage_macs(spec.backbone, size))
     return epochs * images * views * (3 * full / _rate(spec.backbone, threads) + DECODE_SECONDS)
 

@@ -2,7 +2,7 @@
 
 - `pretrain_supervised`: a backbone trained on labelled class folders (the paper's Dataset A,
   brain-tumour MRI grouped into normal / abnormal), keeping the lowest validation loss.
-- `pretrain_unlabeled`: a backbone trained on a folder tree of unlabelled MRI (Dataset B) with
+- `pretrain_unlabelled`: a backbone trained on a folder tree of unlabelled MRI (Dataset B) with
   SimCLR contrastive learning (`lumbar.pretrain.ssl` documents the method and its settings).
 
 Both stream files from disk (nothing is loaded up front), decode in DataLoader workers, run
@@ -11,15 +11,15 @@ under `torchrun` (DDP), resume from RUN/last.pt, and write a run folder that
 and checkpoint.pt ({"model": trunk state dict}).
 
 Example:
-    >>> from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabeled
+    >>> from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabelled
     >>> cfg = SSLPretrainConfig(data=["mri/"], backbone="mobilenet_v2", input_size=96, epochs=20)
-    >>> result = pretrain_unlabeled(cfg, Path("runs/ssl"))
+    >>> result = pretrain_unlabelled(cfg, Path("runs/ssl"))
     >>> # then: lumbar train --manifest ds/manifest.csv --backbone mobilenet_v2 --weights runs/ssl
 """
 
 from lumbar.pretrain.common import PretrainResult
 from lumbar.pretrain.files import ImageFiles, LabelledFiles, scan_images, scan_labelled
-from lumbar.pretrain.ssl import METHODS, SSLPretrainConfig, pretrain_unlabeled
+from lumbar.pretrain.ssl import METHODS, SSLPretrainConfig, pretrain_unlabelled
 from lumbar.pretrain.supervised import SupervisedPretrainConfig, pretrain_supervised
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "SSLPretrainConfig",
     "SupervisedPretrainConfig",
     "pretrain_supervised",
-    "pretrain_unlabeled",
+    "pretrain_unlabelled",
     "scan_images",
     "scan_labelled",
 ]

@@ -29,6 +29,9 @@ from lumbar.train.steps import resume_training
 
 SettingsT = TypeVar("SettingsT")
 
+#: Older spellings of a procedure's kind in saved run folders and experiment configs.
+KIND_ALIASES = {"unlabeled": "unlabelled"}
+
 __all__ = [
     "PretrainResult",
     "check_settings",
@@ -60,12 +63,14 @@ class PretrainResult:
 def saved_settings(kind: str, run_dir: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """What `lumbar.train.steps.start_run` resumes a pretraining run with: the settings its
     config.json saved under "pretrain", when it is a run of the same procedure.
+
+    Runs written before the one spelling "unlabelled" say "unlabeled" and resume as well.
     """
 
     def pick(run_config: dict[str, Any]) -> dict[str, Any]:
         saved = run_config.get("pretrain", {})
         found = saved.get("kind")
-        if found != kind:
+        if KIND_ALIASES.get(found, found) != kind:
             raise UserError(
                 f"{Path(run_dir).name} is not a `lumbar pretrain {kind}` run (it is "
                 f"{found or 'something else'}); resume it with its own command"

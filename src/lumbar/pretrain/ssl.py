@@ -1,4 +1,4 @@
-"""`lumbar pretrain unlabeled`: the paper's Procedure 3, a backbone trained on unlabelled MRI.
+"""`lumbar pretrain unlabelled`: the paper's Procedure 3, a backbone trained on unlabelled MRI.
 
 The paper pretrains on 209,083 unlabelled MRI images (Dataset B) without saying how a network
 learns from images without labels. `lumbar` uses an established self-supervised method and
@@ -83,9 +83,9 @@ from lumbar.train.runtime import (
 from lumbar.train.steps import save_epoch, start_run
 from lumbar.visualize.charts import contrastive_curve
 
-__all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabeled"]
+__all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabelled"]
 
-KIND = "unlabeled"
+KIND = "unlabelled"
 METHODS = ("simclr",)
 HISTORY_FIELDS = ("epoch", "loss", "contrastive_accuracy", "lr", "images_per_s", "seconds")
 
@@ -224,7 +224,7 @@ def _lr_at(cfg: SSLPretrainConfig, progress: float) -> float:
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min((progress - warmup) / span, 1.0)))
 
 
-def pretrain_unlabeled(
+def pretrain_unlabelled(
     config: SSLPretrainConfig,
     run_dir: Path,
     *,
