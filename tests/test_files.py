@@ -39,3 +39,14 @@ def test_prepare_output_dir(tmp_path: Path):
     prepare_output_dir(tmp_path / "full", force=True)
     with pytest.raises(UserError, match="not a folder"):
         prepare_output_dir(tmp_path / "full" / "x", force=True)
+
+
+def test_csv_and_json_writers(tmp_path: Path) -> None:
+    from lumbar.files import csv_text, write_csv_atomic, write_json_atomic
+
+    assert csv_text(["a", "b"], [[1, "x,y"], [2, ""]]) == 'a,b\n1,"x,y"\n2,\n'
+    write_csv_atomic(tmp_path / "t.csv", [{"a": 1, "b": 2, "extra": 3}], ["a", "b"])
+    assert (tmp_path / "t.csv").read_text() == "a,b\n1,2\n"
+    write_json_atomic(tmp_path / "t.json", {"p": tmp_path}, default=str)
+    assert (tmp_path / "t.json").read_text() == f'{{\n  "p": "{tmp_path}"\n}}\n'
+    assert not list(tmp_path.glob(".*.part"))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,21 @@ def write_text_atomic(target: Path, text: str) -> None:
     write_bytes_atomic(target, text.encode("utf-8"))
 
 
-def write_json_atomic(target: Path, data: Any) -> None:
-    """Write `data` as pretty-printed JSON (indent 2, a final newline) to `target` atomically."""
-    write_text_atomic(target, json.dumps(data, indent=2) + "\n")
+def write_json_atomic(
+    target: Path, data: Any, *, default: Callable[[Any], Any] | None = None
+) -> None:
+    """Write `data` as pretty-printed JSON (indent 2, a final newline) to `target` atomically;
+    `default` turns values JSON does not know into ones it does (as in `json.dumps`)."""
+    write_text_atomic(target, json.dumps(data, indent=2, default=default) + "\n")
+
+
+def csv_text(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """The CSV text of a header and rows, lines ending in "\n" (the tables `lumbar` writes)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def write_csv_atomic(

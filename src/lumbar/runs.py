@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lumbar.errors import UserError
-from lumbar.files import atomic_path, write_json_atomic, write_text_atomic
+from lumbar.files import atomic_path, write_csv_atomic, write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -230,11 +230,8 @@ def write_history(run_dir: Path, history: list[dict[str, float]], fields: Sequen
     Values are written with repr, which round-trips exactly, so a resumed run's history equals
     an uninterrupted one's.
     """
-    with atomic_path(Path(run_dir) / HISTORY) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(fields))
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: repr(row[k]) for k in fields})
+    rows = ({k: repr(row[k]) for k in fields} for row in history)
+    write_csv_atomic(Path(run_dir) / HISTORY, rows, fields)
 
 
 def read_history(run_dir: Path) -> list[dict[str, float]]:

@@ -16,7 +16,6 @@ target skips rows without its grade).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -39,7 +38,7 @@ from lumbar.data.manifest import (
 from lumbar.data.splits import DEFAULT_RATIOS, apply_split, split_sizes
 from lumbar.data.targets import DEFAULT_TARGET
 from lumbar.errors import UserError
-from lumbar.files import prepare_output_dir, replace_dir
+from lumbar.files import prepare_output_dir, replace_dir, write_json_atomic, write_text_atomic
 from lumbar.grading import DiscLevel, validate_grading
 from lumbar.labeler.store import read_gradings
 from lumbar.pseudonym import load_secret, pseudonymize
@@ -146,9 +145,7 @@ def build_dataset(
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     try:
-        (staging / MANIFEST_NAME).write_text(
-            manifest_text(manifest.columns, manifest.rows), encoding="utf-8"
-        )
+        write_text_atomic(staging / MANIFEST_NAME, manifest_text(manifest.columns, manifest.rows))
         provenance = {
             "lumbar_version": __version__,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -162,7 +159,7 @@ def build_dataset(
                 "labelled_images": labelled,
             },
         }
-        (staging / "build.json").write_text(json.dumps(provenance, indent=2) + "\n", "utf-8")
+        write_json_atomic(staging / "build.json", provenance)
         replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

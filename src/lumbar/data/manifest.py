@@ -24,7 +24,7 @@ import numpy as np
 
 from lumbar.data.imageio import probe_image
 from lumbar.errors import UserError
-from lumbar.files import write_text_atomic
+from lumbar.files import csv_text, write_text_atomic
 from lumbar.grading import GRADES, DiscLevel, GradeField
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("image", "patient_id")
@@ -332,12 +332,7 @@ def ordered_columns(columns: Iterable[str]) -> list[str]:
 def manifest_text(columns: Sequence[str], rows: Iterable[dict[str, str]]) -> str:
     """The CSV text of a manifest with the given columns (in `ordered_columns` order)."""
     ordered = ordered_columns(columns)
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(ordered)
-    for row in rows:
-        writer.writerow([row.get(c, "") for c in ordered])
-    return buffer.getvalue()
+    return csv_text(ordered, ([row.get(c, "") for c in ordered] for row in rows))
 
 
 def write_manifest(manifest: Manifest, path: Path | None = None) -> Path:

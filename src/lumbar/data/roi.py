@@ -31,7 +31,7 @@ import numpy as np
 from lumbar.data.imageio import read_native, read_uint8
 from lumbar.data.manifest import Manifest, manifest_text, read_manifest, relative_image_path
 from lumbar.errors import UserError
-from lumbar.files import prepare_output_dir, replace_dir
+from lumbar.files import prepare_output_dir, replace_dir, write_text_atomic
 from lumbar.visualize.roi_figure import BlockGrid, roi_figure
 
 #: The paper's image size (width, height), block size (width, height) and grid (across, down).
@@ -261,7 +261,7 @@ def crop_manifest(
             )
         columns = (*manifest.columns, "roi") if "roi" not in manifest.columns else manifest.columns
         result = Manifest(out / "manifest.csv", tuple(columns), tuple(rows))
-        (staging / "manifest.csv").write_text(manifest_text(result.columns, result.rows), "utf-8")
+        write_text_atomic(staging / "manifest.csv", manifest_text(result.columns, result.rows))
         replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,9 +16,6 @@ normal.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import shutil
 from collections import Counter
@@ -27,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from lumbar.data.manifest import SPLITS, Manifest, read_manifest
-from lumbar.files import prepare_output_dir, replace_dir
+from lumbar.files import (
+    csv_text,
+    prepare_output_dir,
+    replace_dir,
+    write_json_atomic,
+    write_text_atomic,
+)
 from lumbar.grading import STENOSIS_FIELDS, DiscLevel, DiscState, GradeField, Stenosis
 from lumbar.visualize.charts import dataset_charts
 
@@ -148,30 +151,24 @@ def write_stats(manifest_path: Path, out: Path, *, force: bool = False) -> Datas
     return stats
 
 
-def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def _write_tables(stats: DatasetStats, folder: Path) -> None:
-    (folder / "stats.json").write_text(json.dumps(stats.to_dict(), indent=2) + "\n", "utf-8")
-    (folder / "images_by_view.csv").write_text(
-        _csv_text(["view", "images"], [[v, n] for v, n in stats.views.items()]), "utf-8"
+    write_json_atomic(folder / "stats.json", stats.to_dict())
+    write_text_atomic(
+        folder / "images_by_view.csv",
+        csv_text(["view", "images"], [[v, n] for v, n in stats.views.items()]),
     )
     names = [s.name.lower() for s in DiscState]
-    (folder / "table5_disc_state_by_level.csv").write_text(
-        _csv_text(
+    write_text_atomic(
+        folder / "table5_disc_state_by_level.csv",
+        csv_text(
             ["level", *names],
             [[lv, *(c[n] for n in names)] for lv, c in stats.disc_state_by_level.items()],
         ),
-        "utf-8",
     )
     grade_names = [s.name.lower() for s in Stenosis]
-    (folder / "stenosis_by_grade.csv").write_text(
-        _csv_text(
+    write_text_atomic(
+        folder / "stenosis_by_grade.csv",
+        csv_text(
             ["field", *grade_names, "unlabelled"],
             [
                 [
@@ -182,15 +179,14 @@ def _write_tables(stats: DatasetStats, folder: Path) -> None:
                 for f in STENOSIS_FIELDS
             ],
         ),
-        "utf-8",
     )
     if stats.splits:
         keys = list(next(iter(stats.splits.values())))
-        (folder / "splits.csv").write_text(
-            _csv_text(
+        write_text_atomic(
+            folder / "splits.csv",
+            csv_text(
                 ["split", *keys], [[s, *(c[k] for k in keys)] for s, c in stats.splits.items()]
             ),
-            "utf-8",
         )
 
 

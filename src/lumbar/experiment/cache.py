@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lumbar.files import atomic_path
+from lumbar.files import atomic_path, write_json_atomic
 
 __all__ = ["DiskPrefixCache"]
 
@@ -119,8 +119,7 @@ class DiskPrefixCache:
         self.root.mkdir(parents=True, exist_ok=True)
         with atomic_path(self._file(key)) as tmp:
             torch.save(tensor.contiguous(), tmp)
-        with atomic_path(self.root / f"{key}.json") as tmp:
-            Path(tmp).write_text(json.dumps(about, indent=2, default=str) + "\n", "utf-8")
+        write_json_atomic(self.root / f"{key}.json", about, default=str)
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[None]:

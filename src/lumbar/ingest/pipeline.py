@@ -9,7 +9,6 @@ atomically, so a killed run rerun into the same OUT gives the same output as one
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import logging
 import os
@@ -25,7 +24,7 @@ from typing import Any
 
 from lumbar import __version__
 from lumbar.errors import UserError
-from lumbar.files import atomic_path
+from lumbar.files import atomic_path, csv_text
 from lumbar.grading import DiscLevel
 from lumbar.ingest.classify import (
     Rules,
@@ -759,19 +758,15 @@ def _sorted_report(report: list[ReportRow]) -> list[ReportRow]:
 
 
 def _write_images_csv(out: Path, images: list[IngestedImage]) -> None:
-    _write_output(out / IMAGES_CSV, _csv_bytes(IMAGES_COLUMNS, [im.as_tuple() for im in images]))
+    _write_output(
+        out / IMAGES_CSV, csv_text(IMAGES_COLUMNS, [im.as_tuple() for im in images]).encode()
+    )
 
 
 def _write_report(out: Path, report: list[ReportRow]) -> None:
-    _write_output(out / REPORT_CSV, _csv_bytes(REPORT_COLUMNS, [r.as_tuple() for r in report]))
-
-
-def _csv_bytes(header: Sequence[str], rows: list[tuple[str, ...]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")
+    _write_output(
+        out / REPORT_CSV, csv_text(REPORT_COLUMNS, [r.as_tuple() for r in report]).encode()
+    )
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from lumbar.errors import UserError
-from lumbar.files import write_text_atomic
+from lumbar.files import csv_text, write_text_atomic
 from lumbar.grading import GRADES, LEVELS
 from lumbar.labeler.store import CONSENSUS, FIELDS, Store
 
@@ -117,11 +115,10 @@ def agreement_table(
 
 def write_agreement_csv(rows: list[AgreementRow], out: Path, weights: str) -> Path:
     """Write the agreement table as CSV (rater_a, rater_b, field, level, n, kappa, weights)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["rater_a", "rater_b", "field", "level", "n", "kappa", "weights"])
+    header = ["rater_a", "rater_b", "field", "level", "n", "kappa", "weights"]
+    cells = []
     for r in rows:
         kappa = "" if r.kappa is None else f"{r.kappa:.6f}"
-        writer.writerow([r.rater_a, r.rater_b, r.field, r.level, r.n, kappa, weights])
-    write_text_atomic(out, buffer.getvalue())
+        cells.append([r.rater_a, r.rater_b, r.field, r.level, r.n, kappa, weights])
+    write_text_atomic(out, csv_text(header, cells))
     return Path(out)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from lumbar.errors import UserError
-from lumbar.files import prepare_output_dir, write_text_atomic
+from lumbar.files import csv_text, prepare_output_dir, write_text_atomic
 from lumbar.grading import LEVELS, DiscLevel, validate_grading
 from lumbar.labeler.catalog import Catalog, load_catalog
 from lumbar.labeler.store import CONSENSUS, FIELDS, PATIENT_ID, Store, _label_rows, resolve_slot
@@ -24,13 +24,11 @@ def _cell(value: object) -> str:
 
 def table4_csv(grades: dict[str, dict[str, int | None]]) -> str:
     """One patient's grades in the paper's Table 4 layout (rows L12..L51; empty = not graded)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(TABLE4_HEADER)
+    rows = []
     for level in LEVELS:
         values = grades.get(level.value, dict.fromkeys(FIELDS))
-        writer.writerow([f"L{level.code}", *(_cell(values[f]) for f in FIELDS)])
-    return buffer.getvalue()
+        rows.append([f"L{level.code}", *(_cell(values[f]) for f in FIELDS)])
+    return csv_text(TABLE4_HEADER, rows)
 
 
 def export_table4(store: Store, out: Path, *, rater: str | None, force: bool = False) -> int:
@@ -57,13 +55,11 @@ def export_table4(store: Store, out: Path, *, rater: str | None, force: bool = F
 def manifest_csv(store: Store, catalog: Catalog, base: Path, *, rater: str | None) -> str:
     """The DESIGN.md manifest of every catalog image; axial images carry their level's grades."""
     grades = {(str(r["patient_id"]), str(r["level"])): r for r in _label_rows(store, rater)}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
+    rows = []
     for patient, images in catalog.patients.items():
         for image in images:
             labels = grades.get((patient, image.level or ""), {})
-            writer.writerow(
+            rows.append(
                 [
                     Path(os.path.relpath(image.path, base)).as_posix(),
                     patient,
@@ -72,7 +68,7 @@ def manifest_csv(store: Store, catalog: Catalog, base: Path, *, rater: str | Non
                     *(_cell(labels.get(f)) for f in FIELDS),
                 ]
             )
-    return buffer.getvalue()
+    return csv_text(MANIFEST_COLUMNS, rows)
 
 
 def export_manifest(store: Store, catalog: Catalog, out: Path, *, rater: str | None) -> int:

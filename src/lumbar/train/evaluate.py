@@ -25,7 +25,7 @@ from lumbar.data.dataset import ManifestDataset, make_loader
 from lumbar.data.manifest import read_manifest
 from lumbar.data.targets import get_target
 from lumbar.errors import UserError
-from lumbar.files import atomic_path, write_json_atomic
+from lumbar.files import write_csv_atomic, write_json_atomic
 from lumbar.metrics import (
     METRICS,
     bootstrap_ci,
@@ -103,16 +103,15 @@ def _tag(split: str, manifest: Path | None) -> str:
 
 
 def _write_predictions(path: Path, pred: dict[str, Any]) -> None:
-    names = pred["class_names"]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", "patient_id", "label", "predicted", *[f"p_{n}" for n in names]])
-        for image, patient, label, prob in zip(
-            pred["images"], pred["patients"], pred["labels"], pred["probabilities"], strict=True
-        ):
-            writer.writerow(
-                [image, patient, int(label), int(prob.argmax()), *[f"{p:.6f}" for p in prob]]
-            )
+    probabilities = [f"p_{n}" for n in pred["class_names"]]
+    columns = ["image", "patient_id", "label", "predicted", *probabilities]
+    rows = []
+    for image, patient, label, prob in zip(
+        pred["images"], pred["patients"], pred["labels"], pred["probabilities"], strict=True
+    ):
+        values = [image, patient, int(label), int(prob.argmax()), *(f"{p:.6f}" for p in prob)]
+        rows.append(dict(zip(columns, values, strict=True)))
+    write_csv_atomic(path, rows, columns)
 
 
 def evaluate_run(
