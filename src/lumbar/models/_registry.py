@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from torch import nn
 
 from lumbar.errors import UserError
-from lumbar.models.preprocessing import Preprocessing
+from lumbar.models.preprocessing import IMAGENET, Preprocessing
 
 __all__ = [
     "BackboneSpec",
@@ -28,6 +28,7 @@ __all__ = [
     "get_backbone_spec",
     "list_backbones",
     "register_backbone",
+    "torchvision_weights",
 ]
 
 ModelFn = TypeVar("ModelFn", bound=Callable[..., nn.Module])
@@ -72,6 +73,19 @@ class ImagenetWeights:
         if spec is None or spec.origin is None:
             return None
         return Path(spec.origin).parent / "models" / self.file_name
+
+
+def torchvision_weights(file_name: str, sha256: str, top1: float) -> ImagenetWeights:
+    """torchvision's IMAGENET1K_V1 weights of a backbone: downloaded from
+    download.pytorch.org/models/`file_name`, checked against `sha256`, on ImageNet's input."""
+    return ImagenetWeights(
+        url=f"https://download.pytorch.org/models/{file_name}",
+        file_name=file_name,
+        sha256=sha256,
+        preprocessing=IMAGENET,
+        top1=top1,
+        origin="torchvision IMAGENET1K_V1",
+    )
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lumbar.models._registry import ImagenetWeights, register_backbone
-from lumbar.models.preprocessing import IMAGENET
+from lumbar.models._registry import register_backbone, torchvision_weights
 
 __all__ = ["ConvBNReLU6", "InvertedResidual", "MobileNetV2", "mobilenet_v2"]
 
@@ -151,14 +150,7 @@ class MobileNetV2(nn.Module):
     last_conv="features.18.0",
     feature_layer="features.18",
     paper=True,
-    imagenet=ImagenetWeights(
-        url="https://download.pytorch.org/models/mobilenet_v2-b0353104.pth",
-        file_name="mobilenet_v2-b0353104.pth",
-        sha256="b0353104",
-        preprocessing=IMAGENET,
-        top1=71.878,
-        origin="torchvision IMAGENET1K_V1",
-    ),
+    imagenet=torchvision_weights("mobilenet_v2-b0353104.pth", "b0353104", 71.878),
 )
 def mobilenet_v2(*, num_classes: int = 1000, dropout: float = 0.2) -> MobileNetV2:
     """MobileNetV2 (width 1.0): 17 inverted-residual blocks, 3.5 M parameters with its head."""

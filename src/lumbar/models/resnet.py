@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lumbar.models._registry import ImagenetWeights, register_backbone
-from lumbar.models.preprocessing import IMAGENET
+from lumbar.models._registry import register_backbone, torchvision_weights
 
 __all__ = ["Bottleneck", "ResNet", "resnet50"]
 
@@ -118,14 +117,7 @@ class ResNet(nn.Module):
     last_conv="layer4.2.conv3",
     feature_layer="layer4",
     paper=True,
-    imagenet=ImagenetWeights(
-        url="https://download.pytorch.org/models/resnet50-0676ba61.pth",
-        file_name="resnet50-0676ba61.pth",
-        sha256="0676ba61",
-        preprocessing=IMAGENET,
-        top1=76.130,
-        origin="torchvision IMAGENET1K_V1",
-    ),
+    imagenet=torchvision_weights("resnet50-0676ba61.pth", "0676ba61", 76.130),
 )
 def resnet50(*, num_classes: int = 1000) -> ResNet:
     """ResNet50: 16 bottleneck blocks in 4 stages, 25.6 M parameters with its head."""

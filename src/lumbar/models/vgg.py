@@ -11,8 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from lumbar.models._registry import ImagenetWeights, register_backbone
-from lumbar.models.preprocessing import IMAGENET
+from lumbar.models._registry import register_backbone, torchvision_weights
 
 __all__ = ["VGG", "make_vgg_features", "vgg16", "vgg19"]
 
@@ -105,23 +104,12 @@ class VGG(nn.Module):
         return self.classifier(x)
 
 
-def _imagenet(file_name: str, sha256: str, top1: float) -> ImagenetWeights:
-    return ImagenetWeights(
-        url=f"https://download.pytorch.org/models/{file_name}",
-        file_name=file_name,
-        sha256=sha256,
-        preprocessing=IMAGENET,
-        top1=top1,
-        origin="torchvision IMAGENET1K_V1",
-    )
-
-
 @register_backbone(
     feature_dim=512,
     last_conv="features.28",
     feature_layer="features.30",
     paper=True,
-    imagenet=_imagenet(
+    imagenet=torchvision_weights(
         "vgg16-397923af.pth",
         "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
         71.592,
@@ -137,7 +125,7 @@ def vgg16(*, num_classes: int = 1000, dropout: float = 0.5) -> VGG:
     last_conv="features.34",
     feature_layer="features.36",
     paper=True,
-    imagenet=_imagenet("vgg19-dcbb9e9d.pth", "dcbb9e9d", 72.376),
+    imagenet=torchvision_weights("vgg19-dcbb9e9d.pth", "dcbb9e9d", 72.376),
 )
 def vgg19(*, num_classes: int = 1000, dropout: float = 0.5) -> VGG:
     """VGG19 (configuration E): 16 convolutions in 5 blocks, 143.7 M parameters with its head."""
