@@ -151,7 +151,7 @@ def test_rewrite_is_atomic(exp_copy: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def broken(report: object) -> str:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("lumbar.report.render.render_html", broken)
+    monkeypatch.setattr("lumbar.report.render_html", broken)  # where write_report uses it
     with pytest.raises(RuntimeError):
         write_report(exp_copy, gradcam=False)
     assert (exp_copy / "report.html").read_bytes() == before

@@ -292,7 +292,6 @@ def _read_labels_db(url: str, pseudonyms: set[str]) -> dict[tuple[str, str], _Gr
 
     Levels graded by several raters without a consensus are left out (not settled).
     """
-
     grades: dict[tuple[str, str], _Grades] = {}
     for record in read_gradings(url):  # rows keyed like a labels CSV row, by pseudonym
         level = DiscLevel.parse(str(record["level"])).value

@@ -302,7 +302,6 @@ def check_image_files(manifest: Manifest) -> None:
     Raises:
         UserError: naming the rows whose image is missing, or present but unreadable.
     """
-
     missing: list[int] = []
     unreadable: list[int] = []
     for i in range(len(manifest)):

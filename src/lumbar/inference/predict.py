@@ -117,7 +117,6 @@ class Predictor:
         Raises:
             UserError: not a run folder, or one this version cannot load; a bad ROI.
         """
-
         model, config = load_run(Path(run_dir))
         if roi is not None:
             spec, source = roi, "option"

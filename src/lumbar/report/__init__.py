@@ -53,7 +53,6 @@ def write_report(
     Raises:
         UserError: EXP is not an experiment folder.
     """
-
     exp_dir = Path(exp_dir)
     load_experiment(exp_dir)  # fail on a bad folder before anything is staged
     with staged_dir(exp_dir / REPORT_FILES, force=True) as staging:

@@ -180,7 +180,6 @@ def build_report(
         step: called with the name of each part as it starts (for a progress display).
         log: called with one-line notes on what was left out.
     """
-
     exp = load_experiment(exp_dir)
     paper = load_paper_results()
     report = Report(exp, paper, files, time.strftime("%Y-%m-%d %H:%M"), _summary(exp))
