@@ -113,7 +113,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from tiny_run import make_tiny_run
+    from helpers.tiny_run import make_tiny_run
 
     from lumbar.inference.predict import Predictor
 

@@ -1,11 +1,12 @@
-"""Shared fixtures: a small phantom cohort (made once per test process) and the real data."""
+"""Shared fixtures: a small phantom cohort (made once per test process), the real data, and
+an empty torch hub cache."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from shared_data import REAL_MRI
+from helpers.shared_data import REAL_MRI
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,10 @@ def real_mri_dir() -> Path:
     if not REAL_MRI.is_dir():
         pytest.skip(f"real MRI folder {REAL_MRI} is absent (as in a user's clone)")
     return REAL_MRI
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache; returns its checkpoints folder (not created)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub" / "checkpoints"

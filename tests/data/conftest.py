@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.shared_data import REAL_MRI
 from PIL import Image
-from shared_data import REAL_MRI
 
 #: Axial T2 slices among the real images (picked by eye from a contact sheet).
 REAL_AXIAL = ("mri_00746a9b727e.png", "mri_07ebad8569c2.png")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_run import write_learnable_manifest
+from helpers.tiny_run import write_learnable_manifest
 
 from lumbar.experiment.cache import DiskPrefixCache
 from lumbar.runs import read_history

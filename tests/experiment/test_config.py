@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import write_config
+from helpers.experiment import write_config
 
 from lumbar.errors import UserError
 from lumbar.experiment.config import load_experiment_config

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from helpers import write_config
-from tiny_run import write_learnable_manifest
+from helpers.experiment import write_config
+from helpers.tiny_run import write_learnable_manifest
 
 from lumbar.experiment import expand, load_experiment_config, run_experiment
 

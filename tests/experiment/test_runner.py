@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import write_config
-from tiny_run import write_learnable_manifest
+from helpers.experiment import write_config
+from helpers.tiny_run import write_learnable_manifest
 from typer.testing import CliRunner
 
 from lumbar.cli import app

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_run import make_tiny_run
+from helpers.tiny_run import make_tiny_run
 from typer.testing import CliRunner
 
 from lumbar.errors import UserError

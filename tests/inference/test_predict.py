@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from tiny_run import make_tiny_run
+from helpers.tiny_run import make_tiny_run
 from typer.testing import CliRunner
 
 from lumbar.errors import UserError

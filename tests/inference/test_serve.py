@@ -16,7 +16,7 @@ import httpx
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
-from tiny_run import make_tiny_run
+from helpers.tiny_run import make_tiny_run
 
 from lumbar.errors import UserError
 from lumbar.inference.predict import Predictor

@@ -1,8 +1,8 @@
-"""Fixtures of the labeler tests: a small ingest folder, a real SQLite store, logged-in clients."""
+"""Fixtures of the labeler tests: a small ingest folder (`helpers.ingest_folder`), a real SQLite
+store, logged-in clients."""
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import shutil
@@ -12,13 +12,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from helpers.ingest_folder import PATIENTS, ingest_dir
 
 from lumbar.grading import LEVELS
 
-PATIENTS = ("Paaaa00000001", "Pbbbb00000002", "Pcccc00000003")
+__all__ = ["PATIENTS", "ingest_dir"]
+
 PASSWORDS = {"admin": "admin-pass-1", "rad1": "rad1-pass-1", "rad2": "rad2-pass-1"}
 POSTGRES_ENV = "LUMBAR_TEST_POSTGRES_URL"
 
@@ -33,40 +33,6 @@ def fast_hasher():  # type: ignore[no-untyped-def]
     from argon2 import PasswordHasher
 
     return PasswordHasher(time_cost=1, memory_cost=256, parallelism=1)
-
-
-def write_ingest(folder: Path, patients: tuple[str, ...] = PATIENTS) -> Path:
-    """An ingest-like folder: images.csv and 8 small grey PNGs per patient."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for pid in patients:
-        (folder / pid).mkdir(parents=True, exist_ok=True)
-        views = [("myelo", "", "1"), ("myelo", "", "2"), ("sagittal_t2", "", "3")]
-        views += [("axial_t2", lv.value, lv.code) for lv in LEVELS]
-        for view, level, code in views:
-            pixels = (rng.random((48, 48)) * 255).astype(np.uint8)
-            rel = f"{pid}/{pid}_{code}.png"
-            Image.fromarray(pixels).save(folder / rel)
-            rows.append(
-                {
-                    "patient_id": pid,
-                    "view": view,
-                    "level": level,
-                    "image": rel,
-                    "source_uid_hash": "0" * 64,
-                }
-            )
-    with open(folder / "images.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def ingest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Read-only ingest folder of three patients."""
-    return write_ingest(tmp_path_factory.mktemp("ingest"))
 
 
 def _initdb() -> Path | None:

@@ -1,4 +1,5 @@
-"""Model suggestions for the grading app: per level, marked as the model's, cached."""
+"""Model suggestions for the grading app (`lumbar.labeler.suggestions`): per level, marked as
+the model's, cached; from a real model through the app."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.tiny_run import make_tiny_run
 from PIL import Image
-from tiny_run import make_tiny_run
 
 from lumbar.inference.predict import Predictor
+from lumbar.labeler.app import create_app
 from lumbar.labeler.catalog import load_catalog
 from lumbar.labeler.suggestions import Suggestions
+
+from .conftest import PATIENTS, login, new_client
 
 
 def _ingest_like(root: Path) -> Path:
@@ -44,3 +48,15 @@ def test_suggestions_per_level(tmp_path: Path) -> None:
         assert item["probability"] == max(item["probabilities"].values())
     assert suggestions.for_patient("P0123456789ab") is got  # cached
     assert suggestions.for_patient("Pffffffffffff") == {}
+
+
+def test_suggestions_from_a_real_model(store, ingest_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    catalog = load_catalog(ingest_dir)
+    suggestions = Suggestions(Predictor.load(make_tiny_run(tmp_path / "run")), catalog)
+    client = new_client(create_app(store, catalog, suggestions=suggestions))
+    login(client, "rad1")
+    body = client.get(f"/api/patients/{PATIENTS[1]}/suggestions").json()["suggestions"]
+    assert len(body) == 5
+    assert all(
+        s["source"] == "model" and s["suggested"] in ("normal", "abnormal") for s in body.values()
+    )

@@ -1,4 +1,4 @@
-"""Fixtures for the model tests: a private torch hub cache, and fake "ImageNet" weights.
+"""Fixtures for the model tests: fake "ImageNet" weights in a private torch hub cache.
 
 No test here touches the network: the hub cache is redirected to a temporary folder, and the
 ImageNet entries of the registry are pointed at files the tests write themselves.
@@ -25,13 +25,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub cache; returns its checkpoints folder (not created)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    return tmp_path / "torch" / "hub" / "checkpoints"
 
 
 @pytest.fixture

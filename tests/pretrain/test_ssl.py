@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.pretrain import SIZE, tiny_config, torchrun_pretrain, train_from
 
 from lumbar.errors import UserError
 from lumbar.models import build_classifier
 from lumbar.models.weights import read_weights_file
 from lumbar.pretrain import SSLPretrainConfig, pretrain_unlabelled
 from lumbar.pretrain.ssl import nt_xent
-
-from .conftest import SIZE, tiny_config, torchrun_pretrain, train_from
 
 
 def tiny(data: Path, **overrides: object) -> SSLPretrainConfig:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.pretrain import SIZE, tiny_config, torchrun_pretrain, train_from
 
 from lumbar.errors import UserError
 from lumbar.models import build_classifier, resolve_weights
 from lumbar.models.weights import read_weights_file
 from lumbar.pretrain import SupervisedPretrainConfig, pretrain_supervised
-
-from .conftest import SIZE, tiny_config, torchrun_pretrain, train_from
 
 
 def tiny(source: Path, **overrides: object) -> SupervisedPretrainConfig:

@@ -7,8 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from .experiment_folder import FAILED, NOT_RUN, TRAINED, train_run, write_manifest, write_plan
+from helpers.experiment_folder import (
+    FAILED,
+    NOT_RUN,
+    TRAINED,
+    train_run,
+    write_manifest,
+    write_plan,
+)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from shared_data import SHARED_DATA
+from helpers.shared_data import SHARED_DATA
 
 from lumbar.report.paper import PAPER_METRICS, load_paper_results
 

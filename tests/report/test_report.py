@@ -9,14 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers.experiment_folder import FAILED, NOT_RUN, TRAINED
 from typer.testing import CliRunner
 
 from lumbar.errors import UserError
 from lumbar.metrics import improvement_rate
 from lumbar.report import write_report
 from lumbar.report.paper import load_paper_results
-
-from .experiment_folder import FAILED, NOT_RUN, TRAINED
 
 CHROMIUM = "/usr/bin/chromium"
 

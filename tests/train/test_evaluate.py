@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.tiny_run import tiny, write_learnable_manifest
 from sklearn import metrics as skm
-from test_loop import tiny
-from tiny_run import write_learnable_manifest
 
 from lumbar.errors import UserError
 from lumbar.train.evaluate import compare_runs, evaluate_run

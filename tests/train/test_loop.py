@@ -10,35 +10,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_run import SIZE, write_learnable_manifest
+from helpers.tiny_run import SIZE, tiny, write_learnable_manifest
 
 from lumbar.errors import UserError
 from lumbar.models import load_classifier
 from lumbar.runs import read_history
-from lumbar.train import TrainConfig, train
+from lumbar.train import train
 
 
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_learnable_manifest(tmp_path_factory.mktemp("train-data"))
-
-
-def tiny(manifest: Path, **overrides: object) -> TrainConfig:
-    """A fast configuration: MobileNetV2 from scratch at 32 px, a few epochs, 2 threads."""
-    values: dict = {
-        "manifest": str(manifest),
-        "backbone": "mobilenet_v2",
-        "weights": "scratch",
-        "mode": "frozen",
-        "epochs": 3,
-        "batch_size": 8,
-        "lr": 1e-3,
-        "input_size": SIZE,
-        "hidden": 16,
-        "threads": 1,
-    }
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def _state(run: Path) -> dict[str, torch.Tensor]:

@@ -1,6 +1,6 @@
 """Tiny test material: a run folder (config.json + checkpoint.pt) built without the training
-code, for the explain / predict / serve / export tests, and a learnable manifest of 32 px images
-for the tests that train."""
+code, for the explain / predict / serve / export tests, a learnable manifest of 32 px images
+and a fast training configuration for the tests that train."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from PIL import Image
 from lumbar import runs
 from lumbar.models import WeightSource, build_classifier, save_checkpoint
 from lumbar.models.preprocessing import Preprocessing
+from lumbar.train import TrainConfig
 
 
 def make_tiny_run(
@@ -79,3 +80,34 @@ def write_learnable_manifest(
             lines.append(f"{name},P{p:02d},{view_value}{level},{grade},{split}")
     (folder / "manifest.csv").write_text("\n".join(lines) + "\n")
     return folder / "manifest.csv"
+
+
+def tiny(manifest: Path, **overrides: object) -> TrainConfig:
+    """A fast `TrainConfig`: MobileNetV2 from scratch at SIZE px, a few epochs, one thread."""
+    values: dict = {
+        "manifest": str(manifest),
+        "backbone": "mobilenet_v2",
+        "weights": "scratch",
+        "mode": "frozen",
+        "epochs": 3,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "input_size": SIZE,
+        "hidden": 16,
+        "threads": 1,
+    }
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def write_images(folder: Path, n: int) -> list[Path]:
+    """`n` random 96x80 grey PNGs with a bright square, the images the explain tests explain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        pixels = rng.integers(0, 255, (80, 96), dtype=np.uint8)
+        pixels[30:50, 40:60] = 255
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+        paths.append(folder / f"img{i}.png")
+    return paths

@@ -1,14 +1,14 @@
-"""End to end in a real browser: Playwright driving Debian's headless chromium (no download).
-
-Screenshots of the worklist and the patient page go to $LUMBAR_TEST_ARTIFACTS/labeler (default:
-pytest's temporary folder, printed in the test output).
-"""
+"""The whole FaLa app (`lumbar.labeler.app`): every route needs a login, hostile input is
+inert, logs carry no patient ids, start-up checks, and a real browser end to end."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,9 +16,56 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PASSWORDS, PATIENTS, FakeSuggestions, make_store
+from lumbar.labeler.app import create_app
+from lumbar.labeler.catalog import load_catalog
+
+from .conftest import (
+    PASSWORDS,
+    PATIENTS,
+    FakeSuggestions,
+    login,
+    make_store,
+    new_client,
+    save,
+)
+
+PUBLIC = {"/login", "/favicon.ico"}
+
+
+FILL = {"patient_id": PATIENTS[0], "level": "L4-L5", "key": "0", "user_id": "1"}
+
+
+def _routes(app):  # type: ignore[no-untyped-def]
+    """Every route of the app and its routers (the schema lists them all)."""
+    for route, methods in app.openapi()["paths"].items():
+        if route not in PUBLIC:
+            path = re.sub(r"\{(\w+)\}", lambda m: FILL[m.group(1)], route)
+            for method in methods:
+                yield method.upper(), path
+
+
+SQLI = "x' OR '1'='1'; DROP TABLE gradings; --"
+
+
+HTML = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+
+
+def _serve_error(monkeypatch, capsys, *args: str) -> str:  # type: ignore[no-untyped-def]
+    from lumbar import cli
+
+    monkeypatch.setattr(sys, "argv", ["lumbar", "label", "serve", *args])
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server started"))
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
 
 CHROMIUM = "/usr/bin/chromium"
+
+
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -27,6 +74,8 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
 # the grades typed per level; herniation type (2nd) is skipped by the form unless disc state 3
 PLAN = {
     "L1-L2": {"disc_state": 0, "herniation": 0, "scs": 0, "rfs": 0, "lfs": 0},
@@ -35,8 +84,6 @@ PLAN = {
     "L4-L5": {"disc_state": 3, "herniation": 1, "scs": 2, "rfs": 1, "lfs": 1},
     "L5-S1": {"disc_state": 3, "herniation": 3, "scs": 3, "rfs": 2, "lfs": 3},
 }
-
-pytestmark = pytest.mark.slow
 
 
 def _keys(grades: dict[str, int]) -> list[str]:
@@ -61,9 +108,6 @@ def browser() -> Iterator[object]:
 def server(tmp_path: Path, ingest_dir: Path) -> Iterator[tuple[str, object]]:
     """The app (with fake model suggestions) under uvicorn on a free loopback port, in a thread."""
     import uvicorn
-
-    from lumbar.labeler.app import create_app
-    from lumbar.labeler.catalog import load_catalog
 
     store = make_store(f"sqlite:///{tmp_path / 'fala.db'}")
     app = create_app(store, load_catalog(ingest_dir), suggestions=FakeSuggestions())
@@ -114,6 +158,96 @@ def _shown(page, level: str) -> dict[str, int | None]:  # type: ignore[no-untype
     return values
 
 
+def test_every_route_refuses_unauthenticated_requests(app) -> None:  # type: ignore[no-untyped-def]
+    client = new_client(app)
+    routes = list(_routes(app))
+    assert len(routes) >= 13  # the test covers the app's routes, not an empty list
+    for method, path in routes:
+        response = client.request(method, path, json={"version": 0, "changes": {"scs": 1}})
+        if response.status_code == 303:
+            assert response.headers["location"].startswith("/login"), (method, path)
+        else:
+            assert response.status_code == 401, (method, path, response.status_code)
+        assert PATIENTS[0] not in response.text or response.status_code == 303
+
+
+def test_unknown_urls_and_images_need_login_too(app) -> None:  # type: ignore[no-untyped-def]
+    client = new_client(app)
+    assert client.get(f"/patients/{PATIENTS[0]}/images/3").status_code == 401
+    assert client.get("/no/such/page").headers["location"].startswith("/login")
+
+
+def test_sql_injection_strings_are_inert(app, store, rad1) -> None:  # type: ignore[no-untyped-def]
+    client, csrf = rad1
+    assert save(client, csrf, "L4-L5", {"scs": 1}).status_code == 200
+    anon = new_client(app)
+    page = anon.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    response = anon.post("/login", data={"username": SQLI, "password": SQLI, "csrf_token": token})
+    assert response.status_code == 401
+    assert client.get(f"/patients/{SQLI}").status_code == 404
+    assert client.get("/audit", params={"patient": SQLI}).status_code == 200
+    assert save(client, csrf, SQLI, {"scs": 1}).status_code in (404, 422)
+    assert len(store.gradings()) == 1  # the table is still there, with its row
+
+
+def test_html_in_fields_is_escaped(admin, store) -> None:  # type: ignore[no-untyped-def]
+    client, csrf = admin
+    # user names refuse markup outright
+    response = client.post(
+        "/admin/users",
+        data={"name": HTML, "role": "radiologist", "password": "long-enough-1", "csrf_token": csrf},
+    )
+    assert response.status_code == 422
+    assert "<script>" not in response.text
+    # whatever is echoed back (a query parameter here) is escaped
+    page = client.get("/audit", params={"patient": HTML})
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_logs_carry_no_patient_identifiers(
+    app, ingest_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    """The app never sees original ids; its own log lines name users and pseudonyms only."""
+    original_ids = ["ANON-12345", "Doe^John"]
+    caplog.set_level(logging.DEBUG)
+    client = new_client(app)
+    csrf = login(client, "rad1")
+    save(client, csrf, "L4-L5", {"disc_state": 2})
+    save(client, csrf, "L4-L5", {"disc_state": 3})  # stale: logged as refused
+    client.get(f"/patients/{PATIENTS[0]}/images/0")
+    text = caplog.text
+    assert "saved" in text
+    for word in [*original_ids, PASSWORDS["rad1"], csrf]:
+        assert word not in text
+    for record in caplog.records:
+        for token in re.findall(r"\bP[0-9a-z]{6,}\b", record.getMessage()):
+            assert token in PATIENTS  # anything patient-like is one of the pseudonyms
+
+
+def test_serve_with_a_bad_model_fails_at_startup(  # type: ignore[no-untyped-def]
+    monkeypatch, capsys, ingest_dir: Path, tmp_path: Path
+) -> None:
+    from helpers.tiny_run import make_tiny_run
+
+    db = str(tmp_path / "fala.db")
+    base = ("--images", str(ingest_dir), "--db", db)
+    assert "not a run folder" in _serve_error(
+        monkeypatch, capsys, *base, "--model", str(tmp_path / "missing")
+    )
+
+    def fails(self, patient_id: str) -> dict:  # type: ignore[no-untyped-def]
+        raise RuntimeError("size mismatch\nlong traceback-like detail")
+
+    monkeypatch.setattr("lumbar.labeler.suggestions.Suggestions.for_patient", fails)
+    run = make_tiny_run(tmp_path / "run")
+    err = _serve_error(monkeypatch, capsys, *base, "--model", str(run))
+    assert "fails on the images" in err and "size mismatch" in err
+
+
+@pytest.mark.slow  # a real browser
 def test_grade_a_patient_by_keyboard_reload_second_rater_export(
     browser, server, artifacts: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -190,6 +324,7 @@ def test_grade_a_patient_by_keyboard_reload_second_rater_export(
     shutil.copy(artifacts / "patient.png", artifacts / "patient-latest.png")
 
 
+@pytest.mark.slow  # a real browser
 def test_stale_tab_shows_conflict(browser, server) -> None:  # type: ignore[no-untyped-def]
     base, _store = server
     context = browser.new_context(viewport={"width": 1400, "height": 900})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tiny_run import SIZE, write_learnable_manifest
+from helpers.tiny_run import SIZE, write_learnable_manifest
 
 LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 

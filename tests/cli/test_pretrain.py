@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import typer
+from helpers.pretrain import SIZE
 from typer.testing import CliRunner
 
 from lumbar.cli.pretrain import pretrain_app
-
-from .conftest import SIZE
 
 QUICK = ["--backbone", "mobilenet_v2", "--input-size", str(SIZE), "--epochs", "1",
          "--batch-size", "8", "--workers", "0", "--threads", "1", "--device", "cpu",

@@ -10,6 +10,6 @@ import os
 from pathlib import Path
 
 SHARED_DATA = Path(
-    os.environ.get("LUMBAR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+    os.environ.get("LUMBAR_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
 )
 REAL_MRI = SHARED_DATA / "lumbar-mri-unlabelled"

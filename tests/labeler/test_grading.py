@@ -1,17 +1,21 @@
-"""Model suggestions in the grading app: shown with a model, login-only, never saved."""
+"""The grading API (`lumbar.labeler.grading`): saving with versions, validation, and the
+model's suggestions, which are shown but never saved."""
 
 from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
+from lumbar.labeler.app import create_app
+from lumbar.labeler.catalog import load_catalog
+
 from .conftest import PATIENTS, FakeSuggestions, login, new_client, save
 
-FULL = {"disc_state": 1, "herniation": 0, "scs": 0, "rfs": 1, "lfs": 0}
+FULL = {"disc_state": 3, "herniation": 2, "scs": 1, "rfs": 0, "lfs": 2}
+RATED = {"disc_state": 1, "herniation": 0, "scs": 0, "rfs": 1, "lfs": 0}
 
 
 def _page_data(client, patient: str = PATIENTS[0]) -> dict:  # type: ignore[no-untyped-def]
@@ -31,10 +35,57 @@ def fake() -> FakeSuggestions:
 @pytest.fixture
 def model_app(store, ingest_dir: Path, fake: FakeSuggestions):  # type: ignore[no-untyped-def]
     """The app with (fake) model suggestions configured."""
-    from lumbar.labeler.app import create_app
-    from lumbar.labeler.catalog import load_catalog
-
     return create_app(store, load_catalog(ingest_dir), suggestions=fake)
+
+
+def test_stale_save_is_refused_with_a_clear_message(rad1) -> None:  # type: ignore[no-untyped-def]
+    client, csrf = rad1
+    assert save(client, csrf, "L4-L5", {"disc_state": 2}).status_code == 200
+    # a second tab, loaded before the first save, still holds version 0
+    stale = save(client, csrf, "L4-L5", {"disc_state": 1}, version=0)
+    assert stale.status_code == 409
+    body = stale.json()
+    assert "changed in another tab or by another user" in body["detail"]
+    assert body["current"]["grades"]["disc_state"] == 2 and body["current"]["version"] == 1
+    stored = client.get(f"/api/patients/{PATIENTS[0]}/gradings").json()["gradings"]
+    assert stored["L4-L5"]["grades"]["disc_state"] == 2  # no lost update
+
+
+def test_second_rater_sees_an_empty_form(app, rad1) -> None:  # type: ignore[no-untyped-def]
+    client, csrf = rad1
+    save(client, csrf, "L4-L5", FULL)
+    other = new_client(app)
+    login(other, "rad2")
+    assert other.get(f"/api/patients/{PATIENTS[0]}/gradings").json() == {"gradings": {}}
+    # and raters cannot write anyone else's slot
+    ocsrf = login(other, "rad2")
+    assert save(other, ocsrf, "L4-L5", {"scs": 1}, slot="consensus").status_code == 403
+    assert save(other, ocsrf, "L4-L5", {"scs": 1}, slot="rater:1").status_code == 403
+
+
+@pytest.mark.parametrize("value", [4, -1, 2.5, "2", True, "1; DROP TABLE gradings"])
+def test_grades_outside_0_3_are_rejected(rad1, value) -> None:  # type: ignore[no-untyped-def]
+    client, csrf = rad1
+    assert save(client, csrf, "L4-L5", {"scs": value}).status_code == 422
+
+
+def test_unknown_level_field_and_bad_body_are_rejected(rad1) -> None:  # type: ignore[no-untyped-def]
+    client, csrf = rad1
+    assert save(client, csrf, "L6-L7", {"scs": 1}).status_code == 422
+    assert save(client, csrf, "L4-L5", {"colour": 1}).status_code == 422
+    assert save(client, csrf, "L4-L5", {}).status_code == 422
+    url = f"/api/patients/{PATIENTS[0]}/gradings/L4-L5"
+    headers = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
+    assert client.put(url, content=b"{not json", headers=headers).status_code == 422
+    assert client.put(url, json=[1, 2], headers=headers).status_code == 422
+    # herniation type on a disc that is not herniated (Table 3)
+    assert save(client, csrf, "L4-L5", {"disc_state": 1, "herniation": 2}).status_code == 422
+
+
+def test_unknown_patient_is_404(rad1) -> None:  # type: ignore[no-untyped-def]
+    client, csrf = rad1
+    assert save(client, csrf, "L4-L5", {"scs": 1}, patient="Pnobody").status_code == 404
+    assert client.get("/patients/Pnobody").status_code == 404
 
 
 def test_suggestions_shown_when_configured_and_need_login(model_app, fake) -> None:  # type: ignore[no-untyped-def]
@@ -61,9 +112,6 @@ def test_no_suggestions_without_a_model(rad1) -> None:  # type: ignore[no-untype
 
 
 def test_model_failure_is_a_503_not_a_crash(store, ingest_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    from lumbar.labeler.app import create_app
-    from lumbar.labeler.catalog import load_catalog
-
     class Broken:
         def for_patient(self, patient_id: str) -> dict:
             raise RuntimeError("boom")
@@ -80,7 +128,7 @@ def test_suggestions_are_never_saved_as_grades(model_app, store) -> None:  # typ
     _page_data(client)
     assert client.get(f"/api/patients/{PATIENTS[0]}/suggestions").status_code == 200
     for level in ("L4-L5", "L5-S1"):
-        assert save(client, csrf, level, FULL).status_code == 200
+        assert save(client, csrf, level, RATED).status_code == 200
     # the grading API takes grades 0-3 per Table 3 field, nothing else: no way to send the model's
     tagged = client.put(
         f"/api/patients/{PATIENTS[0]}/gradings/L1-L2",
@@ -95,7 +143,7 @@ def test_suggestions_are_never_saved_as_grades(model_app, store) -> None:  # typ
     stored = store.gradings(patient_id=PATIENTS[0])
     assert {g.level for g in stored} == {"L4-L5", "L5-S1"}
     for g in stored:
-        assert g.grades == FULL  # the rater's values only
+        assert g.grades == RATED  # the rater's values only
     entries = store.audit(patient_id=PATIENTS[0])
     assert entries
     for entry, name in entries:
@@ -104,55 +152,3 @@ def test_suggestions_are_never_saved_as_grades(model_app, store) -> None:  # typ
             str(v) for v in (entry.action, entry.field, entry.old, entry.new, entry.slot)
         )
         assert "model" not in text and "abnormal" not in text and "0.87" not in text
-
-
-def test_suggestions_from_a_real_model(store, ingest_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tiny_run import make_tiny_run
-
-    from lumbar.inference.predict import Predictor
-    from lumbar.labeler.app import create_app
-    from lumbar.labeler.catalog import load_catalog
-    from lumbar.labeler.suggestions import Suggestions
-
-    catalog = load_catalog(ingest_dir)
-    suggestions = Suggestions(Predictor.load(make_tiny_run(tmp_path / "run")), catalog)
-    client = new_client(create_app(store, catalog, suggestions=suggestions))
-    login(client, "rad1")
-    body = client.get(f"/api/patients/{PATIENTS[1]}/suggestions").json()["suggestions"]
-    assert len(body) == 5
-    assert all(
-        s["source"] == "model" and s["suggested"] in ("normal", "abnormal") for s in body.values()
-    )
-
-
-def _serve_error(monkeypatch, capsys, *args: str) -> str:  # type: ignore[no-untyped-def]
-    from lumbar import cli
-
-    monkeypatch.setattr(sys, "argv", ["lumbar", "label", "serve", *args])
-    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server started"))
-    with pytest.raises(SystemExit) as exited:
-        cli.main()
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err
-
-
-def test_serve_with_a_bad_model_fails_at_startup(  # type: ignore[no-untyped-def]
-    monkeypatch, capsys, ingest_dir: Path, tmp_path: Path
-) -> None:
-    from tiny_run import make_tiny_run
-
-    db = str(tmp_path / "fala.db")
-    base = ("--images", str(ingest_dir), "--db", db)
-    assert "not a run folder" in _serve_error(
-        monkeypatch, capsys, *base, "--model", str(tmp_path / "missing")
-    )
-
-    def fails(self, patient_id: str) -> dict:  # type: ignore[no-untyped-def]
-        raise RuntimeError("size mismatch\nlong traceback-like detail")
-
-    monkeypatch.setattr("lumbar.labeler.suggestions.Suggestions.for_patient", fails)
-    run = make_tiny_run(tmp_path / "run")
-    err = _serve_error(monkeypatch, capsys, *base, "--model", str(run))
-    assert "fails on the images" in err and "size mismatch" in err
