@@ -123,6 +123,16 @@ _LEVEL_CODES: dict[DiscLevel, str] = {
 
 LEVELS: tuple[DiscLevel, ...] = tuple(DiscLevel)
 
+#: Every intervertebral disc a sagittal localiser may see, top to bottom (T9-T10 ... L5-S1).
+#: Names are counted upward from L5-S1, the disc above the sacrum; the last five are `LEVELS`.
+SPINE_LEVELS: tuple[str, ...] = (
+    "T9-T10",
+    "T10-T11",
+    "T11-T12",
+    "T12-L1",
+    *(level.value for level in LEVELS),
+)
+
 
 def is_abnormal(disc_state: int) -> bool:
     """The paper's binary grouping: any disc state other than normal is abnormal."""
