@@ -34,7 +34,7 @@ from lumbar.ingest.classify import (
     load_rules,
     summarize_series,
 )
-from lumbar.ingest.deid import BurnedInAnnotation, deidentify
+from lumbar.ingest.deid import BurnedInAnnotation, DeidentificationProblem, deidentify
 from lumbar.ingest.export import PixelProblem, render_frame
 from lumbar.ingest.index import (
     INDEX_FILE,
@@ -693,6 +693,10 @@ def _render_job(job: dict[str, Any], web: Any) -> tuple[bytes, bytes | None]:
         return png, _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
     except (BurnedInAnnotation, UserError):
         raise
+    except DeidentificationProblem as problem:
+        raise _NotExported(
+            f"cannot de-identify for DICOM export: {problem}; not exported"
+        ) from None
     except Exception as err:
         raise _NotExported(
             f"cannot de-identify for DICOM export ({type(err).__name__}); not exported"
