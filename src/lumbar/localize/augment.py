@@ -54,7 +54,7 @@ def _smooth_field(n: int, size: int, rng: np.random.Generator) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(round(2 * sigma)))
+    radius = max(1, round(2 * sigma))
     k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
     k = k / k.sum()
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))

@@ -49,22 +49,24 @@ def spider_sample(s: SpiderSlice) -> Sample:
     )
 
 
-def phantom_disc_pixels(builder: StudyBuilder, frame_index: int = 0, *, t1: bool = False):
-    """Render one mid-sagittal phantom slice; return (uint16 pixels, {level: (x, y)}).
+def phantom_disc_pixels(
+    builder: StudyBuilder, *, t1: bool = False
+) -> tuple[np.ndarray, dict[str, tuple[float, float]], float]:
+    """Render the phantom's mid-sagittal slice: (uint16 pixels, {level: (x, y)}, spacing mm).
 
-    The true disc centres come from the phantom's spine curve (patient mm: x = 0 at the
-    midline, y = u posterior, z = -v superior) projected with the frame's own geometry.
+    The true centres are the phantom's disc poses (patient mm) projected with the frame's own
+    geometry, so they hold whatever field of view the protocol gives the series.
     """
     series = builder.sagittal(
         "T1 SAG" if t1 else "T2 SAG", builder.t1 if t1 else builder.t2, 1, stream=3 if t1 else 2
     )
-    frame = series.frames[frame_index]
-    origin, row, col = (
-        np.asarray(v, dtype=np.float64) for v in (frame.position, frame.row_dir, frame.col_dir)
-    )
+    frame = series.frames[0]
+    origin = np.asarray(frame.position, dtype=np.float64)
+    row = np.asarray(frame.row_dir, dtype=np.float64)
+    col = np.asarray(frame.col_dir, dtype=np.float64)
     centres = {}
-    for level, seg in builder.curve.discs.items():
-        p = np.array([0.0, seg.u, -seg.v]) - origin
+    for level, pose in builder.disc_poses().items():
+        p = np.asarray(pose.centre, dtype=np.float64) - origin
         centres[level.value] = (float(p @ row / frame.spacing), float(p @ col / frame.spacing))
     return frame.pixels, centres, frame.spacing
 

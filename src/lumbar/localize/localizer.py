@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
 from lumbar.errors import UserError
 from lumbar.localize.decode import Decoding, Disc, decode
 from lumbar.localize.infer import network_outputs
@@ -92,7 +94,9 @@ def load_localizer(model: Path | None = None) -> Localizer:
         state = load_file(str(path), device="cpu")
         meta = json.loads(header.get("lumbar", "{}"))
     except Exception as err:  # safetensors raises several types for a damaged file
-        raise UserError(f"cannot read localiser weights {path.name}: {err}".splitlines()[0]) from None
+        raise UserError(
+            f"cannot read localiser weights {path.name}: {err}".splitlines()[0]
+        ) from None
     net = LocalizerNet()
     try:
         net.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
@@ -109,3 +113,9 @@ def load_localizer(model: Path | None = None) -> Localizer:
     settings = meta.get("settings", {})
     info = {"input_size": settings.get("input_size", INPUT_SIZE), **meta, "path": str(path)}
     return Localizer(net, decoding, info)
+
+
+@cache
+def default_localizer() -> Localizer:
+    """The bundled localiser, loaded on first use and kept for the process."""
+    return load_localizer(None)

@@ -19,11 +19,12 @@ from lumbar.data.imageio import read_native
 from lumbar.errors import UserError
 from lumbar.grading import SPINE_LEVELS
 from lumbar.ingest.classify import SeriesClass, classify_series, summarize_series
+from lumbar.ingest.discs import DiscCentre, SagittalSeries
 from lumbar.ingest.geometry import SlicePlane
 from lumbar.ingest.read import HeaderProblem, InstanceRecord, iter_files, read_header
 from lumbar.ingest.select import Frame, FrameOrder, SelectionProblem, eq1_frame_number, order_frames
 from lumbar.localize.decode import Disc
-from lumbar.localize.localizer import Localizer
+from lumbar.localize.localizer import Localizer, default_localizer
 
 #: Slices localised around the Eq. 1 central slice (the central one and one each side).
 FUSED_SLICES = 3
@@ -75,14 +76,20 @@ def to_patient(discs: list[Disc], plane: SlicePlane) -> list[PatientDisc]:
     return out
 
 
-def _sagittal_t2(study_dir: Path) -> list[tuple[Frame, Path]]:
-    """The sagittal T2 series' single-frame images (the series with most images if several)."""
-    by_series: dict[str, list[tuple[InstanceRecord, Path]]] = defaultdict(list)
-    for path in iter_files(study_dir):
+def _headers(paths: list[Path]) -> list[tuple[InstanceRecord, Path]]:
+    out = []
+    for path in paths:
         try:
-            record = read_header(path)
+            out.append((read_header(path), path))
         except (HeaderProblem, OSError, ValueError):
             continue
+    return out
+
+
+def sagittal_t2_files(study_dir: Path) -> list[Path]:
+    """The files of the study's sagittal T2 series (the one with most images if several)."""
+    by_series: dict[str, list[tuple[InstanceRecord, Path]]] = defaultdict(list)
+    for record, path in _headers(iter_files(study_dir)):
         by_series[record.series_uid].append((record, path))
     candidates = []
     for uid, items in by_series.items():
@@ -93,9 +100,17 @@ def _sagittal_t2(study_dir: Path) -> list[tuple[Frame, Path]]:
             candidates.append(items)
     if not candidates:
         raise UserError(f"{study_dir.name}: no sagittal T2 series found")
-    items = max(candidates, key=len)
+    return [path for _, path in max(candidates, key=len)]
+
+
+def central_slices(paths: list[Path], count: int = FUSED_SLICES) -> list[Path]:
+    """Of one sagittal series' files: the Eq. 1 central image first, then its neighbours.
+
+    Raises:
+        UserError: no single-frame image with a position, or positions that do not order.
+    """
     frames = []
-    for record, path in items:
+    for record, path in _headers(paths):
         if record.number_of_frames != 1 or not record.frames:
             continue
         g = record.frames[0]
@@ -103,25 +118,19 @@ def _sagittal_t2(study_dir: Path) -> list[tuple[Frame, Path]]:
             (Frame(record.sop_uid, 0, record.instance_number, g.position, g.orientation), path)
         )
     if not frames:
-        raise UserError(f"{study_dir.name}: the sagittal T2 series has no single-frame images")
-    return frames
-
-
-def central_slices(study_dir: Path, count: int = FUSED_SLICES) -> list[Path]:
-    """The Eq. 1 central sagittal T2 image first, then its neighbours (nearest first)."""
-    frames = _sagittal_t2(study_dir)
-    paths = {f.sop_uid: p for f, p in frames}
+        raise UserError("the sagittal T2 series has no readable single-frame images")
+    by_uid = {f.sop_uid: p for f, p in frames}
     try:
         ordered = order_frames([f for f, _ in frames], FrameOrder.POSITION)
     except SelectionProblem as err:
-        raise UserError(f"{study_dir.name}: sagittal T2 series: {err}") from None
+        raise UserError(f"sagittal T2 series: {err}") from None
     centre = eq1_frame_number(len(ordered)) - 1
     picked = [centre]
     for step in range(1, len(ordered)):
         for index in (centre - step, centre + step):
             if 0 <= index < len(ordered) and len(picked) < count:
                 picked.append(index)
-    return [paths[ordered[i].sop_uid] for i in picked]
+    return [by_uid[ordered[i].sop_uid] for i in picked]
 
 
 def fuse(per_slice: list[list[PatientDisc]], central: SlicePlane) -> list[PatientDisc]:
@@ -145,20 +154,57 @@ def fuse(per_slice: list[list[PatientDisc]], central: SlicePlane) -> list[Patien
     return sorted(fused, key=lambda d: d.y)
 
 
-def localize_study(study_dir: Path, localizer: Localizer) -> StudyDiscs:
-    """Discs of a study folder, fused over the central sagittal T2 slices.
+def localize_series(paths: list[Path], localizer: Localizer) -> StudyDiscs:
+    """Discs of one sagittal T2 series (its files), fused over its central slices.
+
+    Raises:
+        UserError: no usable image, images without geometry, or unreadable pixels.
+    """
+    central = central_slices(paths)
+    planes = [read_plane(p) for p in central]
+    try:
+        images = [read_native(p) for p in central]
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read a sagittal T2 image ({err})") from None
+    spacings = [(pl.row_spacing, pl.col_spacing) for pl in planes]
+    found = localizer.find(images, spacings)
+    per_slice = [to_patient(d, pl) for d, pl in zip(found, planes, strict=True)]
+    return StudyDiscs(central[0], images[0], fuse(per_slice, planes[0]), len(central))
+
+
+def localize_study(study_dir: Path, localizer: Localizer | None = None) -> StudyDiscs:
+    """Discs of a study folder from its sagittal T2 series, in patient coordinates.
+
+    `localizer` None uses the bundled one (loaded once per process).
 
     Raises:
         UserError: no sagittal T2 series, or its images lack geometry or cannot be read.
     """
     study_dir = Path(study_dir)
-    paths = central_slices(study_dir)
-    planes = [read_plane(p) for p in paths]
+    localizer = localizer or default_localizer()
     try:
-        images = [read_native(p) for p in paths]
-    except (OSError, ValueError) as err:
-        raise UserError(f"{study_dir.name}: cannot read a sagittal T2 image ({err})") from None
-    spacings = [(pl.row_spacing, pl.col_spacing) for pl in planes]
-    found = localizer.find(images, spacings)
-    per_slice = [to_patient(d, pl) for d, pl in zip(found, planes, strict=True)]
-    return StudyDiscs(paths[0], images[0], fuse(per_slice, planes[0]), len(paths))
+        return localize_series(sagittal_t2_files(study_dir), localizer)
+    except UserError as err:
+        if str(err).startswith(study_dir.name):
+            raise
+        raise UserError(f"{study_dir.name}: {err}") from None
+
+
+class LocalizerDiscCentres:
+    """A `lumbar.ingest.discs.DiscCentreSource`: the learnt localiser on the series' files."""
+
+    name = "localizer"
+
+    def __init__(self, localizer: Localizer) -> None:
+        self.localizer = localizer
+
+    def __call__(self, series: SagittalSeries) -> list[DiscCentre]:
+        """Named discs of the series, patient mm (none when it has no files)."""
+        if not series.paths:
+            return []
+        found = localize_series(list(series.paths), self.localizer)
+        return [
+            DiscCentre(d.level, np.array([d.x_mm, d.y_mm, d.z_mm]), d.confidence)
+            for d in found.discs
+            if d.level is not None
+        ]

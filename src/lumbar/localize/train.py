@@ -89,7 +89,7 @@ def make_targets(
     yy, xx = np.mgrid[0:g, 0:g]
     for (x, y), level, gap in zip(points, levels, spacing, strict=True):
         cx, cy = (x + 0.5) / STRIDE - 0.5, (y + 0.5) / STRIDE - 0.5
-        ix, iy = int(round(cx)), int(round(cy))
+        ix, iy = round(float(cx)), round(float(cy))
         if not (0 <= ix < g and 0 <= iy < g):
             continue
         sigma = float(np.clip(0.12 * gap / STRIDE, 0.7, 2.0)) if np.isfinite(gap) else 1.0
