@@ -94,9 +94,7 @@ def train_run(
     folds = spider_folds(slices)
     samples = [spider_sample(s) for s in slices]
     decoding = fit_decoding(samples, oof_peaks(run_dir, samples, folds))
-    log(
-        f"decoding fitted on out-of-fold outputs: detect {decoding.detect}, anchor {decoding.anchor}"
-    )
+    log(f"decoding fitted out of fold: detect {decoding.detect}, anchor {decoding.anchor}")
     return _finalise(run_dir, decoding, settings)
 
 
