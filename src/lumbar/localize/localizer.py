@@ -115,6 +115,19 @@ def load_localizer(model: Path | None = None) -> Localizer:
     return Localizer(net, decoding, info)
 
 
+def bundled_summary() -> dict[str, str]:
+    """One row for `lumbar models`: the bundled localiser's file, size and model card."""
+    path = bundled_weights()
+    size = f"{path.stat().st_size / 2**20:.1f} MB" if path.is_file() else "missing"
+    return {
+        "name": "disc localiser (sagittal)",
+        "command": "lumbar localize",
+        "file": str(path),
+        "size": size,
+        "card": str(path.parent / "MODEL_CARD.md"),
+    }
+
+
 @cache
 def default_localizer() -> Localizer:
     """The bundled localiser, loaded on first use and kept for the process."""
