@@ -98,3 +98,14 @@ def test_confidences_follow_the_calibration_maps() -> None:
     calibrated = Decoding(named_x=(0.0, 1.0), named_y=(0.0, 0.5))
     discs = decode(heat_maps(cells, cells[-1]), IDENTITY, calibrated)
     assert all(abs(d.confidence - 0.5 * 0.9 * 0.9) < 0.02 for d in discs)
+
+
+def test_a_split_l5_s1_map_picks_the_lower_disc_with_a_ratio() -> None:
+    cells = [(20, 6 + 5 * k) for k in range(5)]
+    out = heat_maps(cells, cells[3])  # strongest L5-S1 score on the fourth disc
+    yy, xx = np.mgrid[0:G, 0:G]
+    out[1] = np.maximum(out[1], 0.6 * np.exp(-((xx - 20) ** 2 + (yy - 26) ** 2) / 2))
+    argmax = decode(out, IDENTITY, Decoding(detect=0.3, anchor=0.3, anchor_ratio=1.0))
+    assert argmax[-1].level is None and argmax[-2].level == "L5-S1"
+    lowest = decode(out, IDENTITY, Decoding(detect=0.3, anchor=0.3, anchor_ratio=0.6))
+    assert [d.level for d in lowest][-2:] == ["L4-L5", "L5-S1"]

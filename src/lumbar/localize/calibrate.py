@@ -18,6 +18,7 @@ from lumbar.localize.evaluate import local_half_spacing, score_slice
 
 DETECT_GRID = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 ANCHOR_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+RATIO_GRID = (0.5, 0.6, 0.7, 0.8, 1.0)
 
 
 def _found_right(sample: Sample, x: float, y: float, level: str | None) -> bool:
@@ -54,10 +55,11 @@ def fit_decoding(samples: list[Sample], peaks: list[list[Peak]]) -> Decoding:
     best, best_share = Decoding(), -1.0
     for detect in DETECT_GRID:
         for anchor in ANCHOR_GRID:
-            candidate = Decoding(detect=detect, anchor=anchor)
-            share = _share_right(samples, peaks, candidate)
-            if share > best_share + 1e-9:
-                best, best_share = candidate, share
+            for ratio in RATIO_GRID:
+                candidate = Decoding(detect=detect, anchor=anchor, anchor_ratio=ratio)
+                share = _share_right(samples, peaks, candidate)
+                if share > best_share + 1e-9:
+                    best, best_share = candidate, share
     named_raw, named_right, unnamed_raw, unnamed_right = [], [], [], []
     for s, p in zip(samples, peaks, strict=True):
         discs = name_discs(p, best)  # identity maps: confidence = raw score

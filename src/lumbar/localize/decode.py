@@ -51,6 +51,9 @@ class Decoding:
 
     detect: float = 0.3  # a peak is a disc from this disc score
     anchor: float = 0.3  # the lowest L5-S1 candidate must score this to name anything
+    # L5-S1 is the lowest of the peaks scoring at least this share of the best L5-S1 score
+    # (1.0: the best one); the heat map often splits between L5-S1 and L4-L5
+    anchor_ratio: float = 1.0
     # isotonic maps (knots x, values y) from raw confidence to the observed share right
     named_x: tuple[float, ...] = (0.0, 1.0)
     named_y: tuple[float, ...] = (0.0, 1.0)
@@ -103,7 +106,8 @@ def name_discs(peaks: list[Peak], decoding: Decoding, min_gap_px: float = 0.0) -
     levels: list[int | None] = [None] * len(kept)
     anchor_score = max(p.anchor for p in kept)
     if anchor_score >= decoding.anchor:
-        a = max(range(len(kept)), key=lambda i: kept[i].anchor)
+        bar = max(decoding.anchor, decoding.anchor_ratio * anchor_score)
+        a = max(i for i in range(len(kept)) if kept[i].anchor >= bar)
         xy = np.array([(p.x, p.y) for p in kept])
         gaps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
         levels[a] = ANCHOR
