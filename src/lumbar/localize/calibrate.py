@@ -16,9 +16,9 @@ from lumbar.localize.data import Sample
 from lumbar.localize.decode import Decoding, Peak, name_discs
 from lumbar.localize.evaluate import local_half_spacing, score_slice
 
-DETECT_GRID = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
-ANCHOR_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
-RATIO_GRID = (0.5, 0.6, 0.7, 0.8, 1.0)
+DETECT_GRID = (0.15, 0.2, 0.3, 0.4, 0.5)
+ANCHOR_GRID = (0.1, 0.2, 0.3, 0.5)
+RATIO_GRID = (0.5, 0.6, 0.8, 1.0)
 
 
 def _found_right(sample: Sample, x: float, y: float, level: str | None) -> bool:
