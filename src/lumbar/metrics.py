@@ -218,8 +218,11 @@ def bootstrap_statistic(
     members = _patient_index(groups)
     rng = np.random.default_rng(seed)
     values = [statistic(rows) for rows in _resample_rows(members, rng, resamples)]
+    finite = [v for v in values if np.isfinite(v)]  # a resample may leave it undefined
+    if not finite:
+        return float("nan"), float("nan")
     alpha = (1.0 - level) / 2.0
-    low, high = np.nanquantile(values, [alpha, 1.0 - alpha])
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
     return float(low), float(high)
 
 

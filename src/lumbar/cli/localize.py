@@ -73,6 +73,14 @@ def train(
     phantoms: Annotated[int, typer.Option(help="Phantom sagittal slices added.")] = 60,
     negatives: Annotated[int, typer.Option(help="Images without a spine added.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    final: Annotated[
+        bool,
+        typer.Option(
+            "--final/--no-final",
+            help="Train a sixth model on every slice (default); without it RUN's weights are "
+            "CV round 0's (trained on folds 1-4).",
+        ),
+    ] = True,
 ) -> None:
     """5-fold patient-grouped CV rounds, the final model, its decoding fitted out of fold.
 
@@ -82,7 +90,7 @@ def train(
     from lumbar.localize.train import TrainSettings
 
     settings = TrainSettings(steps=steps, phantoms=phantoms, negatives=negatives, seed=seed)
-    path = train_run(data, out, settings, log=echo_err)
+    path = train_run(data, out, settings, log=echo_err, final=final)
     typer.echo(f"weights: {path}")
 
 

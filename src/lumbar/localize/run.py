@@ -63,17 +63,24 @@ def oof_peaks(run_dir: Path, samples: list[Sample], folds: dict[str, int]) -> li
     return [find_peaks(*outputs[s.name]) for s in samples]
 
 
-def _finalise(run_dir: Path, decoding: Decoding, settings: TrainSettings) -> Path:
-    """RUN/localizer.safetensors: the final weights with the fitted decoding in the header."""
+def _finalise(run_dir: Path, decoding: Decoding, settings: TrainSettings, final: bool) -> Path:
+    """RUN/localizer.safetensors: the final weights (or, without a final model, CV round 0's)
+    with the decoding fitted on all out-of-fold outputs in the header."""
     from safetensors.torch import load_file, save_file
 
     from lumbar.files import atomic_path
 
-    state = load_file(str(run_dir / "final" / WEIGHTS))
+    state = load_file(str(run_dir / ("final" if final else "fold-0") / WEIGHTS))
+    data = (
+        "SPIDER sagittal set (all 134 slices, 84 patients)"
+        if final
+        else "SPIDER sagittal set, CV round 0: folds 1-4 (102 slices, 64 patients)"
+    )
     meta = {
         "settings": asdict(settings),
         "decoding": asdict(decoding),
-        "data": "SPIDER sagittal set (134 slices, 84 patients) + phantom slices and negatives",
+        "weights": "final" if final else "fold-0",
+        "data": f"{data} + phantom sagittal slices + images without a spine",
         "credit": SPIDER_CREDIT,
     }
     target = run_dir / WEIGHTS
@@ -87,15 +94,21 @@ def train_run(
     run_dir: Path,
     settings: TrainSettings,
     log: Callable[[str], None] = print,
+    *,
+    final: bool = True,
 ) -> Path:
-    """Five CV rounds, the final model, the decoding fitted on out-of-fold outputs."""
-    cross_validate(data, run_dir, settings, log=log)
+    """Five CV rounds, the final model, the decoding fitted on out-of-fold outputs.
+
+    Without `final` no model is trained on every slice: RUN/localizer.safetensors then holds
+    CV round 0's weights (trained on folds 1-4), which saves a sixth training.
+    """
+    cross_validate(data, run_dir, settings, final=final, log=log)
     slices = read_spider(data)
     folds = spider_folds(slices)
     samples = [spider_sample(s) for s in slices]
     decoding = fit_decoding(samples, oof_peaks(run_dir, samples, folds))
     log(f"decoding fitted out of fold: detect {decoding.detect}, anchor {decoding.anchor}")
-    return _finalise(run_dir, decoding, settings)
+    return _finalise(run_dir, decoding, settings, final)
 
 
 def evaluate_run(
