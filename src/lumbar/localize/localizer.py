@@ -8,7 +8,7 @@ the package (weights/localizer.safetensors), so loading it needs no network.
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import asdict, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -16,12 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from lumbar.errors import UserError
+from lumbar.files import write_json_atomic
 from lumbar.localize.decode import Decoding, Disc, decode
 from lumbar.localize.infer import network_outputs
 from lumbar.localize.model import LocalizerNet
 from lumbar.localize.preprocess import INPUT_SIZE, window
 
 WEIGHTS_FILE = "localizer.safetensors"
+#: Beside the weights: thresholds and confidence maps fitted on out-of-fold outputs (a small
+#: file, so refitting them does not re-commit the weights).
+DECODING_FILE = "decoding.json"
 #: Two discs are never closer than this (mm) on a real spine; a closer pair is one disc.
 MIN_DISC_GAP_MM = 8.0
 
@@ -43,6 +47,25 @@ def _weights_path(model: Path | None) -> Path:
             option="model",
         )
     return path
+
+
+def read_decoding(path: Path) -> Decoding:
+    """The decoding stored beside a weights file; the untuned defaults when there is none."""
+    if not path.is_file():
+        return Decoding()
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path.name}: {err}".splitlines()[0]) from None
+    known = {f.name for f in fields(Decoding)}
+    return Decoding(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+    )
+
+
+def write_decoding(decoding: Decoding, path: Path) -> None:
+    """Store a fitted decoding as JSON (atomically)."""
+    write_json_atomic(path, asdict(decoding))
 
 
 class Localizer:
@@ -105,11 +128,7 @@ def load_localizer(model: Path | None = None) -> Localizer:
     missing = [k for k in net.state_dict() if k not in state and "num_batches" not in k]
     if missing:
         raise UserError(f"{path.name} does not hold disc localiser weights ({missing[0]} missing)")
-    known = {f.name for f in fields(Decoding)}
-    raw = meta.get("decoding", {})
-    decoding = Decoding(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
-    )
+    decoding = read_decoding(path.parent / DECODING_FILE)
     settings = meta.get("settings", {})
     info = {"input_size": settings.get("input_size", INPUT_SIZE), **meta, "path": str(path)}
     return Localizer(net, decoding, info)

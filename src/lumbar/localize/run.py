@@ -27,6 +27,7 @@ from lumbar.localize.cv import FOLDS, OUTPUTS, WEIGHTS, cross_validate
 from lumbar.localize.data import Sample, spider_sample
 from lumbar.localize.decode import Decoding, Peak, find_peaks, name_discs
 from lumbar.localize.evaluate import DiscResult, score_slice, summarise
+from lumbar.localize.localizer import DECODING_FILE, write_decoding
 from lumbar.localize.preprocess import Letterbox
 from lumbar.localize.train import TrainSettings
 
@@ -64,8 +65,8 @@ def oof_peaks(run_dir: Path, samples: list[Sample], folds: dict[str, int]) -> li
 
 
 def _finalise(run_dir: Path, decoding: Decoding, settings: TrainSettings, final: bool) -> Path:
-    """RUN/localizer.safetensors: the final weights (or, without a final model, CV round 0's)
-    with the decoding fitted on all out-of-fold outputs in the header."""
+    """RUN/localizer.safetensors: the final weights (or, without a final model, CV round 0's),
+    and RUN/decoding.json: the decoding fitted on all out-of-fold outputs."""
     from safetensors.torch import load_file, save_file
 
     from lumbar.files import atomic_path
@@ -78,7 +79,6 @@ def _finalise(run_dir: Path, decoding: Decoding, settings: TrainSettings, final:
     )
     meta = {
         "settings": asdict(settings),
-        "decoding": asdict(decoding),
         "weights": "final" if final else "fold-0",
         "data": f"{data} + phantom sagittal slices + images without a spine",
         "credit": SPIDER_CREDIT,
@@ -86,6 +86,7 @@ def _finalise(run_dir: Path, decoding: Decoding, settings: TrainSettings, final:
     target = run_dir / WEIGHTS
     with atomic_path(target) as tmp:
         save_file(state, str(tmp), metadata={"lumbar": json.dumps(meta)})
+    write_decoding(decoding, run_dir / DECODING_FILE)
     return target
 
 
