@@ -109,3 +109,13 @@ def test_a_split_l5_s1_map_picks_the_lower_disc_with_a_ratio() -> None:
     assert argmax[-1].level is None and argmax[-2].level == "L5-S1"
     lowest = decode(out, IDENTITY, Decoding(detect=0.3, anchor=0.3, anchor_ratio=0.6))
     assert [d.level for d in lowest][-2:] == ["L4-L5", "L5-S1"]
+
+
+def test_no_room_for_a_sacrum_below_the_lowest_disc_leaves_it_unnamed() -> None:
+    cells = [(20, 6 + 5 * k) for k in range(5)]  # lowest disc at row cell 26: pixel 105.5
+    out = heat_maps(cells, cells[-1])
+    gap = 5 * STRIDE
+    roomy = decode(out, IDENTITY, DECODING, height=106.5 + 0.9 * gap)
+    assert roomy[-1].level == "L5-S1"
+    cut = decode(out, IDENTITY, DECODING, height=106.5 + 0.5 * gap)
+    assert [d.level for d in cut] == [None] * 5

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from lumbar.localize.data import Sample
-from lumbar.localize.decode import Decoding, Peak, name_discs
+from lumbar.localize.decode import Decoding, Peak, image_context, name_discs
 from lumbar.localize.evaluate import local_half_spacing, score_slice
 
 DETECT_GRID = (0.15, 0.2, 0.3, 0.4, 0.5)
@@ -33,7 +33,9 @@ def _share_right(samples: list[Sample], peaks: list[list[Peak]], decoding: Decod
     results = [
         r
         for s, p in zip(samples, peaks, strict=True)
-        for r in score_slice(s, name_discs(p, decoding))
+        for r in score_slice(
+            s, name_discs(p, decoding, *image_context(s.image.shape, s.spacing_mm))
+        )
     ]
     return float(np.mean([r.right for r in results])) if results else 0.0
 
@@ -62,7 +64,7 @@ def fit_decoding(samples: list[Sample], peaks: list[list[Peak]]) -> Decoding:
                     best, best_share = candidate, share
     named_raw, named_right, unnamed_raw, unnamed_right = [], [], [], []
     for s, p in zip(samples, peaks, strict=True):
-        discs = name_discs(p, best)  # identity maps: confidence = raw score
+        discs = name_discs(p, best, *image_context(s.image.shape, s.spacing_mm))  # raw scores
         for d in discs:
             target = _found_right(s, d.x, d.y, d.level)
             if d.level is None:

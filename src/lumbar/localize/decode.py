@@ -20,6 +20,8 @@ from lumbar.localize.preprocess import Letterbox
 ANCHOR = SPINE_LEVELS.index("L5-S1")
 #: Heat-map peaks below this are not candidates at all.
 CANDIDATE = 0.1
+#: Two discs are never closer than this (mm) on a real spine; a closer pair is one disc.
+MIN_DISC_GAP_MM = 8.0
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,10 @@ class Decoding:
     # L5-S1 is the lowest of the peaks scoring at least this share of the best L5-S1 score
     # (1.0: the best one); the heat map often splits between L5-S1 and L4-L5
     anchor_ratio: float = 1.0
+    # the image must reach this many disc gaps below the L5-S1 disc (room for the sacrum), or
+    # nothing is named: a lowest disc at the bottom edge may be L4-L5 with the sacrum cut off.
+    # On SPIDER the true L5-S1 disc has at least 0.92 gaps below it (fixed, not fitted).
+    min_margin: float = 0.8
     # isotonic maps (knots x, values y) from raw confidence to the observed share right
     named_x: tuple[float, ...] = (0.0, 1.0)
     named_y: tuple[float, ...] = (0.0, 1.0)
@@ -98,8 +104,13 @@ def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
     return float(np.interp(x, xs, ys))
 
 
-def name_discs(peaks: list[Peak], decoding: Decoding, min_gap_px: float = 0.0) -> list[Disc]:
-    """Order peaks top to bottom, name upward from the L5-S1 anchor, attach confidences."""
+def name_discs(
+    peaks: list[Peak], decoding: Decoding, min_gap_px: float = 0.0, height: float | None = None
+) -> list[Disc]:
+    """Order peaks top to bottom, name upward from the L5-S1 anchor, attach confidences.
+
+    `height` (image rows) enables the sacrum-room check (Decoding.min_margin).
+    """
     kept = _merge_close([p for p in peaks if p.score >= decoding.detect], min_gap_px)
     if not kept:
         return []
@@ -110,6 +121,10 @@ def name_discs(peaks: list[Peak], decoding: Decoding, min_gap_px: float = 0.0) -
         a = max(i for i in range(len(kept)) if kept[i].anchor >= bar)
         xy = np.array([(p.x, p.y) for p in kept])
         gaps = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+        if height is not None and len(gaps):
+            gap = float(gaps[a - 1]) if a > 0 else float(np.median(gaps))
+            if (height - 1 - kept[a].y) < decoding.min_margin * gap:
+                return _unnamed(kept, decoding)
         levels[a] = ANCHOR
         level = ANCHOR
         for j in range(a - 1, -1, -1):
@@ -133,8 +148,25 @@ def name_discs(peaks: list[Peak], decoding: Decoding, min_gap_px: float = 0.0) -
     return discs
 
 
+def image_context(
+    shape: tuple[int, ...], spacing_mm: tuple[float, float] | None
+) -> tuple[float, float]:
+    """(min_gap_px, height) for `name_discs` from an image's shape and pixel spacing."""
+    return (MIN_DISC_GAP_MM / min(spacing_mm) if spacing_mm else 0.0), float(shape[0])
+
+
+def _unnamed(kept: list[Peak], decoding: Decoding) -> list[Disc]:
+    return [
+        Disc(None, p.x, p.y, _interp(p.score, decoding.unnamed_x, decoding.unnamed_y)) for p in kept
+    ]
+
+
 def decode(
-    output: np.ndarray, box: Letterbox, decoding: Decoding, min_gap_px: float = 0.0
+    output: np.ndarray,
+    box: Letterbox,
+    decoding: Decoding,
+    min_gap_px: float = 0.0,
+    height: float | None = None,
 ) -> list[Disc]:
-    """Network output of one image -> its discs, top to bottom."""
-    return name_discs(find_peaks(output, box), decoding, min_gap_px)
+    """Network output of one image -> its discs, top to bottom (`height`: image rows)."""
+    return name_discs(find_peaks(output, box), decoding, min_gap_px, height)

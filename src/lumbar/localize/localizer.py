@@ -17,7 +17,7 @@ import numpy as np
 
 from lumbar.errors import UserError
 from lumbar.files import write_json_atomic
-from lumbar.localize.decode import Decoding, Disc, decode
+from lumbar.localize.decode import Decoding, Disc, decode, image_context
 from lumbar.localize.infer import network_outputs
 from lumbar.localize.model import LocalizerNet
 from lumbar.localize.preprocess import INPUT_SIZE, window
@@ -26,8 +26,6 @@ WEIGHTS_FILE = "localizer.safetensors"
 #: Beside the weights: thresholds and confidence maps fitted on out-of-fold outputs (a small
 #: file, so refitting them does not re-commit the weights).
 DECODING_FILE = "decoding.json"
-#: Two discs are never closer than this (mm) on a real spine; a closer pair is one disc.
-MIN_DISC_GAP_MM = 8.0
 
 
 def bundled_weights() -> Path:
@@ -88,16 +86,17 @@ class Localizer:
         Args:
             images: 2D gray (or RGB) arrays, any size and value range.
             spacing_mm: per image (row, column) pixel spacing when known; it lets two maxima
-                closer than MIN_DISC_GAP_MM be merged as one disc.
+                closer than decode.MIN_DISC_GAP_MM be merged as one disc.
         """
         spacings = list(spacing_mm) if spacing_mm is not None else [None] * len(images)
         if len(spacings) != len(images):
             raise ValueError("one spacing (or None) per image")
-        outputs = network_outputs(self.net, [window(i) for i in images], self.input_size, batch)
+        windowed = [window(i) for i in images]
+        outputs = network_outputs(self.net, windowed, self.input_size, batch)
         found = []
-        for (output, box), spacing in zip(outputs, spacings, strict=True):
-            min_gap = MIN_DISC_GAP_MM / min(spacing) if spacing else 0.0
-            found.append(decode(output, box, self.decoding, min_gap_px=min_gap))
+        for (output, box), spacing, image in zip(outputs, spacings, windowed, strict=True):
+            min_gap, height = image_context(image.shape, spacing)
+            found.append(decode(output, box, self.decoding, min_gap, height))
         return found
 
 

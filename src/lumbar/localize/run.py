@@ -25,7 +25,7 @@ from lumbar.files import write_csv_atomic
 from lumbar.localize.calibrate import fit_decoding
 from lumbar.localize.cv import FOLDS, OUTPUTS, WEIGHTS, cross_validate
 from lumbar.localize.data import Sample, spider_sample
-from lumbar.localize.decode import Decoding, Peak, find_peaks, name_discs
+from lumbar.localize.decode import Decoding, Peak, find_peaks, image_context, name_discs
 from lumbar.localize.evaluate import DiscResult, score_slice, summarise
 from lumbar.localize.localizer import DECODING_FILE, write_decoding
 from lumbar.localize.preprocess import Letterbox
@@ -134,7 +134,8 @@ def evaluate_run(
         for i, f in enumerate(fold_of):
             if f != k:
                 continue
-            discs = name_discs(peaks[i], decoding)
+            context = image_context(samples[i].image.shape, samples[i].spacing_mm)
+            discs = name_discs(peaks[i], decoding, *context)
             results += score_slice(samples[i], discs)
             rows += [
                 {
