@@ -13,6 +13,10 @@ slices, phantom axial lumbar slices, blank and noise images, and real axial slic
 the share of images with any disc, with a disc of confidence >= 0.5, and the highest
 confidence.
 
+Fields of view: each fold's model on its held-out slices cut halfway between L4-L5 and L5-S1
+(no sacrum, no L5-S1: nothing should be named L5-S1) or halfway between L2-L3 and L3-L4 (only
+the three lowest discs): slices with a wrong level name, and the remaining discs found and named.
+
 Speed: s per sagittal slice (`Localizer.find` on one image, windowing + network + decoding;
 model loaded) on --threads threads, median over SPIDER slices after a warm-up; and a whole
 phantom study (`localize_study`: header reading, 3 slices, fusion).
@@ -264,12 +268,94 @@ def speed(localizer, data: Path, threads: int) -> list[dict[str, object]]:  # ty
     ]
 
 
+def fields_of_view(run: Path, data: Path, decodings) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """Held-out slices cut so the sacrum and L5-S1 are gone, or only L3-L4 and below remain:
+    each fold's model and decoding on its own test slices."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from lumbar.data.spider import read_spider, spider_folds
+    from lumbar.localize import load_localizer
+    from lumbar.localize.data import spider_sample
+    from lumbar.localize.evaluate import local_half_spacing, score_slice
+
+    slices = read_spider(data)
+    folds = spider_folds(slices)
+    samples = [spider_sample(s) for s in slices]
+    variants: dict[str, list] = {"sacrum cut": [], "upper lumbar cut": []}
+    for k, decoding in decodings.items():
+        localizer = load_localizer(run / f"fold-{k}" / "localizer.safetensors")
+        localizer.decoding = decoding
+        test = [s for s in samples if folds[s.patient] == k]
+        for name in variants:
+            cut = []
+            for s in test:
+                i = s.levels.index("L5-S1")
+                if name == "sacrum cut":  # end halfway between L4-L5 and L5-S1
+                    end = round(float(s.points[i - 1][1] + s.points[i][1]) / 2)
+                    keep = s.points[:, 1] < end
+                    image = s.image[:end]
+                    points = s.points[keep]
+                else:  # start halfway between L2-L3 and L3-L4: L3-L4, L4-L5, L5-S1 left
+                    start = round(float(s.points[i - 3][1] + s.points[i - 2][1]) / 2)
+                    keep = s.points[:, 1] >= start
+                    image = s.image[start:]
+                    points = s.points[keep] - [0, start]
+                levels = tuple(lv for lv, k_ in zip(s.levels, keep, strict=True) if k_)
+                cut.append(
+                    replace(s, image=np.ascontiguousarray(image), points=points, levels=levels)
+                )
+            found = localizer.find([c.image for c in cut], [c.spacing_mm for c in cut])
+            for c, discs in zip(cut, found, strict=True):
+                tol = local_half_spacing(c.points)
+                wrong = [
+                    d
+                    for d in discs
+                    if d.level is not None
+                    and not any(
+                        lv == d.level and np.hypot(d.x - x, d.y - y) <= t
+                        for (x, y), lv, t in zip(c.points, c.levels, tol, strict=True)
+                    )
+                ]
+                results = score_slice(c, discs)
+                variants[name].append(
+                    (
+                        bool(wrong),
+                        any(d.confidence >= 0.5 for d in wrong),
+                        sum(r.right for r in results) / max(1, len(results)),
+                        all(d.level is None for d in discs),
+                    )
+                )
+    rows = []
+    for name, items in variants.items():
+        arr = np.array(items, dtype=float)
+        figures = {
+            "share_slices_wrong_name": arr[:, 0].mean(),
+            "share_slices_wrong_name_conf_ge_0.5": arr[:, 1].mean(),
+            "share_remaining_found_named": arr[:, 2].mean(),
+            "share_slices_all_unnamed": arr[:, 3].mean(),
+        }
+        print(
+            f"field of view {name:>16}: {len(items)} slices; a wrong name on "
+            f"{figures['share_slices_wrong_name']:.3f} (confidence >= 0.5: "
+            f"{figures['share_slices_wrong_name_conf_ge_0.5']:.3f}); all unnamed on "
+            f"{figures['share_slices_all_unnamed']:.3f}; remaining discs found and named "
+            f"{figures['share_remaining_found_named']:.3f}"
+        )
+        rows += [
+            {"section": "field of view", "subset": name, "figure": f, "value": v, "n": len(items)}
+            for f, v in figures.items()
+        ]
+    return rows
+
+
 def cv(run: Path, data: Path, resamples: int) -> list[dict[str, object]]:
     from lumbar.files import write_csv_atomic
     from lumbar.localize.evaluate import summarise
     from lumbar.localize.run import OOF_COLUMNS, evaluate_run, figure_rows
 
-    figures, oof, _ = evaluate_run(data, run, resamples)
+    figures, oof, _, decodings = evaluate_run(data, run, resamples)
     write_csv_atomic(HERE / "localize-oof.csv", oof, OOF_COLUMNS)
     baseline = summarise(layout_baseline(data), resamples)
     rows = []
@@ -291,7 +377,7 @@ def cv(run: Path, data: Path, resamples: int) -> list[dict[str, object]]:
                     "n": r["discs"] if r["figure"] != "slices_all_right" else r["slices"],
                 }
             )
-    return rows
+    return rows + fields_of_view(run, data, decodings)
 
 
 def main() -> None:

@@ -103,7 +103,7 @@ def cv(
     """Out-of-fold figures of a run per sequence (95% patient-bootstrap intervals): RUN/cv.csv."""
     from lumbar.localize.run import evaluate_run, figure_rows, write_evaluation
 
-    figures, oof, _ = evaluate_run(data, run, resamples)
+    figures, oof, _, _ = evaluate_run(data, run, resamples)
     write_evaluation(run, figures, oof)
     for row in figure_rows(figures):
         typer.echo(_format(row))

@@ -114,12 +114,15 @@ def train_run(
 
 def evaluate_run(
     data: Path, run_dir: Path, resamples: int = 2000
-) -> tuple[dict[str, dict[str, float]], list[dict[str, object]], list[DiscResult]]:
+) -> tuple[
+    dict[str, dict[str, float]], list[dict[str, object]], list[DiscResult], dict[int, Decoding]
+]:
     """Out-of-fold figures of a run: per fold, the decoding is fitted on the other folds'
     outputs (nested: no figure sees a threshold chosen on its own slices).
 
     Returns:
-        (figures per sequence, out-of-fold disc rows for oof.csv, per-true-disc results)
+        (figures per sequence, out-of-fold disc rows for oof.csv, per-true-disc results,
+        the decoding used on each fold)
     """
     slices = read_spider(data)
     folds = spider_folds(slices)
@@ -128,9 +131,11 @@ def evaluate_run(
     fold_of = [folds[s.patient] for s in samples]
     rows: list[dict[str, object]] = []
     results: list[DiscResult] = []
+    decodings: dict[int, Decoding] = {}
     for k in range(FOLDS):
         train = [i for i, f in enumerate(fold_of) if f != k]
         decoding = fit_decoding([samples[i] for i in train], [peaks[i] for i in train])
+        decodings[k] = decoding
         for i, f in enumerate(fold_of):
             if f != k:
                 continue
@@ -148,7 +153,7 @@ def evaluate_run(
                 }
                 for d in discs
             ]
-    return summarise(results, resamples), rows, results
+    return summarise(results, resamples), rows, results, decodings
 
 
 def figure_rows(figures: dict[str, dict[str, float]]) -> list[dict[str, object]]:
