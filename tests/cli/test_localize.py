@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from lumbar.cli import app
 from lumbar.localize.data import phantom_disc_pixels
 from lumbar.localize.preprocess import window
+from lumbar.localize.study import sagittal_t2_files
 from lumbar.synth import synthesize_cohort
 from lumbar.synth.cohort import make_patient
 from lumbar.synth.series import StudyBuilder
@@ -27,7 +29,11 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "broken.png").write_bytes(b"\x89PNG not really")
     synthesize_cohort(root / "cohort", patients=1, seed=3, progress=False)
     study = next(p for p in (root / "cohort").iterdir() if p.is_dir())
+    ds = pydicom.dcmread(sagittal_t2_files(study)[0])
+    del ds.ImagePositionPatient
+    ds.save_as(root / "no-geometry.dcm")
     return {
+        "no geometry": root / "no-geometry.dcm",
         "image": root / "phantom.png",
         "blank": root / "blank.png",
         "broken": root / "broken.png",
@@ -38,12 +44,16 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_a_batch_goes_on_past_bad_inputs(inputs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    given = [str(inputs[k]) for k in ("image", "broken", "blank", "missing", "study")]
+    names = ("image", "broken", "blank", "missing", "study", "no geometry")
+    given = [str(inputs[k]) for k in names]
     result = CliRunner().invoke(app, ["localize", *given, "--out", str(out)])
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     assert any(line.startswith(given[1]) and "cannot read" in line for line in lines)
     assert any(line.startswith(given[3]) and "no such file" in line for line in lines)
+    assert any(line.startswith(given[5]) and "ImagePositionPatient" in line for line in lines), (
+        lines
+    )
     assert f"{given[2]}: no discs found" in lines
     assert "Traceback" not in result.output
     with open(out / "discs.csv", newline="") as handle:
