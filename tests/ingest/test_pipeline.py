@@ -240,6 +240,28 @@ def test_bad_input_is_reported_and_the_batch_goes_on(phantom_cohort, tmp_path) -
     assert missing and all(r["patient_id"].startswith("P") for r in missing)
 
 
+def test_symlink_loop_in_a_series_folder_loses_no_file(phantom_cohort, tmp_path) -> None:
+    """Issue 17 defect 2: `ln -s zz SE0002/zz` made the walk skip the whole series folder
+    (9 of 57 files indexed, exit 0, nothing reported)."""
+    src = _copy(phantom_cohort, tmp_path / "src")
+    expected = len(iter_files(src))
+    series = src / "patient-0001" / "SE0002"
+    (series / "zz").symlink_to("zz")
+    (series / "dangling").symlink_to("no-such-file")
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=1, report_paths=True))
+    assert summary.index.files == expected
+    assert summary.complete_patients == 3
+    report = {r["file"]: r for r in _rows(out / "ingest-report.csv") if r["file"]}
+    assert "loop" in report["patient-0001/SE0002/zz"]["reason"]
+    assert "broken" in report["patient-0001/SE0002/dangling"]["reason"]
+    # without --report-paths the entries are listed under keyed hashes, never by path
+    hashed = tmp_path / "hashed"
+    ingest(src, hashed, IngestOptions(workers=1))
+    text = (hashed / "ingest-report.csv").read_text()
+    assert "loop" in text and "SE0002" not in text and "patient-0001" not in text
+
+
 def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
     import pydicom
 

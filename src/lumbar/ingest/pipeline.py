@@ -43,10 +43,11 @@ from lumbar.ingest.index import (
     default_workers,
     die_with_parent,
     index_folder,
+    path_key,
     uid_hash,
 )
 from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
-from lumbar.ingest.read import InstanceRecord, iter_files
+from lumbar.ingest.read import InstanceRecord, walk_folder
 from lumbar.ingest.select import (
     AxialSelection,
     Frame,
@@ -336,6 +337,7 @@ def _ingest(
     try:
         workers = default_workers(options.workers)
         keys: dict[str, Path] = {}
+        walk_report: list[ReportRow] = []
         web: DicomWebSource | None = None
         if pacs:
             web = DicomWebSource(text_source)
@@ -352,11 +354,16 @@ def _ingest(
 
             stats = web.index(index, filters, secret, on_progress, on_total)
         else:
-            files = iter_files(root)
+            walk = walk_folder(root)
+            files = walk.files
             advance = progress("indexing headers", len(files)) if progress else None
             stats, keys = index_folder(index, root, files, secret, workers, advance)
+            for path, severity, reason in walk.skipped:  # loops, broken links, ...
+                key = path_key(path.relative_to(root).as_posix(), secret)
+                keys.setdefault(key, path)
+                walk_report.append(ReportRow(file=key, severity=severity, reason=reason))
         summary = IngestSummary(index=stats)
-        report: list[ReportRow] = []
+        report: list[ReportRow] = list(walk_report)
         for file_key, severity, reason in index.problems():
             report.append(ReportRow(file=file_key, severity=severity, reason=reason))
         tasks, decisions = _plan(index, options, report)
