@@ -371,6 +371,83 @@ def test_killed_runs_resume_to_the_same_output(phantom_cohort, tmp_path) -> None
     assert not _processes_mentioning(str(out)), "killed runs left worker processes behind"
 
 
+KILLED = 77
+
+
+def _killed_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the ingest die on the spot (os._exit: no cleanup runs, as with SIGKILL) at `step`."""
+    import lumbar.ingest.index as index_module
+    import lumbar.ingest.pipeline as pipeline_module
+    import lumbar.pseudonym as pseudonym_module
+
+    def die(*_: object, **__: object) -> None:
+        os._exit(KILLED)
+
+    def after(function):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            function(*args, **kwargs)
+            os._exit(KILLED)
+
+        return call
+
+    if step == "out folder made":
+        monkeypatch.setattr(pipeline_module, "load_secret", die)
+    elif step == "secret written, not yet in place":
+        monkeypatch.setattr(pseudonym_module.os, "link", die)
+    elif step == "secret in place, temporary file left":
+        monkeypatch.setattr(pseudonym_module.os, "link", after(os.link))
+    elif step == "secret made, no index":
+        monkeypatch.setattr(pipeline_module, "_remove_partial_files", die)
+    elif step == "index file made, empty":
+        monkeypatch.setattr(index_module.sqlite3, "connect", die)
+    elif step == "index made, nothing indexed":
+        monkeypatch.setattr(pipeline_module, "walk_folder", die)
+    else:
+        raise AssertionError(step)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "out folder made",
+        "secret written, not yet in place",
+        "secret in place, temporary file left",
+        "secret made, no index",
+        "index file made, empty",
+        "index made, nothing indexed",
+    ],
+)
+def test_kill_while_the_output_folder_is_being_marked(
+    step: str, phantom_cohort, tmp_path, monkeypatch
+) -> None:
+    """Issue 17 defect 6: a kill between creating `.lumbar-secret` and the index left an OUT
+    that the rerun refused as "not empty and not an earlier ingest's output"."""
+    import pydicom
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort / "patient-0001", src / "patient-0001", copy_function=os.link)
+    out = tmp_path / "out"
+    pid = os.fork()
+    if pid == 0:  # the run that is killed
+        try:
+            _killed_at(step, monkeypatch)
+            ingest(src, out, IngestOptions(workers=1))
+        finally:
+            os._exit(3)  # the step was never reached
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == KILLED
+    monkeypatch.undo()
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    summary = ingest(src, out, IngestOptions(workers=1))  # the rerun
+    assert summary.complete_patients == 1
+    assert not list(out.glob(".*.part"))
+    first = iter_files(src / "patient-0001")[0]
+    original = str(pydicom.dcmread(first, stop_before_pixels=True).PatientID)
+    expected = pseudonymize(original, load_secret(out))
+    assert {r["patient_id"] for r in _rows(out / "images.csv")} == {expected}
+
+
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():

@@ -57,7 +57,7 @@ from lumbar.ingest.select import (
     select_myelo,
     select_sagittal,
 )
-from lumbar.pseudonym import load_secret
+from lumbar.pseudonym import SECRET_FILE, SECRET_TEMP, load_secret
 from lumbar.visualize.contact_sheet import write_contact_sheet
 
 IMAGES_CSV = "images.csv"
@@ -788,11 +788,22 @@ def _write_output(target: Path, data: bytes) -> None:
         os.chmod(tmp, OUTPUT_MODE)
 
 
+# what an ingest writes into OUT before its index exists (the secret, in two steps) and the
+# index's own files: a folder holding only these is an earlier ingest killed while starting
+_STARTING_FILES = frozenset(
+    {SECRET_FILE, *(INDEX_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal"))}
+)
+
+
 def _prepare_out(out: Path, force: bool) -> None:
-    """OUT may be absent, empty, or an earlier ingest's output; anything else needs --force."""
+    """OUT may be absent, empty, or an earlier ingest's output (also one killed before its
+    index was made: only lumbar's secret is there); anything else needs --force."""
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
-    reusable = (out / INDEX_FILE).exists()
+    reusable = (out / INDEX_FILE).exists() or (
+        out.is_dir()
+        and all(p.name in _STARTING_FILES or SECRET_TEMP.match(p.name) for p in out.iterdir())
+    )
     if out.is_dir() and any(out.iterdir()) and not reusable and not force:
         raise UserError(
             f"output folder {out} is not empty and is not an earlier ingest's output; "
