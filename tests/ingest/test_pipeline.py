@@ -262,6 +262,84 @@ def test_symlink_loop_in_a_series_folder_loses_no_file(phantom_cohort, tmp_path)
     assert "loop" in text and "SE0002" not in text and "patient-0001" not in text
 
 
+FREE_TEXT = {
+    "T2 SAG": ("T2 SAG Smith^Johnathan 8675309", "t2_tse_sag for SMITH JOHNATHAN id 8675309"),
+    "T2 AX": ("T2 AX (Doe, Janette) 19700101", "t2_tse_tra Doe Janette"),
+}
+FREE_TEXT_SECRETS = ("smith", "johnathan", "8675309", "doe", "janette", "19700101")
+
+
+def test_free_text_descriptions_reach_neither_the_index_nor_explain(
+    phantom_cohort, tmp_path
+) -> None:
+    """Issue 17 defect 4: names and IDs typed into SeriesDescription/ProtocolName were stored
+    in OUT/.lumbar-index.sqlite (world-readable) and printed by --explain."""
+    import pydicom
+
+    from lumbar.ingest import format_explanation
+    from lumbar.ingest.index import INDEX_FILE
+    from lumbar.pseudonym import SECRET_FILE
+
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort / "patient-0001", src / "patient-0001")
+    for path in iter_files(src):
+        ds = pydicom.dcmread(path)
+        if ds.SeriesDescription in FREE_TEXT:
+            ds.SeriesDescription, ds.ProtocolName = FREE_TEXT[ds.SeriesDescription]
+            ds.save_as(path)
+    out = tmp_path / "out"
+    printed: list[str] = []
+    old_umask = os.umask(0)  # the index must be private whatever the umask
+    try:
+        summary = ingest(
+            src,
+            out,
+            IngestOptions(workers=1),
+            explain=lambda decisions: printed.append(format_explanation(decisions)),
+        )
+    finally:
+        os.umask(old_umask)
+    assert summary.complete_patients == 1  # still classified: T2 SAG and T2 AX are kept
+    chosen = {d.series_class.value: d.summary.description for d in summary.decisions if d.chosen}
+    assert chosen == {"sagittal_t2": "T2 SAG", "axial_t2": "T2 AX", "myelo": "MYELO"}
+    index_files = sorted(out.glob(INDEX_FILE + "*"))
+    stored = b"".join(p.read_bytes() for p in index_files).lower()
+    text = "\n".join(printed).lower()
+    for word in FREE_TEXT_SECRETS:
+        assert word.encode() not in stored, word
+        assert word not in text, word
+    for path in [*index_files, out / SECRET_FILE]:
+        assert (path.stat().st_mode & 0o777) == 0o600, path.name
+
+
+def test_cleaned_descriptors_classify_the_phantom_as_the_full_text_does(
+    phantom_cohort, ingest_result
+) -> None:
+    from collections import defaultdict
+
+    from lumbar.ingest.classify import classify_series, summarize_series
+    from lumbar.ingest.read import HeaderProblem, read_header
+
+    records = defaultdict(list)
+    for path in iter_files(phantom_cohort):
+        try:
+            record = read_header(path)
+        except HeaderProblem:
+            continue
+        records[record.series_uid].append(record)
+    full_text = {}
+    for uid, members in records.items():
+        orientations = [f.orientation for r in members for f in r.frames]
+        full_text[uid] = classify_series(summarize_series(uid, members, orientations))
+    decisions = ingest_result[1].decisions
+    assert len(decisions) == len(full_text) == 15
+    for d in decisions:
+        assert (d.series_class, d.reason) == (
+            full_text[d.summary.series_uid].series_class,
+            full_text[d.summary.series_uid].reason,
+        )
+
+
 def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
     import pydicom
 
