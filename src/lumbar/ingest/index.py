@@ -35,7 +35,9 @@ INDEX_FILE = ".lumbar-index.sqlite"
 # SQLite's companion files of the index (write-ahead log, shared memory, rollback journal)
 INDEX_SIDE_FILES = ("-wal", "-shm", "-journal")
 INDEX_MODE = 0o600
-SCHEMA_VERSION = "2"  # 2: descriptions cleaned; an older index is deleted, not reused
+# 2: frames carry PixelSpacing; 3: descriptions cleaned. An index of another schema is
+# deleted, not reused (an older one may hold free text).
+SCHEMA_VERSION = "3"
 CHUNK_FILES = 64
 
 _SCHEMA = """
