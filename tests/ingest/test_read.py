@@ -144,3 +144,9 @@ def test_iter_files_finds_any_name_and_nesting(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
     found = [p.relative_to(tmp_path).as_posix() for p in iter_files(tmp_path)]
     assert found == ["a/IM1", "a/b/c/.hidden", "a/b/x.dcm", "top"]
+
+
+def test_absurd_number_of_frames_is_reported_at_once(tmp_path: Path, mr_factory) -> None:
+    path = mr_factory(tmp_path / "a.dcm", NumberOfFrames=150_000)
+    with pytest.raises(HeaderProblem, match="NumberOfFrames"):
+        read_header(path)
