@@ -2,13 +2,17 @@
 
 Mutants of real MR files (pydicom, pydicom-data) and of phantom files (`lumbar synth`) are made
 by the seeded mutator of tests/helpers/dicom_mutator.py (truncation, bit flips, wrong lengths
-and VRs, duplicated and missing elements, odd sizes), mixed with two intact phantom patients,
-and ingested by the real command line in batches. Prints, per batch and in total: files/s,
-the count of unaccounted files (neither indexed nor in the report with a reason; must be 0),
-and whether the exit code followed the documented rule (0 when images.csv lists at least one
-image, 2 when nothing usable was found) with no traceback.
+and VRs, duplicated and missing elements, odd sizes); each batch also holds the phantom
+patients with 30% of their files damaged (so damaged files reach selection, decoding and
+de-identification), and is ingested by the real command line with --export-dicom.
+
+Prints, per batch and in total: files/s, the count of unaccounted files (neither indexed nor
+in the report with a reason; must be 0), and whether the exit code followed the documented
+rule (0 when images.csv lists at least one image, 2 when nothing usable was found) with no
+traceback. Figures go to benchmarks/fuzz_ingest.csv.
 
 Usage: python benchmarks/fuzz_ingest.py [--mutants 3000] [--batch 500] [--seed 17] [--workers 2]
+                                        [--patients 4]
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from helpers.dicom_mutator import (  # noqa: E402
     real_mr_sources,
     unaccounted_files,
+    write_damaged_study,
     write_mutants,
 )
 
@@ -53,10 +58,11 @@ def run_batch(src: Path, out: Path, workers: int) -> tuple[float, int, str, int]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutants", type=int, default=3000)
+    parser.add_argument("--mutants", type=int, default=3000, help="mutants of single files")
     parser.add_argument("--batch", type=int, default=500, help="mutants per ingest run")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--patients", type=int, default=4, help="phantom patients per batch")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder")
     parser.add_argument("--csv", type=Path, default=Path(__file__).with_suffix(".csv"))
     args = parser.parse_args()
@@ -67,10 +73,10 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="lumbar-fuzz-"))
     phantom = work / "phantom"
     if not phantom.is_dir():
-        synthesize_cohort(phantom, patients=2, seed=5, workers=1, progress=False)
+        synthesize_cohort(phantom, patients=args.patients, seed=5, workers=1, progress=False)
     phantom_files = [p for p in iter_files(phantom) if p.suffix != ".csv"]
-    sources = real_mr_sources() + [(p.name, p.read_bytes()) for p in phantom_files]
-    print(f"{len(sources)} source files ({len(sources) - len(phantom_files)} real MR files)")
+    sources = real_mr_sources() + [(p.name, p.read_bytes()) for p in phantom_files[::4]]
+    print(f"{len(sources)} source files, {len(phantom_files)} phantom files damaged per batch")
 
     totals = {"files": 0, "seconds": 0.0, "unaccounted": 0, "bad_exit": 0, "mutants": 0}
     for batch, first in enumerate(range(0, args.mutants, args.batch)):
@@ -78,8 +84,10 @@ def main() -> None:
         src, out = work / f"src-{batch}", work / f"out-{batch}"
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(out, ignore_errors=True)
-        shutil.copytree(phantom, src / "intact")
+        studies = [(p.relative_to(phantom).as_posix(), p.read_bytes()) for p in phantom_files]
+        damaged = write_damaged_study(studies, str(src), 0.3, args.seed * 1000 + batch)
         write_mutants(sources, str(src / "mutants"), count, args.seed * 1000 + batch)
+        count += len(damaged)
         files = sum(1 for _ in iter_files(src))
         seconds, code, stderr, images = run_batch(src, out, args.workers)
         expected = 0 if images else 2
