@@ -385,7 +385,8 @@ def test_patient_list_parsing(tmp_path) -> None:
         ),
         (
             ["--axial-selection", "guess"],
-            "axial selection must be 'paper' or 'stacks', got 'guess' (--axial-selection)",
+            "axial selection must be one of 'paper', 'stacks', 'geometry', 'auto', got 'guess' "
+            "(--axial-selection)",
         ),
         (["--bit-depth", "12"], "bit depth must be 8 or 16, got 12 (--bit-depth)"),
         (["--study-date", "2020"], "YYYYMMDD- or -YYYYMMDD (--study-date)"),
