@@ -494,6 +494,8 @@ def test_a_malformed_element_in_one_file_does_not_stop_the_dicom_export(
 def test_a_decoder_that_kills_its_worker_costs_only_its_images(
     phantom_cohort, tmp_path, monkeypatch
 ) -> None:
+    import faulthandler
+
     import pydicom
 
     import lumbar.ingest.pipeline as pipeline
@@ -505,6 +507,7 @@ def test_a_decoder_that_kills_its_worker_costs_only_its_images(
     def crashing_render(ds, frame, bit_depth=8):
         # Stands for a native decoder bug: the (forked) worker process dies on these images.
         if str(ds.PatientID) == victim and str(ds.SeriesDescription) == "MYELO":
+            faulthandler.disable()  # no stack dump from the worker on the terminal
             os.abort()
         return render(ds, frame, bit_depth)
 
