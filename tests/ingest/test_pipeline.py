@@ -666,3 +666,31 @@ def test_a_malformed_element_in_one_file_does_not_stop_the_dicom_export(
     failed = [r for r in _rows(out / REPORT_CSV) if "not exported" in r["reason"]]
     assert len(failed) == 8
     assert all(r["file"].startswith("patient-0002/") and r["patient_id"] for r in failed)
+
+
+def test_a_decoder_that_kills_its_worker_costs_only_its_images(
+    phantom_cohort, tmp_path, monkeypatch
+) -> None:
+    import faulthandler
+
+    import pydicom
+
+    import lumbar.ingest.pipeline as pipeline
+
+    first = next(p for p in sorted((phantom_cohort / "patient-0001").rglob("*")) if p.is_file())
+    victim = str(pydicom.dcmread(first, stop_before_pixels=True).PatientID)
+    render = pipeline.render_frame
+
+    def crashing_render(ds, frame, bit_depth=8):
+        # Stands for a native decoder bug: the (forked) worker process dies on these images.
+        if str(ds.PatientID) == victim and str(ds.SeriesDescription) == "MYELO":
+            faulthandler.disable()  # no stack dump from the worker on the terminal
+            os.abort()
+        return render(ds, frame, bit_depth)
+
+    monkeypatch.setattr(pipeline, "render_frame", crashing_render)  # inherited by the workers
+    out = tmp_path / "out"
+    summary = ingest(phantom_cohort, out, IngestOptions(workers=2, report_paths=True))
+    assert len(_rows(out / "images.csv")) == len(summary.selected) == 22
+    crashed = [r for r in _rows(out / REPORT_CSV) if "crashed" in r["reason"]]
+    assert len(crashed) == 2 and all(r["file"].startswith("patient-0001/") for r in crashed)

@@ -18,6 +18,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -792,8 +793,7 @@ def _export(
             results_iter = pool.map(lambda job: _export_job(job, web), jobs)
             results = _collect(results_iter, index, advance)
     elif workers > 1 and len(jobs) > 8:
-        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
-            results = _collect(pool.map(_export_job, jobs, chunksize=8), index, advance)
+        results = _export_in_processes(jobs, workers, index, advance)
     else:
         results = _collect(map(_export_job, jobs), index, advance)
     by_name = {task.name: task for task in tasks}
@@ -813,10 +813,47 @@ def _export(
     return len(todo) - len(failed)
 
 
-def _collect(
-    results: Any, index: StudyIndex, advance: Callable[[int], None] | None
+CRASHED = "the image decoder crashed on this file (its process died); not exported"
+
+
+def _export_in_processes(
+    jobs: list[dict[str, Any]],
+    workers: int,
+    index: StudyIndex,
+    advance: Callable[[int], None] | None,
 ) -> list[tuple[str, list[tuple[str, str, int]], str]]:
-    collected = []
+    """Export in a process pool; if a native decoder kills a worker (the pool breaks), the
+    jobs without a result are redone one process each, so only the image whose decoding
+    kills its process is lost, and it is reported."""
+    collected: list[tuple[str, list[tuple[str, str, int]], str]] = []
+    try:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+            _collect(pool.map(_export_job, jobs, chunksize=8), index, advance, collected)
+    except BrokenProcessPool:
+        done = {name for name, _, _ in collected}
+        isolated = (_export_isolated(job) for job in jobs if job["name"] not in done)
+        _collect(isolated, index, advance, collected)
+    return collected
+
+
+def _export_isolated(job: dict[str, Any]) -> tuple[str, list[tuple[str, str, int]], str]:
+    """One export job in a process of its own; a crash there is that image's problem."""
+    try:
+        with ProcessPoolExecutor(max_workers=1, initializer=die_with_parent) as pool:
+            return pool.submit(_export_job, job).result()
+    except BrokenProcessPool:
+        return job["name"], [], CRASHED
+
+
+def _collect(
+    results: Any,
+    index: StudyIndex,
+    advance: Callable[[int], None] | None,
+    collected: list[tuple[str, list[tuple[str, str, int]], str]] | None = None,
+) -> list[tuple[str, list[tuple[str, str, int]], str]]:
+    """Record each result's outputs in the index as it arrives (into `collected`, so what
+    arrived before a failure is kept)."""
+    collected = [] if collected is None else collected
     for result in results:
         _, written, _ = result
         if written:
