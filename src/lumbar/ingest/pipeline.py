@@ -691,6 +691,8 @@ def _plan_axial_geometry(
             report.append(
                 ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
             )
+        for note in result.notes:
+            report.append(ReportRow(patient_id=patient, series=label, severity="info", reason=note))
         for missing in result.missing:
             report.append(
                 ReportRow(
