@@ -293,3 +293,21 @@ def test_geometry_needs_positions_and_centres() -> None:
         select_axial_geometry(frames(25, orientation=None), centres())
     with pytest.raises(SelectionProblem, match="needs disc centres and has none \\(why\\)"):
         select_axial_images(paper_frames(), FrameOrder.INSTANCE, AxialSelection.GEOMETRY, [], "why")
+
+
+def test_geometry_prefers_the_middle_of_a_discs_own_odd_stack_when_it_crosses_too() -> None:
+    # five slices 4 mm apart centred on each disc; the centres are 2.5 mm off along the spine
+    result = select_axial_geometry(paper_frames(), centres(dz=2.5))
+    for lv, choice in result.chosen.items():
+        assert choice.frame.sop_uid == f"{lv.code}.2"
+        assert choice.distance_mm == pytest.approx(2.5)
+        assert choice.reason.startswith("middle slice of the disc's own stack (nearest slice -1.5")
+    # 3 mm off: the middle slice no longer crosses (limit 4 / 2 + 1 mm), the nearest is taken
+    far = select_axial_geometry(paper_frames(), centres(dz=3.5))
+    assert all(c.frame.sop_uid == f"{lv.code}.3" for lv, c in far.chosen.items())
+    # one continuous stack is no disc's own: the nearest slice
+    parallel = [Frame(f"p{i}", 0, i, (0.0, 0.0, i * 4.0), AX) for i in range(-5, 40)]
+    result = select_axial_geometry(parallel, centres(dz=1.5))
+    assert len(result.chosen) == 5
+    assert all(abs(c.distance_mm) <= 2.0 for c in result.chosen.values())
+    assert all(c.reason.startswith("nearest slice: ") for c in result.chosen.values())
