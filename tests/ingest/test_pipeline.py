@@ -252,9 +252,8 @@ def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
     summary = ingest(src, out, IngestOptions(workers=1))
     assert summary.complete_patients == 2
     rows = _rows(out / "ingest-report.csv")
-    assert [r["reason"] for r in rows if r["patient_id"]] == [
-        "missing series: no myelo series found"
-    ]
+    problems = [r["reason"] for r in rows if r["patient_id"] and r["severity"] != "info"]
+    assert problems == ["missing series: no myelo series found"]
     assert len(_rows(out / "images.csv")) == 22
 
 
@@ -516,3 +515,32 @@ def test_paper_selection_is_todays_eq2_and_misses_on_other_layouts(protocol_coho
     assert axial["L3-L4"].source_uid_hash == truth["L3-L4"]  # the middle stack only
     assert axial["L1-L2"].source_uid_hash == truth["L5-S1"]  # Eq. 2 counts from the wrong end
     assert {r.selection_rule for r in axial.values()} == {"eq2"}
+
+
+def _insert_before_pixel_data(path: Path, element: bytes) -> None:
+    """Splice a raw explicit-VR little-endian element in front of (7FE0,0010)."""
+    data = path.read_bytes()
+    at = data.rfind(b"\xe0\x7f\x10\x00")
+    assert at > 0, path
+    path.write_bytes(data[:at] + element + data[at:])
+
+
+def test_a_malformed_element_in_one_file_does_not_stop_the_dicom_export(
+    phantom_cohort, tmp_path
+) -> None:
+    # Odd-length US (0028,0106) SmallestImagePixelValue: 3 bytes where US needs 2 per value.
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort, src)
+    for path in iter_files(src / "patient-0002"):
+        _insert_before_pixel_data(path, b"\x28\x00\x06\x01US\x03\x00\x01\x02\x03")
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=1, export_dicom=True, report_paths=True))
+    rows = _rows(out / "images.csv")
+    assert len(rows) == len(summary.selected) == 16  # the two undamaged patients
+    for row in rows:  # every image listed has both its PNG and its de-identified DICOM
+        assert (out / row["image"]).is_file()
+        assert (out / (row["image"][:-4] + ".dcm")).is_file()
+    assert len(list(out.rglob("*.dcm"))) == len(list(out.rglob("*.png"))) == 16
+    failed = [r for r in _rows(out / REPORT_CSV) if "not exported" in r["reason"]]
+    assert len(failed) == 8
+    assert all(r["file"].startswith("patient-0002/") and r["patient_id"] for r in failed)

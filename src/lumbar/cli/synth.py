@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from lumbar.cli.options import ForceOption
 from lumbar.errors import UserError
 
 
@@ -32,9 +33,7 @@ def synth(
     workers: Annotated[
         int, typer.Option(help="Processes to use (lumbar); 0 means one per CPU core.")
     ] = 0,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
-    ] = False,
+    force: ForceOption = False,
     protocol: Annotated[
         str,
         typer.Option(

@@ -34,7 +34,7 @@ from lumbar.ingest.classify import (
     load_rules,
     summarize_series,
 )
-from lumbar.ingest.deid import BurnedInAnnotation, deidentify
+from lumbar.ingest.deid import BurnedInAnnotation, DeidentificationProblem, deidentify
 from lumbar.ingest.discs import CsvDiscCentres, DiscCentre, DiscCentreSource, SagittalSeries
 from lumbar.ingest.export import PixelProblem, render_frame
 from lumbar.ingest.index import (
@@ -847,45 +847,65 @@ def _job(
     }
 
 
+class _NotExported(Exception):
+    """An image left out of the export; the message is the report's reason (no patient data)."""
+
+
 def _export_job(
     job: dict[str, Any], web: Any = None
 ) -> tuple[str, list[tuple[str, str, int]], str]:
-    """Render one task; returns (name, [(relative output, fingerprint, size)], problem)."""
+    """Render one task; returns (name, [(relative output, fingerprint, size)], problem).
 
+    Everything that reads, decodes or de-identifies the source happens before anything is
+    written, inside one catch: a damaged file costs its own image (listed in the report with
+    the reason), never the batch. With DICOM export, an image is written only when both its
+    PNG and its de-identified DICOM could be made.
+    """
     name = job["name"]
     try:
-        if web is not None:
-            ds = web.retrieve(job["study"], job["series"], job["sop"])
-        else:
-            import pydicom
-
-            if job["path"] is None:
-                return name, [], "source file is no longer there"
-            ds = pydicom.dcmread(job["path"], force=True)
-        if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-            return name, [], "image declares burned-in annotation (text in the pixels); skipped"
-        png = render_frame(ds, job["frame"], job["bit_depth"])
-    except PixelProblem as problem:
+        png, dicom = _render_job(job, web)
+    except (PixelProblem, BurnedInAnnotation, UserError, _NotExported) as problem:
         return name, [], str(problem)
-    except UserError as err:
-        return name, [], str(err)
     except Exception as err:
-        return name, [], f"cannot read image ({type(err).__name__})"
+        return name, [], f"cannot read or convert image ({type(err).__name__}); not exported"
     folder = Path(job["folder"])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    png_path = folder / f"{name}.png"
-    _write_output(png_path, png)
-    written.append((f"{job['patient']}/{name}.png", job["fingerprint"], len(png)))
-    if job["dicom"]:
-        try:
-            data = _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
-        except BurnedInAnnotation as problem:
-            return name, written, str(problem)
-        dcm_path = folder / f"{name}.dcm"
-        _write_output(dcm_path, data)
-        written.append((f"{job['patient']}/{name}.dcm", job["fingerprint"], len(data)))
+    for suffix, data in ((".png", png), (".dcm", dicom)):
+        if data is None:
+            continue
+        _write_output(folder / f"{name}{suffix}", data)
+        written.append((f"{job['patient']}/{name}{suffix}", job["fingerprint"], len(data)))
     return name, written, ""
+
+
+def _render_job(job: dict[str, Any], web: Any) -> tuple[bytes, bytes | None]:
+    """The PNG bytes and (with DICOM export) the de-identified DICOM bytes of one task."""
+    if web is not None:
+        ds = web.retrieve(job["study"], job["series"], job["sop"])
+    else:
+        import pydicom
+
+        if job["path"] is None:
+            raise _NotExported("source file is no longer there")
+        ds = pydicom.dcmread(job["path"], force=True)
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        raise _NotExported("image declares burned-in annotation (text in the pixels); skipped")
+    png = render_frame(ds, job["frame"], job["bit_depth"])
+    if not job["dicom"]:
+        return png, None
+    try:
+        return png, _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
+    except (BurnedInAnnotation, UserError):
+        raise
+    except DeidentificationProblem as problem:
+        raise _NotExported(
+            f"cannot de-identify for DICOM export: {problem}; not exported"
+        ) from None
+    except Exception as err:
+        raise _NotExported(
+            f"cannot de-identify for DICOM export ({type(err).__name__}); not exported"
+        ) from None
 
 
 def _deidentified_bytes(ds: Any, pseudonym: str, secret: bytes, deidentify: Any) -> bytes:
