@@ -470,7 +470,8 @@ def test_auto_picks_the_true_mid_disc_slice_on_every_protocol(protocol_cohorts, 
     from lumbar.ingest.index import uid_hash
     from lumbar.synth.protocols import Protocol
 
-    expected_rule = {Protocol.PAPER: "eq2", Protocol.NOSAGT2: "eq2"}
+    paper_layout = (Protocol.PAPER, Protocol.NOSAGT2, Protocol.THORACIC, Protocol.CUTSACRUM)
+    expected_rule = dict.fromkeys(paper_layout, "eq2")
     for protocol, cohort in protocol_cohorts.items():
         out = tmp_path / protocol.value
         options = IngestOptions(workers=1, disc_centres=CsvDiscCentres(cohort / "discs.csv"))
