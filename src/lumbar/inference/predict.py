@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lumbar.data.roi import parse_roi
+from lumbar.data.roi import image_roi
 from lumbar.errors import UserError
 from lumbar.explain import GradCAM, class_names, load_run, prepare_image
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
@@ -127,7 +127,7 @@ class Predictor:
             model=model,
             config=config,
             run_dir=Path(run_dir),
-            roi=parse_roi(spec),
+            roi=image_roi(spec, "prediction"),
             roi_source=source,
             classes=class_names(config),
             layer=layer,
