@@ -193,3 +193,35 @@ def test_bad_rules_files_give_one_clear_error(tmp_path: Path, text: str, message
 def test_missing_rules_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot read rules file"):
         load_rules(tmp_path / "nope.yaml")
+
+
+DESCRIPTIONS = (
+    "t2_tse_sag DOE^JANE 1970",
+    "T2 AX L4-5 MRN12345",
+    "MYELOGRAPHY 3D",
+    "mrm heavy",
+    "STIR sag",
+    "Survey 3-plane",
+    "T2* GRE",
+    "ax t1 flair",
+    "sagittal T2W_TSE",
+    "localizer",
+    "DWI b800",
+    "",
+)
+
+
+@pytest.mark.parametrize("text", DESCRIPTIONS)
+@pytest.mark.parametrize("plane", [Plane.SAGITTAL, Plane.AXIAL, Plane.UNKNOWN])
+@pytest.mark.parametrize("timing", [(100.0, 3000.0), (None, None), (10.0, 500.0)])
+def test_cleaned_descriptions_classify_the_same(text, plane, timing) -> None:
+    from lumbar.ingest.classify import clean_descriptor
+
+    cleaned = clean_descriptor(text)
+    assert not set(cleaned.split()) & {"DOE^JANE", "1970", "MRN12345", "L4-5", "B800"}
+    te, tr = timing
+    original = classify_series(summary(description=text, plane=plane, echo_time=te,
+                                       repetition_time=tr))  # fmt: skip
+    again = classify_series(summary(description=cleaned, plane=plane, echo_time=te,
+                                    repetition_time=tr))  # fmt: skip
+    assert again.series_class == original.series_class

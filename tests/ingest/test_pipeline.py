@@ -385,7 +385,8 @@ def test_patient_list_parsing(tmp_path) -> None:
         ),
         (
             ["--axial-selection", "guess"],
-            "axial selection must be 'paper' or 'stacks', got 'guess' (--axial-selection)",
+            "axial selection must be one of 'paper', 'stacks', 'geometry', 'auto', got 'guess' "
+            "(--axial-selection)",
         ),
         (["--bit-depth", "12"], "bit depth must be 8 or 16, got 12 (--bit-depth)"),
         (["--study-date", "2020"], "YYYYMMDD- or -YYYYMMDD (--study-date)"),
@@ -459,3 +460,32 @@ def test_pydicom_warnings_are_silenced_during_ingest(capfd) -> None:
     captured = capfd.readouterr()
     assert path not in captured.out + captured.err
     assert not [w for w in caught if path in str(w.message)]
+
+
+def _insert_before_pixel_data(path: Path, element: bytes) -> None:
+    """Splice a raw explicit-VR little-endian element in front of (7FE0,0010)."""
+    data = path.read_bytes()
+    at = data.rfind(b"\xe0\x7f\x10\x00")
+    assert at > 0, path
+    path.write_bytes(data[:at] + element + data[at:])
+
+
+def test_a_malformed_element_in_one_file_does_not_stop_the_dicom_export(
+    phantom_cohort, tmp_path
+) -> None:
+    # Odd-length US (0028,0106) SmallestImagePixelValue: 3 bytes where US needs 2 per value.
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort, src)
+    for path in iter_files(src / "patient-0002"):
+        _insert_before_pixel_data(path, b"\x28\x00\x06\x01US\x03\x00\x01\x02\x03")
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=1, export_dicom=True, report_paths=True))
+    rows = _rows(out / "images.csv")
+    assert len(rows) == len(summary.selected) == 16  # the two undamaged patients
+    for row in rows:  # every image listed has both its PNG and its de-identified DICOM
+        assert (out / row["image"]).is_file()
+        assert (out / (row["image"][:-4] + ".dcm")).is_file()
+    assert len(list(out.rglob("*.dcm"))) == len(list(out.rglob("*.png"))) == 16
+    failed = [r for r in _rows(out / REPORT_CSV) if "not exported" in r["reason"]]
+    assert len(failed) == 8
+    assert all(r["file"].startswith("patient-0002/") and r["patient_id"] for r in failed)

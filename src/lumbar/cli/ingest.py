@@ -32,8 +32,19 @@ def ingest(
     ] = "instance",
     axial_selection: Annotated[
         str,
-        typer.Option(help="'paper' (Eq. 2) or 'stacks' (middle slice of each per-disc stack)."),
-    ] = "paper",
+        typer.Option(
+            help="'auto' (Eq. 2 where the series has the paper's layout and the disc geometry "
+            "agrees, else geometry), 'geometry' (the slice nearest each disc centre), 'paper' "
+            "(Eq. 2 only, as before) or 'stacks' (middle slice of each per-disc stack)."
+        ),
+    ] = "auto",
+    disc_centres: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of disc centres in patient mm (study_uid, level, x_mm, y_mm, z_mm), e.g. "
+            "a phantom's discs.csv; default: the sagittal disc localiser where installed."
+        ),
+    ] = None,
     bit_depth: Annotated[int, typer.Option(help="PNG bit depth: 8 or 16.")] = 8,
     export_dicom: Annotated[
         bool,
@@ -73,6 +84,7 @@ def ingest(
     options = IngestOptions.from_options(
         order=order,
         axial_selection=axial_selection,
+        disc_centres=disc_centres,
         rules=rules,
         patients=patients,
         bit_depth=bit_depth,

@@ -129,7 +129,7 @@ def _patient_groups(
 def _assign(
     counts: np.ndarray, unlabelled: np.ndarray, shares: Sequence[float], seed: int, salt: str
 ) -> np.ndarray:
-    rng = np.random.default_rng(_seed_sequence(seed, salt))
+    rng = np.random.default_rng(seed_sequence(seed, salt))
     labelled = counts.sum(axis=1) > 0
     assignment = np.empty(len(counts), dtype=np.int64)
     assignment[labelled] = greedy_group_assignment(counts[labelled], shares, rng)
@@ -138,7 +138,7 @@ def _assign(
     return assignment
 
 
-def _seed_sequence(seed: int, salt: str) -> list[int]:
+def seed_sequence(seed: int, salt: str) -> list[int]:
     digest = hashlib.sha256(salt.encode("utf-8")).digest()
     return [int(seed), int.from_bytes(digest[:4], "little")]
 

@@ -144,6 +144,26 @@ _SAG = re.compile(r"(?i)(?<![a-z])sag(ittal)?(?![a-z])")
 _AX = re.compile(r"(?i)(?<![a-z])(ax|axial|tra|trans|transverse)(?![a-z])")
 
 
+_DESCRIPTOR_TOKENS = (_LOCALIZER, _MYELO, _T2, _T1, _FLUID_SUPPRESSED, _SAG, _AX)
+
+
+def clean_descriptor(text: str) -> str:
+    """Only the words of a free-text description that classification reads (T1, T2, SAG,
+    AX, MYELO, STIR, LOCALIZER ...), upper-cased, in their order; anything else a sender
+    typed (names, IDs, dates) is dropped. Classifying the cleaned text gives the same class.
+    """
+    found: list[tuple[int, int, str]] = []
+    for pattern in _DESCRIPTOR_TOKENS:
+        found.extend((m.start(), m.end(), m.group(0).upper()) for m in pattern.finditer(text))
+    words: list[str] = []
+    end = -1
+    for start, stop, word in sorted(found):
+        if start >= end:  # overlapping matches (e.g. "t2" inside a longer one) count once
+            words.append(word)
+            end = stop
+    return " ".join(words)
+
+
 def plane_of(orientation: tuple[float, ...] | None) -> Plane:
     """The plane whose normal (row x column cosines) is closest to the patient x, y or z axis."""
     if orientation is None:

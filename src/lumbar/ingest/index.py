@@ -27,7 +27,7 @@ from lumbar.ingest.read import HeaderProblem, InstanceRecord, read_header
 from lumbar.pseudonym import pseudonymize
 
 INDEX_FILE = ".lumbar-index.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: frames carry PixelSpacing
 CHUNK_FILES = 64
 
 _SCHEMA = """

@@ -34,7 +34,8 @@ from lumbar.ingest.classify import (
     load_rules,
     summarize_series,
 )
-from lumbar.ingest.deid import BurnedInAnnotation, deidentify
+from lumbar.ingest.deid import BurnedInAnnotation, DeidentificationProblem, deidentify
+from lumbar.ingest.discs import CsvDiscCentres, DiscCentre, DiscCentreSource, SagittalSeries
 from lumbar.ingest.export import PixelProblem, render_frame
 from lumbar.ingest.index import (
     INDEX_FILE,
@@ -48,11 +49,13 @@ from lumbar.ingest.index import (
 from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
 from lumbar.ingest.read import InstanceRecord, iter_files
 from lumbar.ingest.select import (
+    AxialChoice,
     AxialSelection,
     Frame,
     FrameOrder,
+    Rule,
     SelectionProblem,
-    select_axial,
+    select_axial_images,
     select_myelo,
     select_sagittal,
 )
@@ -61,7 +64,21 @@ from lumbar.visualize.contact_sheet import write_contact_sheet
 
 IMAGES_CSV = "images.csv"
 REPORT_CSV = "ingest-report.csv"
-IMAGES_COLUMNS = ("patient_id", "view", "level", "image", "source_uid_hash")
+IMAGES_COLUMNS = (
+    "patient_id",
+    "view",
+    "level",
+    "image",
+    "source_uid_hash",
+    "selection_rule",
+    "selection_reason",
+    "disc_distance_mm",
+    "disc_angle_deg",
+    "disc_x",
+    "disc_y",
+    "row_spacing_mm",
+    "col_spacing_mm",
+)
 REPORT_COLUMNS = ("file", "patient_id", "series", "severity", "reason")
 _PSEUDONYM_DIR = re.compile(r"^P[0-9a-f]{12}$")
 _OUTPUT_NAME = re.compile(r"^P[0-9a-f]{12}_(1|2|3|12|23|34|45|51)\.(png|dcm)$")
@@ -73,7 +90,8 @@ class IngestOptions:
     """Everything `lumbar ingest` can be told; defaults follow the paper."""
 
     order: FrameOrder = FrameOrder.INSTANCE
-    axial_selection: AxialSelection = AxialSelection.PAPER
+    axial_selection: AxialSelection = AxialSelection.AUTO
+    disc_centres: DiscCentreSource | None = None
     bit_depth: int = 8
     export_dicom: bool = False
     rules: Rules = field(default_factory=Rules)
@@ -105,13 +123,16 @@ class IngestOptions:
         cls,
         *,
         order: str = "instance",
-        axial_selection: str = "paper",
+        axial_selection: str = "auto",
+        disc_centres: Path | None = None,
         rules: Path | None = None,
         patients: str | None = None,
         **options: Any,
     ) -> IngestOptions:
-        """Options as a user spells them: enum values as text, a rules YAML file, and the
-        patients as "P1,P2" or "@FILE" (`parse_patient_list`); the rest as the fields.
+        """Options as a user spells them: enum values as text, a rules YAML file, the
+        patients as "P1,P2" or "@FILE" (`parse_patient_list`), disc centres as a CSV
+        (`CsvDiscCentres`; default: the sagittal localiser where installed); the rest as the
+        fields.
 
         Raises:
             UserError: an unknown frame order or axial selection, an unreadable rules or
@@ -126,13 +147,16 @@ class IngestOptions:
         try:
             axial = AxialSelection(axial_selection)
         except ValueError:
+            choices = ", ".join(f"'{m.value}'" for m in AxialSelection)
             raise UserError(
-                f"axial selection must be 'paper' or 'stacks', got {axial_selection!r}",
+                f"axial selection must be one of {choices}, got {axial_selection!r}",
                 option="axial_selection",
             ) from None
+        source = CsvDiscCentres(disc_centres) if disc_centres is not None else None
         return cls(
             order=frame_order,
             axial_selection=axial,
+            disc_centres=source,
             rules=load_rules(rules),
             patients=parse_patient_list(patients),
             **options,
@@ -187,6 +211,12 @@ class ExportTask:
     study_uid: str
     frame: int
     file_key: str
+    rule: str = ""
+    reason: str = ""
+    distance_mm: float | None = None
+    angle_deg: float | None = None
+    disc_pixel: tuple[float, float] | None = None
+    spacing: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +229,13 @@ class IngestedImage:
         level: the disc level of an axial image ("" for the others).
         image: the PNG's path relative to OUT, e.g. "P0123456789ab/P0123456789ab_45.png".
         source_uid_hash: keyed hash of the source SOPInstanceUID.
+        selection_rule: eq1, eq2, stacks or geometry (`select.Rule`).
+        selection_reason: why that rule, in a few words.
+        disc_distance_mm, disc_angle_deg: the disc centre's signed distance from the image
+            plane and the angle between image and disc plane ("" where unknown).
+        disc_x, disc_y: the disc centre projected into the image (pixel x = column, y = row;
+            "" where unknown), for the disc-centred ROI.
+        row_spacing_mm, col_spacing_mm: the image's PixelSpacing ("" where absent).
     """
 
     patient_id: str
@@ -206,9 +243,17 @@ class IngestedImage:
     level: str
     image: str
     source_uid_hash: str
+    selection_rule: str = ""
+    selection_reason: str = ""
+    disc_distance_mm: str = ""
+    disc_angle_deg: str = ""
+    disc_x: str = ""
+    disc_y: str = ""
+    row_spacing_mm: str = ""
+    col_spacing_mm: str = ""
 
     def as_tuple(self) -> tuple[str, ...]:
-        return (self.patient_id, self.view, self.level, self.image, self.source_uid_hash)
+        return tuple(getattr(self, name) for name in IMAGES_COLUMNS)
 
 
 @dataclass
@@ -359,7 +404,7 @@ def _ingest(
         report: list[ReportRow] = []
         for file_key, severity, reason in index.problems():
             report.append(ReportRow(file=file_key, severity=severity, reason=reason))
-        tasks, decisions = _plan(index, options, report)
+        tasks, decisions = _plan(index, options, report, keys)
         summary.decisions = decisions
         summary.patients = len({d.patient for d in decisions})
         done = _export(index, tasks, out, options, secret, keys, web, workers, report, progress)
@@ -393,7 +438,10 @@ def _ingest(
 
 
 def _plan(
-    index: StudyIndex, options: IngestOptions, report: list[ReportRow]
+    index: StudyIndex,
+    options: IngestOptions,
+    report: list[ReportRow],
+    keys: dict[str, Path] | None = None,
 ) -> tuple[list[ExportTask], list[SeriesDecision]]:
     """Classify every series, choose one per view and patient, and select the frames."""
     by_series: dict[str, list[tuple[str, str, InstanceRecord]]] = defaultdict(list)
@@ -423,7 +471,7 @@ def _plan(
         per_patient[patient].append((decision, members))
     tasks: list[ExportTask] = []
     for patient in sorted(per_patient):
-        tasks.extend(_plan_patient(patient, per_patient[patient], options, report))
+        tasks.extend(_plan_patient(patient, per_patient[patient], options, report, keys or {}))
     return tasks, decisions
 
 
@@ -435,8 +483,10 @@ def _plan_patient(
     series: list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]],
     options: IngestOptions,
     report: list[ReportRow],
+    keys: dict[str, Path],
 ) -> list[ExportTask]:
     tasks: list[ExportTask] = []
+    sagittal: tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]] | None = None
     for view in _VIEW_ORDER:
         candidates = [(d, m) for d, m in series if d.series_class is view]
         if not candidates:
@@ -457,6 +507,12 @@ def _plan_patient(
                 dm[0].summary.series_uid,
             )
         )
+        if view is SeriesClass.AXIAL_T2 and options.axial_selection in (
+            AxialSelection.GEOMETRY,
+            AxialSelection.AUTO,
+        ):
+            tasks.extend(_plan_axial_geometry(patient, candidates, sagittal, options, report, keys))
+            continue
         failures = []
         for decision, members in candidates:
             label = _series_label(decision.summary)
@@ -473,24 +529,14 @@ def _plan_patient(
                 )
                 continue
             decision.chosen = True
+            if view is SeriesClass.SAGITTAL_T2:
+                sagittal = (decision, members)
             for warning in warnings:
                 report.append(
                     ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
                 )
-            for suffix, level, frame, file_key, record in picked:
-                tasks.append(
-                    ExportTask(
-                        patient=patient,
-                        view=view.value,
-                        level=level,
-                        name=f"{patient}_{suffix}",
-                        sop_uid=frame.sop_uid,
-                        series_uid=record.series_uid,
-                        study_uid=record.study_uid,
-                        frame=frame.frame,
-                        file_key=file_key,
-                    )
-                )
+            for suffix, level, choice, file_key, record in picked:
+                tasks.append(_task(patient, view, level, suffix, choice, file_key, record))
             if view is SeriesClass.MYELO and len(picked) < 2:
                 report.append(
                     ReportRow(
@@ -515,8 +561,33 @@ def _plan_patient(
 
 def _select(
     view: SeriesClass, members: list[tuple[str, str, InstanceRecord]], options: IngestOptions
-) -> tuple[list[tuple[str, str, Frame, str, InstanceRecord]], list[str]]:
-    """(file suffix, level, frame, file_key, record) of the images picked from one series."""
+) -> tuple[list[tuple[str, str, AxialChoice, str, InstanceRecord]], list[str]]:
+    """(file suffix, level, choice, file_key, record) of the images picked from one series."""
+    frames, owner = _frames(members)
+    if view is SeriesClass.SAGITTAL_T2:
+        chosen = select_sagittal(frames, options.order)
+        choice = AxialChoice(chosen, Rule.EQ1, "Eq. 1: the middle sagittal frame")
+        return [("3", "", choice, *owner[chosen.sop_uid])], []
+    if view is SeriesClass.MYELO:
+        picked = select_myelo(frames, options.order)
+        reason = "Eq. 1: the central pair of myelography frames"
+        return [
+            (str(i), "", AxialChoice(f, Rule.EQ1, reason), *owner[f.sop_uid])
+            for i, f in enumerate(picked, start=1)
+        ], []
+    result = select_axial_images(frames, options.order, options.axial_selection)
+    rows = [
+        (level.code, level.value, choice, *owner[choice.frame.sop_uid])
+        for level, choice in result.chosen.items()
+    ]
+    rows.sort(key=lambda r: list(DiscLevel).index(DiscLevel(r[1])))
+    return rows, result.warnings
+
+
+def _frames(
+    members: list[tuple[str, str, InstanceRecord]],
+) -> tuple[list[Frame], dict[str, tuple[str, InstanceRecord]]]:
+    """Every 2-D frame of the members, and each SOP instance's (file_key, record)."""
     frames: list[Frame] = []
     owner: dict[str, tuple[str, InstanceRecord]] = {}
     for _, file_key, record in members:
@@ -529,18 +600,150 @@ def _select(
                     instance_number=record.instance_number,
                     position=geometry.position if geometry else None,
                     orientation=geometry.orientation if geometry else None,
+                    spacing=geometry.spacing if geometry else None,
+                    size=(record.rows, record.columns),
                 )
             )
-    if view is SeriesClass.SAGITTAL_T2:
-        chosen = select_sagittal(frames, options.order)
-        return [("3", "", chosen, *owner[chosen.sop_uid])], []
-    if view is SeriesClass.MYELO:
-        picked = select_myelo(frames, options.order)
-        return [(str(i), "", f, *owner[f.sop_uid]) for i, f in enumerate(picked, start=1)], []
-    by_level, warnings = select_axial(frames, options.order, options.axial_selection)
-    rows = [(level.code, level.value, f, *owner[f.sop_uid]) for level, f in by_level.items()]
-    rows.sort(key=lambda r: list(DiscLevel).index(DiscLevel(r[1])))
-    return rows, warnings
+    return frames, owner
+
+
+def _task(
+    patient: str,
+    view: SeriesClass,
+    level: str,
+    suffix: str,
+    choice: AxialChoice,
+    file_key: str,
+    record: InstanceRecord,
+) -> ExportTask:
+    frame = choice.frame
+    return ExportTask(
+        patient=patient,
+        view=view.value,
+        level=level,
+        name=f"{patient}_{suffix}",
+        sop_uid=frame.sop_uid,
+        series_uid=record.series_uid,
+        study_uid=record.study_uid,
+        frame=frame.frame,
+        file_key=file_key,
+        rule=choice.rule.value,
+        reason=choice.reason,
+        distance_mm=choice.distance_mm,
+        angle_deg=choice.angle_deg,
+        disc_pixel=choice.pixel,
+        spacing=frame.spacing,
+    )
+
+
+def _plan_axial_geometry(
+    patient: str,
+    candidates: list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]],
+    sagittal: tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]] | None,
+    options: IngestOptions,
+    report: list[ReportRow],
+    keys: dict[str, Path],
+) -> list[ExportTask]:
+    """Axial images by `geometry` or `auto`: every axial T2 series of one study together (a
+    protocol may split the stacks over series), measured against the sagittal disc centres."""
+    view = SeriesClass.AXIAL_T2
+    by_study: dict[str, list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]]]
+    by_study = defaultdict(list)
+    for decision, members in candidates:  # candidates are sorted: most recent study first
+        by_study[members[0][2].study_uid].append((decision, members))
+    studies = list(by_study)
+    if sagittal is not None and sagittal[1][0][2].study_uid in by_study:
+        studies.remove(sagittal[1][0][2].study_uid)
+        studies.insert(0, sagittal[1][0][2].study_uid)
+    failures = []
+    for study_uid in studies:
+        group = by_study[study_uid]
+        members = [m for _, ms in group for m in ms]
+        label = ", ".join(_series_label(d.summary) for d, _ in group)
+        centres, note = _disc_centres(study_uid, sagittal, options, keys)
+        frames, owner = _frames(members)
+        try:
+            result = select_axial_images(
+                frames, options.order, options.axial_selection, centres, note, len(group)
+            )
+        except SelectionProblem as problem:
+            failures.append(
+                ReportRow(
+                    patient_id=patient,
+                    series=label,
+                    severity="error",
+                    reason=f"{view.value}: {problem}",
+                )
+            )
+            continue
+        if not result.chosen:
+            failures.extend(
+                ReportRow(
+                    patient_id=patient, series=label, severity="error", reason=f"{view.value}: {m}"
+                )
+                for m in result.missing
+            )
+            continue
+        used = {owner[c.frame.sop_uid][1].series_uid for c in result.chosen.values()}
+        for decision, _ in group:
+            decision.chosen = decision.chosen or decision.summary.series_uid in used
+        for warning in result.warnings:
+            report.append(
+                ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
+            )
+        for missing in result.missing:
+            report.append(
+                ReportRow(
+                    patient_id=patient,
+                    series=label,
+                    severity="error",
+                    reason=f"{view.value}: {missing}",
+                )
+            )
+        tasks = []
+        for level in DiscLevel:
+            choice = result.chosen.get(level)
+            if choice is not None:
+                file_key, record = owner[choice.frame.sop_uid]
+                tasks.append(
+                    _task(patient, view, level.value, level.code, choice, file_key, record)
+                )
+        return tasks
+    report.extend(failures)
+    report.append(
+        ReportRow(
+            patient_id=patient,
+            severity="error",
+            reason=f"missing series: no usable {view.value} series",
+        )
+    )
+    return []
+
+
+def _disc_centres(
+    study_uid: str,
+    sagittal: tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]] | None,
+    options: IngestOptions,
+    keys: dict[str, Path],
+) -> tuple[list[DiscCentre], str]:
+    """The disc centres of a study from its sagittal T2 series, or none and why."""
+    if sagittal is None:
+        return [], "no sagittal T2 series"
+    decision, members = sagittal
+    if members[0][2].study_uid != study_uid:
+        return [], "the sagittal T2 series belongs to another study"
+    if options.disc_centres is None:
+        return [], "no disc localiser or disc centres given"
+    paths = tuple(keys[k] for _, k, _ in members if k in keys)
+    try:
+        centres = options.disc_centres(
+            SagittalSeries(study_uid, decision.summary.series_uid, paths)
+        )
+    except UserError as err:
+        return [], f"disc centres: {err}"
+    if not centres:
+        return [], "no discs found on the sagittal T2 series"
+    return centres, ""
 
 
 # ----------------------------------------------------------------------------- export
@@ -642,45 +845,65 @@ def _job(
     }
 
 
+class _NotExported(Exception):
+    """An image left out of the export; the message is the report's reason (no patient data)."""
+
+
 def _export_job(
     job: dict[str, Any], web: Any = None
 ) -> tuple[str, list[tuple[str, str, int]], str]:
-    """Render one task; returns (name, [(relative output, fingerprint, size)], problem)."""
+    """Render one task; returns (name, [(relative output, fingerprint, size)], problem).
 
+    Everything that reads, decodes or de-identifies the source happens before anything is
+    written, inside one catch: a damaged file costs its own image (listed in the report with
+    the reason), never the batch. With DICOM export, an image is written only when both its
+    PNG and its de-identified DICOM could be made.
+    """
     name = job["name"]
     try:
-        if web is not None:
-            ds = web.retrieve(job["study"], job["series"], job["sop"])
-        else:
-            import pydicom
-
-            if job["path"] is None:
-                return name, [], "source file is no longer there"
-            ds = pydicom.dcmread(job["path"], force=True)
-        if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-            return name, [], "image declares burned-in annotation (text in the pixels); skipped"
-        png = render_frame(ds, job["frame"], job["bit_depth"])
-    except PixelProblem as problem:
+        png, dicom = _render_job(job, web)
+    except (PixelProblem, BurnedInAnnotation, UserError, _NotExported) as problem:
         return name, [], str(problem)
-    except UserError as err:
-        return name, [], str(err)
     except Exception as err:
-        return name, [], f"cannot read image ({type(err).__name__})"
+        return name, [], f"cannot read or convert image ({type(err).__name__}); not exported"
     folder = Path(job["folder"])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    png_path = folder / f"{name}.png"
-    _write_output(png_path, png)
-    written.append((f"{job['patient']}/{name}.png", job["fingerprint"], len(png)))
-    if job["dicom"]:
-        try:
-            data = _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
-        except BurnedInAnnotation as problem:
-            return name, written, str(problem)
-        dcm_path = folder / f"{name}.dcm"
-        _write_output(dcm_path, data)
-        written.append((f"{job['patient']}/{name}.dcm", job["fingerprint"], len(data)))
+    for suffix, data in ((".png", png), (".dcm", dicom)):
+        if data is None:
+            continue
+        _write_output(folder / f"{name}{suffix}", data)
+        written.append((f"{job['patient']}/{name}{suffix}", job["fingerprint"], len(data)))
     return name, written, ""
+
+
+def _render_job(job: dict[str, Any], web: Any) -> tuple[bytes, bytes | None]:
+    """The PNG bytes and (with DICOM export) the de-identified DICOM bytes of one task."""
+    if web is not None:
+        ds = web.retrieve(job["study"], job["series"], job["sop"])
+    else:
+        import pydicom
+
+        if job["path"] is None:
+            raise _NotExported("source file is no longer there")
+        ds = pydicom.dcmread(job["path"], force=True)
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        raise _NotExported("image declares burned-in annotation (text in the pixels); skipped")
+    png = render_frame(ds, job["frame"], job["bit_depth"])
+    if not job["dicom"]:
+        return png, None
+    try:
+        return png, _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
+    except (BurnedInAnnotation, UserError):
+        raise
+    except DeidentificationProblem as problem:
+        raise _NotExported(
+            f"cannot de-identify for DICOM export: {problem}; not exported"
+        ) from None
+    except Exception as err:
+        raise _NotExported(
+            f"cannot de-identify for DICOM export ({type(err).__name__}); not exported"
+        ) from None
 
 
 def _deidentified_bytes(ds: Any, pseudonym: str, secret: bytes, deidentify: Any) -> bytes:
@@ -742,9 +965,22 @@ def _selected_images(tasks: list[ExportTask]) -> list[IngestedImage]:
             task.level,
             f"{task.patient}/{task.name}.png",
             uid_hash(task.sop_uid),
+            task.rule,
+            task.reason,
+            _number(task.distance_mm, 2),
+            _number(task.angle_deg, 1),
+            _number(task.disc_pixel[0] if task.disc_pixel else None, 2),
+            _number(task.disc_pixel[1] if task.disc_pixel else None, 2),
+            _number(task.spacing[0] if task.spacing else None, 6),
+            _number(task.spacing[1] if task.spacing else None, 6),
         )
         for task in rows
     ]
+
+
+def _number(value: float | None, digits: int) -> str:
+    """A CSV cell: the value rounded, or "" when unknown."""
+    return "" if value is None else f"{round(value, digits):g}"
 
 
 def _sorted_report(report: list[ReportRow]) -> list[ReportRow]:

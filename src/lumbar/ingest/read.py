@@ -47,10 +47,12 @@ class HeaderProblem(Exception):
 
 @dataclass
 class FrameGeometry:
-    """Where one frame lies: ImagePositionPatient (mm) and ImageOrientationPatient (cosines)."""
+    """Where one frame lies: ImagePositionPatient (mm), ImageOrientationPatient (cosines) and
+    PixelSpacing (row spacing, column spacing in mm, DICOM's order)."""
 
     position: tuple[float, float, float] | None
     orientation: tuple[float, ...] | None
+    spacing: tuple[float, float] | None = None
 
 
 @dataclass
@@ -87,7 +89,8 @@ class InstanceRecord:
         # Built by hand: dataclasses.asdict deep-copies and costs more than reading the file.
         data = {f: getattr(self, f) for f in _RECORD_FIELDS}
         data["frames"] = [
-            {"position": g.position, "orientation": g.orientation} for g in self.frames
+            {"position": g.position, "orientation": g.orientation, "spacing": g.spacing}
+            for g in self.frames
         ]
         data["warnings"] = list(self.warnings)
         return data
@@ -100,6 +103,7 @@ class InstanceRecord:
             FrameGeometry(
                 tuple(f["position"]) if f["position"] else None,
                 tuple(f["orientation"]) if f["orientation"] else None,
+                tuple(f["spacing"]) if f.get("spacing") else None,
             )
             for f in data.get("frames", [])
         ]
@@ -267,7 +271,7 @@ def _keyword_tables() -> tuple[dict[str, int], dict[str, str]]:
         "Modality", "StudyDate", "SeriesNumber", "SeriesDescription", "ProtocolName",
         "ImageType", "InstanceNumber", "NumberOfFrames", "Rows", "Columns", "EchoTime",
         "RepetitionTime", "ImageOrientationPatient", "ImagePositionPatient", "BitsAllocated",
-        "SamplesPerPixel",
+        "SamplesPerPixel", "PixelSpacing",
     )  # fmt: skip
     tags = {k: int(tag_for_keyword(k)) for k in keywords}  # type: ignore[arg-type]
     return tags, {k: dictionary_VR(t) for k, t in tags.items()}
@@ -317,19 +321,22 @@ def _frame_geometry(ds: Any, record: InstanceRecord, h: _Header) -> list[FrameGe
         frames = []
         shared_iop = _orientation(_first(_get(shared, "PlaneOrientationSequence")))
         shared_ipp = _position(_first(_get(shared, "PlanePositionSequence")))
+        shared_spacing = _spacing(_first(_get(shared, "PixelMeasuresSequence")))
         items = list(per_frame or [])
         for index in range(record.number_of_frames):
             item = items[index] if index < len(items) else None
             iop = _orientation(_first(_get(item, "PlaneOrientationSequence"))) or shared_iop
             ipp = _position(_first(_get(item, "PlanePositionSequence"))) or shared_ipp
-            frames.append(FrameGeometry(ipp, iop))
+            spacing = _spacing(_first(_get(item, "PixelMeasuresSequence"))) or shared_spacing
+            frames.append(FrameGeometry(ipp, iop, spacing))
         return frames
     iop = _check_orientation(h.floats("ImageOrientationPatient", 6))
     position = h.floats("ImagePositionPatient", 3)
     ipp = (position[0], position[1], position[2]) if position is not None else None
     if h.texts("ImageOrientationPatient") and iop is None:
         record.warnings.append("ImageOrientationPatient is not two orthogonal unit vectors")
-    return [FrameGeometry(ipp, iop) for _ in range(record.number_of_frames)]
+    spacing = _positive_pair(h.floats("PixelSpacing", 2))
+    return [FrameGeometry(ipp, iop, spacing) for _ in range(record.number_of_frames)]
 
 
 def _orientation(item: Any) -> tuple[float, ...] | None:
@@ -348,6 +355,17 @@ def _check_orientation(values: tuple[float, ...] | None) -> tuple[float, ...] | 
     if abs(norm_r - 1) > 0.01 or abs(norm_c - 1) > 0.01 or abs(dot) > 0.01:
         return None
     return values
+
+
+def _spacing(item: Any) -> tuple[float, float] | None:
+    return _positive_pair(_floats(_get(item, "PixelSpacing"), 2))
+
+
+def _positive_pair(values: tuple[float, ...] | None) -> tuple[float, float] | None:
+    """PixelSpacing as (row, column) mm when both are positive, else None."""
+    if values is None or values[0] <= 0 or values[1] <= 0:
+        return None
+    return (values[0], values[1])
 
 
 def _position(item: Any) -> tuple[float, float, float] | None:
