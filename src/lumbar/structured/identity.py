@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from lumbar.errors import UserError
-from lumbar.ingest.deid import BurnedInAnnotation, deidentify
+from lumbar.ingest.deid import BurnedInAnnotation, DeidentificationProblem, deidentify
 from lumbar.pseudonym import pseudonymize
 from lumbar.structured.model import SourceImage, StudyIdentity
 
@@ -60,7 +60,7 @@ def apply_identity(headers: Iterable[Any], mode: Identity, secret: bytes) -> lis
 
     Raises:
         UserError: research mode and a source declares burned-in annotation (its pixels could
-            show a name, and the overlay series would copy them).
+            show a name, and the overlay series would copy them) or cannot be de-identified.
     """
     out = []
     for ds in headers:
@@ -73,6 +73,8 @@ def apply_identity(headers: Iterable[Any], mode: Identity, secret: bytes) -> lis
                     "a source image declares burned-in annotation; research outputs would copy "
                     "its pixels, so none were made"
                 ) from None
+            except DeidentificationProblem as err:
+                raise UserError(f"a source image cannot be pseudonymised: {err}") from None
         out.append(clone)
     return out
 
