@@ -255,7 +255,7 @@ def _probability_finding(scheme: str, value: str) -> str:
 def _algorithm(group: Any) -> tuple[str, str, str]:
     """(name, version, model card hash) from a group's TID 4019 Algorithm Identification."""
     name = version = card = ""
-    for item in group.ContentSequence:
+    for item in group[0].ContentSequence:
         concept = item.ConceptNameCodeSequence[0].CodeValue
         if concept == dcm_codes.DCM.AlgorithmName.value:
             name = str(item.TextValue)
