@@ -242,6 +242,8 @@ def export_structured(
         UserError: an output object not matching its source study, an unusable output path,
             or a PACS that cannot be reached, lacks the study or refuses the objects.
     """
+    if options.fhir is not None and not Path(options.fhir).parent.is_dir():
+        raise UserError(f"folder of {options.fhir} does not exist", option="fhir")
     prediction, evidence, pixels = build_prediction(
         result, study, algorithm, classes, options.identity
     )
@@ -264,8 +266,6 @@ def export_structured(
             done.files.append(folder / name)
     if options.fhir is not None:
         target = Path(options.fhir)
-        if target.parent and not target.parent.is_dir():
-            raise UserError(f"folder of {target} does not exist", option="fhir")
         write_text_atomic(target, fhir_json(prediction))
         done.files.append(target)
     if options.stow is not None:
