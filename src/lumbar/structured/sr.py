@@ -151,7 +151,6 @@ def _group(
             value=f.probability,
             unit=_coded(PROBABILITY_UNIT),
             referenced_images=source,
-            algorithm_id=algorithm_id,
         )
         for f in disc.findings
     ]
