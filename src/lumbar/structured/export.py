@@ -103,6 +103,8 @@ class _Sources:
 
 
 def _read_sources(study: Path, wanted: set[str]) -> _Sources:
+    """Find the instances whose SOP Instance UID hashes are `wanted` (headers first, pixels
+    only for those) and decode their display pixels as ingest does."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -110,16 +112,15 @@ def _read_sources(study: Path, wanted: set[str]) -> _Sources:
     pixels: dict[str, np.ndarray] = {}
     for path in iter_files(study):
         try:
-            ds = pydicom.dcmread(path, force=False)
+            header = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError):  # not DICOM: ingest skipped it too
             continue
-        key = uid_hash(str(ds.get("SOPInstanceUID", "")))
+        key = uid_hash(str(header.get("SOPInstanceUID", "")))
         if key not in wanted or key in headers:
             continue
-        display = windowed(ds, frame_pixels(ds, 0))
+        display = windowed(header, frame_pixels(pydicom.dcmread(path), 0))
         pixels[key] = display if display.ndim == 3 else np.round(display * 255).astype(np.uint8)
-        del ds.PixelData
-        headers[key] = ds
+        headers[key] = header
     missing = wanted - set(headers)
     if missing:
         raise UserError(f"{len(missing)} source image(s) of the prediction were not found again")
