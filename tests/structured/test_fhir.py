@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import predicted_study, rich
+from helpers.structured import predicted_study, rich
 
 from lumbar.structured.fhir import fhir_json, read_fhir
 from lumbar.structured.identity import Identity

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import predicted_study, source_headers
+from helpers.structured import predicted_study, source_headers
 
 from lumbar.errors import UserError
 from lumbar.structured.export import StructuredOptions, algorithm_info, export_structured

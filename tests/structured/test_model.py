@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from conftest import predicted_study
+from helpers.structured import predicted_study
 
 from lumbar.errors import UserError
 from lumbar.structured.identity import Identity

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import dciodvfy_errors, predicted_study
+from helpers.structured import dciodvfy_errors, predicted_study
 
 from lumbar.data.imageio import read_uint8
 from lumbar.structured.identity import Identity

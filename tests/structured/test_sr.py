@@ -7,7 +7,7 @@ from pathlib import Path
 
 import highdicom as hd
 import pydicom
-from conftest import dciodvfy_errors, predicted_study, rich
+from helpers.structured import dciodvfy_errors, predicted_study, rich
 
 from lumbar.structured.identity import Identity
 from lumbar.structured.sr import build_sr, read_sr
