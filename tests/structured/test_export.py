@@ -136,3 +136,13 @@ def test_bad_inputs_are_one_line_and_store_nothing(
         assert re.search(message, lines[0]), lines[0]
         assert uid not in lines[0]  # no hospital identifier in messages
     assert _instances(base) == before
+
+
+def test_unknown_identity_mode_is_one_line(tiny_run, tmp_path, monkeypatch, capsys) -> None:
+    code, _, err = _lumbar(
+        ["predict", tmp_path, "--model", tiny_run, "--identity", "clinical"], monkeypatch, capsys
+    )
+    assert code == 2
+    assert err.strip() == (
+        "error: identity must be hospital or research, got 'clinical' (--identity)"
+    )
