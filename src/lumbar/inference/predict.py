@@ -46,7 +46,12 @@ from lumbar.ingest import IngestOptions, NoUsableImages, ingest
 from lumbar.ingest.classify import SeriesClass
 from lumbar.pseudonym import load_secret
 from lumbar.structured.dicomweb import fetch_study, parse_study_url
-from lumbar.structured.export import StructuredOptions, algorithm_info, export_structured
+from lumbar.structured.export import (
+    StructuredOptions,
+    algorithm_info,
+    export_structured,
+    prepare_outputs,
+)
 from lumbar.visualize.overlays import overlay
 
 __all__ = ["Predictor", "predict", "run_roi", "set_threads", "study_folder"]
@@ -362,13 +367,14 @@ def predict(
     """
     set_threads(threads)
     predictor = Predictor.load(model, roi=roi, layer=layer)
-    want = structured is not None and structured.wanted()
+    wanted = structured if structured is not None and structured.wanted() else None
+    if wanted is not None:
+        prepare_outputs(wanted)
     with study_folder(study) as folder:
-        result = predictor.predict_study(folder, out, sources=want)
-        if want:
-            assert structured is not None
+        result = predictor.predict_study(folder, out, sources=wanted is not None)
+        if wanted is not None:
             info = algorithm_info(predictor.run_dir, predictor.config)
-            done = export_structured(result, folder, info, predictor.classes, structured, echo=echo)
+            done = export_structured(result, folder, info, predictor.classes, wanted, echo=echo)
             result["structured"] = done
             result.pop("_sources", None)
     return result

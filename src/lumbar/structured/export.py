@@ -50,6 +50,7 @@ __all__ = [
     "algorithm_info",
     "build_prediction",
     "export_structured",
+    "prepare_outputs",
 ]
 
 MODEL_CARD = "MODEL_CARD.md"
@@ -220,6 +221,29 @@ def _full_heatmap(
     return full
 
 
+def prepare_outputs(options: StructuredOptions) -> None:
+    """Create the SR folder and the FHIR file's folder now, before a study is fetched or
+    graded, so an unusable path fails in a second rather than after the model ran.
+
+    Raises:
+        UserError: a folder cannot be created, or the FHIR path is a folder.
+    """
+    folders = [("dicom_sr", options.dicom_sr)]
+    if options.fhir is not None:
+        if Path(options.fhir).is_dir():
+            raise UserError(f"{options.fhir} is a folder; give a file name", option="fhir")
+        folders.append(("fhir", Path(options.fhir).parent))
+    for option, folder in folders:
+        if folder is None:
+            continue
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"cannot create folder {folder}: {err.strerror}", option=option
+            ) from None
+
+
 def _dicom_bytes(ds: Any) -> bytes:
     import pydicom
 
@@ -243,8 +267,7 @@ def export_structured(
         UserError: an output object not matching its source study, an unusable output path,
             or a PACS that cannot be reached, lacks the study or refuses the objects.
     """
-    if options.fhir is not None and not Path(options.fhir).parent.is_dir():
-        raise UserError(f"folder of {options.fhir} does not exist", option="fhir")
+    prepare_outputs(options)
     prediction, evidence, pixels = build_prediction(
         result, study, algorithm, classes, options.identity
     )
@@ -257,10 +280,7 @@ def export_structured(
     folder_name = str(result["study"])  # the research pseudonym: no identifier in file names
     if options.dicom_sr is not None:
         folder = Path(options.dicom_sr) / folder_name
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"cannot write to {options.dicom_sr}: {err.strerror}") from None
+        folder.mkdir(exist_ok=True)
         names = ["SR.dcm"] + [f"overlay-{k:02d}.dcm" for k in range(1, len(pictures) + 1)]
         for name, (_, ds) in zip(names, objects, strict=True):
             write_bytes_atomic(folder / name, _dicom_bytes(ds))
