@@ -105,6 +105,15 @@ def test_predict_stores_sr_and_overlay_into_the_study(
     }
     overlay = get_json(f"{base}/dicom-web/studies/{uid}/series?Modality=OT")
     assert len(overlay) == 1
+    # predicting again on the study, which now holds our SR and overlay series: ingest ignores
+    # them, and the same results keep their UIDs, so the PACS holds one copy
+    code, out, err = _lumbar(
+        ["predict", f"{base}/dicom-web/studies/{uid}", "--model", tiny_run,
+         "--stow", f"{base}/dicom-web", "--identity", "hospital"],
+        monkeypatch, capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "stored 7 of 7 objects" in out and _instances(base) == before + 7
 
 
 def test_bad_inputs_are_one_line_and_store_nothing(
