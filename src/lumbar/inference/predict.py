@@ -5,7 +5,9 @@ indexes it, classifies its series, selects the paper's axial frames per disc lev
 windows and de-identifies them, into a private temporary folder. Each axial image is cropped
 with the run's ROI, prepared by the training loader's `load_image`, classified, and explained
 with `lumbar.explain.GradCAM`. The result is written as `prediction.json`, `prediction.csv`,
-one-page `summary.html`, and the five images with their heat maps.
+one-page `summary.html`, and the five images with their heat maps. On request the same
+prediction also becomes a DICOM SR, an overlay series and a FHIR report, sent back to the PACS
+if asked (`lumbar.structured`); a study may also be given as a DICOMweb study URL.
 
 A `Predictor` holds a loaded model and is reused across studies (the HTTP service keeps one);
 its model runs one study at a time (`Predictor.lock`) and so does the ingest step (see
@@ -36,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from lumbar.data.imageio import read_uint8
 from lumbar.data.roi import parse_roi
 from lumbar.errors import UserError
 from lumbar.explain import GradCAM, class_names, load_run, prepare_image
@@ -308,8 +309,7 @@ class Predictor:
                 "image": _png(display),
                 "heatmap": _png(overlay(display, heat)),
             }
-            full = read_uint8(path).shape
-            maps[level] = {"box": self.roi.box(full[1], full[0]), "heatmap": heat}
+            maps[level] = {"box": self.roi.box(*_image_size(path)), "heatmap": heat}
         return discs, pictures, maps
 
     # ------------------------------------------------------------------ output
@@ -395,6 +395,14 @@ def study_folder(study: str | Path) -> Iterator[Path]:
 
 def _levels() -> list[str]:
     return [lv.value for lv in DiscLevel]
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
 
 
 def _png(pixels: np.ndarray) -> bytes:
