@@ -76,3 +76,21 @@ def test_research_refuses_burned_in_annotation(predicted) -> None:
     with pytest.raises(UserError, match="burned-in annotation"):
         apply_identity([header], Identity.RESEARCH, b"secret")
     assert apply_identity([header], Identity.HOSPITAL, b"secret")[0].PatientID == header.PatientID
+
+
+def test_research_sr_refers_to_the_deidentified_export(predicted, tmp_path: Path) -> None:
+    """A research SR names the instances `lumbar ingest --export-dicom` writes with the same
+    secret: the same pseudonym, study and SOP Instance UIDs."""
+    from lumbar.ingest import IngestOptions, ingest
+
+    _, study, _ = predicted
+    prediction, _, _ = predicted_study(predicted, Identity.RESEARCH)
+    ingest(study, tmp_path / "ingest", IngestOptions(workers=1, export_dicom=True))
+    exported = [
+        pydicom.dcmread(path, stop_before_pixels=True)
+        for path in (tmp_path / "ingest").rglob("*.dcm")
+    ]
+    assert {ds.PatientID for ds in exported} == {prediction.identity.patient_id}
+    assert {ds.StudyInstanceUID for ds in exported} == {prediction.identity.study_instance_uid}
+    uids = {ds.SOPInstanceUID for ds in exported}
+    assert {image.sop_instance_uid for image in prediction.images()} <= uids

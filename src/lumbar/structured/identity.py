@@ -112,7 +112,7 @@ def source_image(ds: Any) -> SourceImage:
         rows=int(ds.Rows),
         columns=int(ds.Columns),
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "") or ""),
-        position=tuple(float(v) for v in position) if position else None,  # type: ignore[arg-type]
+        position=(float(position[0]), float(position[1]), float(position[2])) if position else None,
         orientation=tuple(float(v) for v in orientation) if orientation else None,
         spacing=(float(spacing[0]), float(spacing[1])) if spacing else None,
     )
