@@ -18,6 +18,8 @@ from lumbar.structured.export import algorithm_info, build_prediction
 from lumbar.structured.identity import Identity
 from lumbar.structured.model import FindingResult, StudyPrediction
 
+SECRET = "structured-test-secret"  # the pseudonym secret of the `predicted` fixture
+
 
 def predicted_study(
     predicted: tuple[dict[str, Any], Path, Predictor], mode: Identity

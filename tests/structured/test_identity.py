@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from helpers.structured import predicted_study, source_headers
+from helpers.structured import SECRET, predicted_study, source_headers
 
 from lumbar.errors import UserError
+from lumbar.pseudonym import SECRET_ENV
 from lumbar.structured.export import StructuredOptions, algorithm_info, export_structured
 from lumbar.structured.identity import (
     IDENTIFYING_KEYWORDS,
@@ -78,13 +79,16 @@ def test_research_refuses_burned_in_annotation(predicted) -> None:
     assert apply_identity([header], Identity.HOSPITAL, b"secret")[0].PatientID == header.PatientID
 
 
-def test_research_sr_refers_to_the_deidentified_export(predicted, tmp_path: Path) -> None:
+def test_research_sr_refers_to_the_deidentified_export(
+    predicted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A research SR names the instances `lumbar ingest --export-dicom` writes with the same
     secret: the same pseudonym, study and SOP Instance UIDs."""
     from lumbar.ingest import IngestOptions, ingest
 
     _, study, _ = predicted
     prediction, _, _ = predicted_study(predicted, Identity.RESEARCH)
+    monkeypatch.setenv(SECRET_ENV, SECRET)  # the secret `predicted` used
     ingest(study, tmp_path / "ingest", IngestOptions(workers=1, export_dicom=True))
     exported = [
         pydicom.dcmread(path, stop_before_pixels=True)
