@@ -119,3 +119,12 @@ def test_no_room_for_a_sacrum_below_the_lowest_disc_leaves_it_unnamed() -> None:
     assert roomy[-1].level == "L5-S1"
     cut = decode(out, IDENTITY, DECODING, height=106.5 + 0.5 * gap)
     assert [d.level for d in cut] == [None] * 5
+
+
+def test_peaks_off_the_spine_are_dropped() -> None:
+    cells = [(20 + 0.05 * (k - 4) ** 2, 3 + 4 * k) for k in range(9)]  # a gentle lordosis
+    out = heat_maps(cells, cells[-1])
+    yy, xx = np.mgrid[0:G, 0:G]
+    out[0] = np.maximum(out[0], 0.4 * np.exp(-((xx - 6) ** 2 + (yy - 17) ** 2) / 2))  # bowel
+    discs = decode(out, IDENTITY, DECODING)
+    assert [d.level for d in discs] == list(SPINE_LEVELS)

@@ -100,6 +100,19 @@ def _merge_close(peaks: list[Peak], min_gap_px: float = 0.0) -> list[Peak]:
     return peaks
 
 
+def _on_spine(peaks: list[Peak]) -> list[Peak]:
+    """Drop peaks off the spine: further from a quadratic x(y) through the strong peaks
+    (score >= 0.5, weighted by score) than 0.6 of their median gap (bowel, vessels)."""
+    strong = sorted((p for p in peaks if p.score >= 0.5), key=lambda p: p.y)
+    if len(strong) < 4:
+        return peaks
+    xs = np.array([p.x for p in strong])
+    ys = np.array([p.y for p in strong])
+    gap = float(np.median(np.hypot(np.diff(xs), np.diff(ys))))
+    curve = np.polyfit(ys, xs, 2, w=[p.score for p in strong])
+    return [p for p in peaks if abs(p.x - np.polyval(curve, p.y)) <= 0.6 * gap]
+
+
 def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
     return float(np.interp(x, xs, ys))
 
@@ -111,7 +124,7 @@ def name_discs(
 
     `height` (image rows) enables the sacrum-room check (Decoding.min_margin).
     """
-    kept = _merge_close([p for p in peaks if p.score >= decoding.detect], min_gap_px)
+    kept = _merge_close(_on_spine([p for p in peaks if p.score >= decoding.detect]), min_gap_px)
     if not kept:
         return []
     levels: list[int | None] = [None] * len(kept)
