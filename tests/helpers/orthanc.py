@@ -14,7 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,18 +32,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextmanager
-def running_orthanc(home: Path, *, dicomweb: bool = False) -> Iterator[str]:
-    """Start Orthanc with its files under `home`; yields its REST base URL, stops it after.
-
-    Skips the calling test when Orthanc (or, with `dicomweb`, its plugin) is not installed.
-    """
+def skip_without_orthanc(*, dicomweb: bool = False) -> None:
+    """Skip the calling test (visibly) where Orthanc, or with `dicomweb` its plugin, is missing."""
     if not Path(ORTHANC).is_file():
         pytest.skip("Orthanc is not installed (Debian package orthanc; `make test` as root)")
     if dicomweb and not DICOMWEB_PLUGIN.is_file():
         pytest.skip(
             f"Orthanc DICOMweb plugin {DICOMWEB_PLUGIN} missing (Debian package orthanc-dicomweb)"
         )
+
+
+@contextmanager
+def running_orthanc(home: Path, *, dicomweb: bool = False) -> Iterator[str]:
+    """Start Orthanc with its files under `home`; yields its REST base URL, stops it after.
+    With `dicomweb` its DICOMweb root is that URL + "/dicom-web".
+
+    Skips the calling test when Orthanc (or, with `dicomweb`, its plugin) is not installed.
+    """
+    skip_without_orthanc(dicomweb=dicomweb)
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config: dict[str, Any] = {
@@ -105,3 +111,19 @@ def get(base: str, path: str) -> bytes:
     """GET a REST path; returns the raw response."""
     with urllib.request.urlopen(f"{base}{path}", timeout=60) as response:
         return response.read()
+
+
+def upload_files(base: str, files: Iterable[Path]) -> int:
+    """POST every DICOM file of `files` (CSV, JSON and text files skipped); returns the count."""
+    count = 0
+    for path in files:
+        if path.suffix not in (".csv", ".json", ".txt"):
+            upload(base, path.read_bytes())
+            count += 1
+    return count
+
+
+def get_json(url: str) -> object:
+    """GET a JSON document (Orthanc REST or DICOMweb QIDO) from a full URL."""
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read() or b"null")

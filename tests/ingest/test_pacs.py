@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.orthanc import free_port, running_orthanc, upload
+from helpers.orthanc import free_port, running_orthanc, upload_files
 
 from lumbar.errors import UserError
 from lumbar.ingest import IngestOptions, ingest
@@ -23,9 +23,7 @@ from lumbar.pseudonym import SECRET_ENV
 def orthanc(tmp_path_factory: pytest.TempPathFactory, phantom_cohort: Path) -> Iterator[str]:
     """URL of a fresh Orthanc's DICOMweb root, with the phantom cohort uploaded."""
     with running_orthanc(tmp_path_factory.mktemp("orthanc"), dicomweb=True) as base:
-        for path in iter_files(phantom_cohort):
-            if path.suffix != ".csv":
-                upload(base, path.read_bytes())
+        upload_files(base, iter_files(phantom_cohort))
         yield f"{base}/dicom-web"
 
 
