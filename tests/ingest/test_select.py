@@ -311,3 +311,19 @@ def test_geometry_prefers_the_middle_of_a_discs_own_odd_stack_when_it_crosses_to
     assert len(result.chosen) == 5
     assert all(abs(c.distance_mm) <= 2.0 for c in result.chosen.values())
     assert all(c.reason.startswith("nearest slice: ") for c in result.chosen.values())
+
+
+def test_auto_keeps_eq2_through_one_noisy_centre_but_not_a_shifted_series() -> None:
+    noisy = centres()
+    noisy[2] = DiscCentre(noisy[2].level, noisy[2].xyz_mm + np.array([0.0, 0.0, 3.5]), 0.8)
+    kept = select_axial_images(paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, noisy)
+    assert {c.rule for c in kept.chosen.values()} == {Rule.EQ2}
+    # every stack one slice (4 mm) off its disc: Eq. 2's frames are not the mid-disc slices
+    shifted = select_axial_images(
+        paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, centres(dz=4.0)
+    )
+    assert {c.rule for c in shifted.chosen.values()} == {Rule.GEOMETRY}
+    assert shifted.warnings == [
+        "paper layout, but Eq. 2's frames miss their discs (most frames more than half a "
+        "slice from their disc centres): geometry used"
+    ]

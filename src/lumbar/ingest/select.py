@@ -378,26 +378,35 @@ def _select_axial_auto(
             for lv, c in geometry.chosen.items()
         }
         return geometry
-    # The paper's layout: Eq. 2 stands where each of its frames crosses its disc.
+    # The paper's layout: Eq. 2 stands when its frames lie on their discs as a series: the
+    # median frame crosses its disc and none is more than a slice away. A wrong layout moves
+    # the frames by a whole slice or disc; a localiser's error moves single centres a little.
     ordered_centres = spine_order(list(centres))
     by_level = {c.level: c for c in ordered_centres}
     spacing = dict(zip([(f.sop_uid, f.frame) for f in frames], _stack_spacing(frames), strict=True))
+    offsets = []  # |distance| / slice spacing of each checked Eq. 2 frame
     wrong = []
-    checked = 0
     for level, frame in eq2.items():
         centre = by_level.get(level.value)
         if centre is None:
             continue
-        d = float(disc_distances([frame], centre.xyz_mm)[0, 0])
-        checked += 1
-        if abs(d) > spacing[(frame.sop_uid, frame.frame)] / 2 + CROSSING_TOLERANCE_MM:
-            wrong.append(f"{level.value} {abs(d):.1f} mm")
-    if wrong or not checked:
+        d = abs(float(disc_distances([frame], centre.xyz_mm)[0, 0]))
+        gap = spacing[(frame.sop_uid, frame.frame)]
+        offsets.append((d - CROSSING_TOLERANCE_MM) / gap)
+        if d > gap + CROSSING_TOLERANCE_MM:
+            wrong.append(f"{level.value} {d:.1f} mm")
+    checked = len(offsets)
+    if not checked or wrong or statistics.median(offsets) > 0.5:
         geometry.chosen = {
-            lv: replace(c, reason=f"{c.reason}; Eq. 2's frame misses its disc")
+            lv: replace(c, reason=f"{c.reason}; Eq. 2's frames miss their discs")
             for lv, c in geometry.chosen.items()
         }
-        note = ", ".join(wrong) if wrong else "no disc centre to check it"
+        if not checked:
+            note = "no disc centre to check it"
+        elif wrong:
+            note = ", ".join(wrong) + " from the disc centre"
+        else:
+            note = "most frames more than half a slice from their disc centres"
         geometry.warnings.append(
             f"paper layout, but Eq. 2's frames miss their discs ({note}): geometry used"
         )
