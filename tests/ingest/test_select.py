@@ -23,6 +23,7 @@ from lumbar.ingest.select import (
     select_axial_images,
     select_myelo,
     select_sagittal,
+    slice_disc_geometry,
     split_stacks,
 )
 
@@ -327,3 +328,13 @@ def test_auto_keeps_eq2_through_one_noisy_centre_but_not_a_shifted_series() -> N
         "paper layout, but Eq. 2's frames miss their discs (most frames more than half a "
         "slice from their disc centres): geometry used"
     ]
+
+
+def test_slice_disc_geometry_measures_every_slice_against_every_disc() -> None:
+    rows = slice_disc_geometry(paper_frames(), centres(dz=0.5))
+    assert len(rows) == 25 * 5
+    first = [r for r in rows if r.frame.sop_uid == "51.0"]  # L5-S1's lowest slice, z = -8
+    assert [r.level for r in first] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert [r.distance_mm for r in first] == pytest.approx([148.5, 113.5, 78.5, 43.5, 8.5])
+    assert all(r.angle_deg == pytest.approx(0.0) for r in rows)
+    assert slice_disc_geometry(paper_frames(), []) == []

@@ -317,6 +317,38 @@ def select_axial_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]
     return AxialResult(chosen, [], missing)
 
 
+@dataclass(frozen=True)
+class SliceDisc:
+    """One axial slice against one disc: the signed distance from the slice plane to the disc
+    centre (mm) and the angle between slice and disc plane (None with a single centre)."""
+
+    frame: Frame
+    level: str
+    distance_mm: float
+    angle_deg: float | None
+
+
+def slice_disc_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]) -> list[SliceDisc]:
+    """Every slice against every disc centre (discs from the head down), in frame order.
+
+    Raises:
+        SelectionProblem: a frame without position or orientation.
+    """
+    ordered = spine_order(list(centres))
+    if not ordered or not frames:
+        return []
+    points = np.array([c.xyz_mm for c in ordered], dtype=float)
+    distances = disc_distances(frames, points)
+    axes = spine_axes(points) if len(ordered) >= 2 else None
+    rows = []
+    for i, frame in enumerate(frames):
+        normal = _normal(frame.orientation)
+        for j, centre in enumerate(ordered):
+            angle = plane_angle_deg(normal, axes[j]) if axes is not None else None
+            rows.append(SliceDisc(frame, centre.level, float(distances[i, j]), angle))
+    return rows
+
+
 def paper_layout(frames: Sequence[Frame], order: FrameOrder) -> tuple[bool, str]:
     """Whether one series has the paper's layout (25 images, five stacks of five, stored from
     L5-S1 upward, so Eq. 2 counts the right frames) and a short reason either way."""
