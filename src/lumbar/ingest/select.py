@@ -410,39 +410,53 @@ def _select_axial_auto(
             for lv, c in geometry.chosen.items()
         }
         return geometry
-    # The paper's layout: Eq. 2 stands when its frames lie on their discs as a series: the
-    # median frame crosses its disc and none is more than a slice away. A wrong layout moves
-    # the frames by a whole slice or disc; a localiser's error moves single centres a little.
+    # The paper's layout: five stacks of five, each planned on its disc by the technician who
+    # looked at it. Geometry must agree on which stack belongs to which disc (each disc's
+    # nearest slice lies in Eq. 2's stack for it); a wrong layout (another order, coverage or
+    # split) breaks that by whole discs. Within a stack Eq. 2's middle slice stands: a sagittal
+    # localiser a few millimetres off is likelier than stacks planned a slice off their discs,
+    # and a large offset is still reported.
     ordered_centres = spine_order(list(centres))
     by_level = {c.level: c for c in ordered_centres}
-    spacing = dict(zip([(f.sop_uid, f.frame) for f in frames], _stack_spacing(frames), strict=True))
+    keys = [(f.sop_uid, f.frame) for f in frames]
+    stack_of = {
+        (f.sop_uid, f.frame): i for i, stack in enumerate(split_stacks(frames)) for f in stack
+    }
+    spacing = dict(zip(keys, _stack_spacing(frames), strict=True))
+    points = np.array([c.xyz_mm for c in ordered_centres], dtype=float)
+    distances = disc_distances(frames, points)
     offsets = []  # |distance| / slice spacing of each checked Eq. 2 frame
     wrong = []
     for level, frame in eq2.items():
         centre = by_level.get(level.value)
         if centre is None:
             continue
-        d = abs(float(disc_distances([frame], centre.xyz_mm)[0, 0]))
-        gap = spacing[(frame.sop_uid, frame.frame)]
-        offsets.append((d - CROSSING_TOLERANCE_MM) / gap)
-        if d > gap + CROSSING_TOLERANCE_MM:
-            wrong.append(f"{level.value} {d:.1f} mm")
+        j = ordered_centres.index(centre)
+        nearest = keys[int(np.argmin(np.abs(distances[:, j])))]
+        key = (frame.sop_uid, frame.frame)
+        d = abs(float(distances[keys.index(key), j]))
+        offsets.append(d / spacing[key])
+        if stack_of[nearest] != stack_of[key]:
+            wrong.append(f"{level.value}: {d:.1f} mm")
     checked = len(offsets)
-    if not checked or wrong or statistics.median(offsets) > 0.5:
+    if not checked or wrong:
         geometry.chosen = {
-            lv: replace(c, reason=f"{c.reason}; Eq. 2's frames miss their discs")
+            lv: replace(c, reason=f"{c.reason}; Eq. 2's stacks are not its discs'")
             for lv, c in geometry.chosen.items()
         }
-        if not checked:
-            note = "no disc centre to check it"
-        elif wrong:
-            note = ", ".join(wrong) + " from the disc centre"
-        else:
-            note = "most frames more than half a slice from their disc centres"
+        note = "no disc centre to check it" if not checked else ", ".join(wrong)
         geometry.warnings.append(
-            f"paper layout, but Eq. 2's frames miss their discs ({note}): geometry used"
+            "paper layout, but geometry puts the discs in other stacks than Eq. 2 "
+            f"({note} from Eq. 2's frame): geometry used"
         )
         return geometry
+    warnings = []
+    if statistics.median(offsets) > 0.5:
+        warnings.append(
+            "Eq. 2 kept, but the disc centres lie more than half a slice from most of its "
+            f"frames (median {statistics.median(offsets):.1f} slices): check the sagittal "
+            "localisation or the stack planning"
+        )
     chosen = {}
     for level, frame in eq2.items():
         centre = by_level.get(level.value)
@@ -456,7 +470,7 @@ def _select_axial_auto(
         d, angle, pixel = _where(frame, centre, ordered_centres)
         reason = f"Eq. 2: paper layout, geometry agrees ({_mm(d)} mm from the disc centre)"
         chosen[level] = AxialChoice(frame, Rule.EQ2, reason, d, angle, pixel)
-    return AxialResult(chosen, [], [])
+    return AxialResult(chosen, warnings, [])
 
 
 def _where(
