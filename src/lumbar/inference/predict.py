@@ -45,6 +45,7 @@ from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from lumbar.grading import DiscLevel
 from lumbar.ingest import IngestOptions, NoUsableImages, ingest
 from lumbar.ingest.classify import SeriesClass
+from lumbar.ingest.discs import LocaliserSource
 from lumbar.pseudonym import load_secret
 from lumbar.structured.dicomweb import fetch_study, parse_study_url
 from lumbar.structured.export import (
@@ -121,6 +122,9 @@ class Predictor:
     classes: list[str]
     layer: str = "features"
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # disc centres for the ingest's axial selection: the learnt sagittal localiser, loaded on
+    # the first study, so that any scanner's axial layout gives the mid-disc slices
+    disc_centres: Any = field(default_factory=LocaliserSource, repr=False)
 
     @classmethod
     def load(cls, run_dir: Path, *, roi: str | None = None, layer: str = "features") -> Predictor:
@@ -240,7 +244,9 @@ class Predictor:
             raise UserError(f"study {study.name} is not a folder of DICOM files")
         try:
             with _INGEST_LOCK:
-                summary = ingest(study, work, IngestOptions(workers=1))
+                summary = ingest(
+                    study, work, IngestOptions(workers=1, disc_centres=self.disc_centres)
+                )
         except NoUsableImages:
             raise UserError(
                 "the study holds no usable DICOM series (no axial T2, sagittal T2 or "
