@@ -37,7 +37,7 @@ TARGET_WIDTHS: dict[str, int] = {
     t: len(PFIRRMANN_GRADES) if t == "pfirrmann" else 1 for t in SAGITTAL_TARGETS
 }
 #: Penalties tried by `choose_l2` (on the mean log loss; features standardised).
-L2_GRID: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+L2_GRID: tuple[float, ...] = (3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0)
 
 
 def _labels(target: str, values: np.ndarray) -> np.ndarray:

@@ -79,6 +79,8 @@ def design(recipe: Recipe, features: FeatureSource, rows: DiscRows, flip: bool) 
     parts = [features(v.flipped() if flip else v)[:, columns] for v in recipe.variants]
     if recipe.level:
         parts.append(rows.level_onehot())
+    if not parts:
+        raise ValueError("a recipe needs crop variants or the level")
     return np.concatenate(parts, axis=1)
 
 
