@@ -30,7 +30,7 @@ from lumbar.grader.crops import crop_discs, disc_geometry
 from lumbar.grader.data import CropVariant, level_onehot, stretch_crops
 from lumbar.grader.features import DEFAULT_TAPS, FeatureTrunk
 from lumbar.grader.head import TARGET_WIDTHS, MultiTaskHead, logits_to_probabilities
-from lumbar.grader.recipe import Recipe, tap_columns
+from lumbar.grader.recipe import Recipe, slice_centred, tap_columns
 from lumbar.grading import PFIRRMANN_GRADES, SAGITTAL_FINDINGS
 
 __all__ = ["BUNDLED_MODEL", "DiscResult", "Grader", "load_grader", "save_grader"]
@@ -77,22 +77,29 @@ class DiscResult:
 
 
 class _AbnormalLogits(nn.Module):
-    """Crops -> two logits (0, calibrated disc_abnormal logit), for Grad-CAM of p_abnormal."""
+    """Crops -> two logits (0, calibrated disc_abnormal logit), for Grad-CAM of p_abnormal.
 
-    def __init__(self, grader: Grader, levels: np.ndarray) -> None:
+    The level one-hot and, with the context input, the mean features of each crop's slice are
+    held fixed (the map explains the crop itself)."""
+
+    def __init__(self, grader: Grader, levels: np.ndarray, slice_mean: np.ndarray) -> None:
         super().__init__()
         self.trunk = grader.trunk
         self.grader = grader
-        self.levels = torch.from_numpy(levels)
+        self.levels = torch.from_numpy(levels).double()
+        self.slice_mean = torch.from_numpy(slice_mean).double()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.grader
-        feats = self.trunk(x)[:, torch.from_numpy(g.columns)]
+        parts = [self.trunk(x)[:, torch.from_numpy(g.columns)].double()]
+        if g.recipe.context:
+            parts.append(parts[0] - self.slice_mean)
         if g.recipe.level:
-            feats = torch.cat([feats, self.levels.to(feats.dtype)], dim=1)
+            parts.append(self.levels)
+        feats = torch.cat(parts, dim=1)
         head = g.head
         cols = head.columns("disc_abnormal")
-        z = (feats.double() - torch.from_numpy(head.mean)) / torch.from_numpy(head.scale)
+        z = (feats - torch.from_numpy(head.mean)) / torch.from_numpy(head.scale)
         logit = z @ torch.from_numpy(head.weight[:, cols]) + torch.from_numpy(head.bias[cols])
         logit = logit / head.temperature.get("disc_abnormal", 1.0)
         return torch.cat([torch.zeros_like(logit), logit], dim=1).float()
@@ -169,18 +176,25 @@ class Grader:
         if not levels:
             return out
         all_crops = np.concatenate(crops)
-        x = self._design(self.trunk.features(all_crops, batch_size), levels)
+        groups = np.asarray(owner)
+        x = self._design(self.trunk.features(all_crops, batch_size), levels, groups)
         raw = self.head.raw_logits(x)
         if self.recipe.tta:
             raw = (raw + self.head.raw_logits(
-                self._design(self.trunk.features(np.concatenate(flips), batch_size), levels)
+                self._design(
+                    self.trunk.features(np.concatenate(flips), batch_size), levels, groups
+                )
             )) / 2  # fmt: skip
         logits = {
             t: raw[:, self.head.columns(t)] / self.head.temperature.get(t, 1.0)
             for t in self.head.targets
         }
         probs = logits_to_probabilities(logits)
-        heatmaps = self._gradcam(all_crops, levels, batch_size) if gradcam else None
+        heatmaps = None
+        if gradcam:
+            taps = x[:, : len(self.columns)]
+            slice_mean = taps - slice_centred(taps, groups)
+            heatmaps = self._gradcam(all_crops, levels, slice_mean, batch_size)
         flat = [d for _, discs, _ in slices for d in discs]
         for n, (level, cx, cy) in enumerate(flat):
             pf = tuple(float(p) for p in probs["pfirrmann"][n])
@@ -199,16 +213,25 @@ class Grader:
             )
         return out
 
-    def _design(self, features: np.ndarray, levels: Sequence[str]) -> np.ndarray:
-        x = features[:, self.columns]
-        return np.concatenate([x, level_onehot(levels)], axis=1) if self.recipe.level else x
+    def _design(
+        self, features: np.ndarray, levels: Sequence[str], groups: np.ndarray
+    ) -> np.ndarray:
+        parts = [features[:, self.columns]]
+        if self.recipe.context:
+            parts.append(slice_centred(parts[0], groups))
+        if self.recipe.level:
+            parts.append(level_onehot(levels))
+        return np.concatenate(parts, axis=1)
 
-    def _gradcam(self, crops: np.ndarray, levels: Sequence[str], batch_size: int) -> np.ndarray:
+    def _gradcam(
+        self, crops: np.ndarray, levels: Sequence[str], slice_mean: np.ndarray, batch_size: int
+    ) -> np.ndarray:
         maps = []
         for i in range(0, len(crops), batch_size):
-            net = _AbnormalLogits(self, level_onehot(levels[i : i + batch_size]))
+            part = slice(i, i + batch_size)
+            net = _AbnormalLogits(self, level_onehot(levels[part]), slice_mean[part])
             cam = GradCAM(net, self.trunk.feature_layer)
-            maps.append(cam(self.trunk.normalise(crops[i : i + batch_size]), target=1).heatmaps)
+            maps.append(cam(self.trunk.normalise(crops[part]), target=1).heatmaps)
         return np.concatenate(maps)
 
     def _corners(
@@ -256,6 +279,7 @@ def save_grader(path: Path, head: MultiTaskHead, recipe: Recipe, about: dict[str
                 "taps": list(recipe.taps),
                 "level": recipe.level,
                 "tta": recipe.tta,
+                "context": recipe.context,
             }
         ),
         "about": json.dumps(about, default=str),
@@ -291,7 +315,7 @@ def load_grader(model: Path | None = None) -> Grader:
     spec = json.loads(meta["recipe"])
     recipe = Recipe(
         variants=(CropVariant(**spec["variant"]),), taps=tuple(spec["taps"]),
-        level=bool(spec["level"]), tta=bool(spec["tta"]),
+        level=bool(spec["level"]), tta=bool(spec["tta"]), context=bool(spec.get("context")),
     )  # fmt: skip
     targets = tuple(json.loads(meta["targets"]))
     if tensors["weight"].shape[1] != sum(TARGET_WIDTHS[t] for t in targets):

@@ -48,6 +48,9 @@ class Recipe:
         flip_train: add each training crop's mirror image as a further training row.
         tta: average the logits of each crop and its mirror image at test time.
         fuse: average the probabilities of the views (T1, T2, ...) of one patient's disc.
+        context: also give each disc its features minus the mean of the features of every
+            disc on the same slice (what sets it apart from its neighbours, with the
+            scanner's and the sequence's look taken out).
     """
 
     variants: tuple[CropVariant, ...] = (CropVariant(),)
@@ -59,6 +62,7 @@ class Recipe:
     flip_train: bool = True
     tta: bool = True
     fuse: bool = False
+    context: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     def with_(self, **changes: object) -> Recipe:
@@ -77,11 +81,22 @@ def design(recipe: Recipe, features: FeatureSource, rows: DiscRows, flip: bool) 
     the level's one-hot."""
     columns = tap_columns(recipe.taps)
     parts = [features(v.flipped() if flip else v)[:, columns] for v in recipe.variants]
+    if recipe.context:
+        parts += [slice_centred(p, rows.slice_index) for p in parts]
     if recipe.level:
         parts.append(rows.level_onehot())
     if not parts:
         raise ValueError("a recipe needs crop variants or the level")
     return np.concatenate(parts, axis=1)
+
+
+def slice_centred(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each row of `x` minus the mean of the rows of its group (its slice)."""
+    _, inverse = np.unique(groups, return_inverse=True)
+    counts = np.bincount(inverse).astype(np.float64)
+    sums = np.zeros((counts.size, x.shape[1]))
+    np.add.at(sums, inverse, x)
+    return (x - (sums / counts[:, None])[inverse]).astype(x.dtype)
 
 
 @dataclass
