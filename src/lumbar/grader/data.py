@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,26 +28,30 @@ __all__ = ["CropVariant", "DiscRows", "disc_rows", "slice_crops", "spider_featur
 class CropVariant:
     """How a disc is cropped: side `size` pixels, `scale` x the local disc spacing, turned to
     the spine's axis (`align`), mirrored (`flip`), and with `contrast` "image" (the slice's own
-    8-bit values) or "crop" (each crop stretched so its 1st-99th percentiles span 0-255)."""
+    8-bit values) or "crop" (each crop stretched so its 1st-99th percentiles span 0-255); `grid`
+    adds features pooled over a 3 x 3 grid of the crop (`FeatureTrunk.forward`)."""
 
     size: int = 224
     scale: float = 1.5
     align: bool = True
     flip: bool = False
     contrast: str = "image"
+    grid: bool = False
 
     @property
     def key(self) -> str:
         """A file-name-safe name, e.g. `s1.5-224-align-image` (+ `-flip`)."""
         parts = [f"s{self.scale:g}", str(self.size), "align" if self.align else "axes"]
         parts.append(self.contrast)
+        if self.grid:
+            parts.append("grid")
         if self.flip:
             parts.append("flip")
         return "-".join(parts)
 
     def flipped(self) -> CropVariant:
         """The same variant mirrored."""
-        return CropVariant(self.size, self.scale, self.align, not self.flip, self.contrast)
+        return replace(self, flip=not self.flip)
 
 
 @dataclass(frozen=True)
@@ -160,7 +164,8 @@ def spider_features(
         if image.ndim == 3:
             image = image.mean(axis=2)
         discs = [(d.level, d.centre[0], d.centre[1]) for d in s.discs]
-        parts.append(trunk.features(slice_crops(image, discs, s.spacing_mm, variant)))
+        crops = slice_crops(image, discs, s.spacing_mm, variant)
+        parts.append(trunk.features(crops, grid=variant.grid))
         if progress is not None:
             progress(len(discs))
     features = np.concatenate(parts).astype(np.float32)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from lumbar.models import create_backbone, resolve_weights
 from lumbar.models.preprocessing import Preprocessing
@@ -76,17 +77,22 @@ class FeatureTrunk(nn.Module):
             channels = channels[:1]
         return torch.stack(channels, dim=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = []
+    def forward(self, x: torch.Tensor, grid: bool = False) -> torch.Tensor:
+        """Global means of the tapped stages, in `taps` order; with `grid`, then also each
+        tapped stage but the last averaged over a 3 x 3 grid of the crop (where in the crop a
+        feature is: disc centre, endplates, canal) and the last stage's centre cell."""
+        maps: dict[str, torch.Tensor] = {}
         for index, (name, stage) in enumerate(self.trunk.stages()):
             x = stage(x)
             if name in self.taps:
-                pooled.append(x.mean(dim=(2, 3)))
+                maps[name] = x
             if index == self._last:
                 break
-        order = [t for t in self.trunk_stage_names() if t in self.taps]
-        by_name = dict(zip(order, pooled, strict=True))
-        return torch.cat([by_name[t] for t in self.taps], dim=1)
+        parts = [maps[t].mean(dim=(2, 3)) for t in self.taps]
+        if grid:
+            parts += [F.adaptive_avg_pool2d(maps[t], 3).flatten(1) for t in self.taps[:-1]]
+            parts.append(F.adaptive_avg_pool2d(maps[self.taps[-1]], 3)[:, :, 1, 1])
+        return torch.cat(parts, dim=1)
 
     def trunk_stage_names(self) -> list[str]:
         """The trunk's stage names in order."""
@@ -114,12 +120,13 @@ class FeatureTrunk(nn.Module):
         return widths
 
     @torch.no_grad()
-    def features(self, crops: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """Pooled features of 8-bit crops (N, H, W): (N, D) float32."""
+    def features(self, crops: np.ndarray, batch_size: int = 32, grid: bool = False) -> np.ndarray:
+        """Pooled features of 8-bit crops (N, H, W): (N, D) float32 (see `forward`)."""
         out = [
-            self(self.normalise(crops[i : i + batch_size])).numpy()
+            self(self.normalise(crops[i : i + batch_size]), grid).numpy()
             for i in range(0, len(crops), batch_size)
         ]
         if not out:
-            return np.zeros((0, sum(self.tap_widths())), np.float32)
+            probe = self(self.normalise(np.zeros((1, 64, 64), np.float32)), grid)
+            return np.zeros((0, probe.shape[1]), np.float32)
         return np.concatenate(out).astype(np.float32)

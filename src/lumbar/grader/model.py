@@ -30,7 +30,7 @@ from lumbar.grader.crops import crop_discs, disc_geometry
 from lumbar.grader.data import CropVariant, level_onehot, stretch_crops
 from lumbar.grader.features import DEFAULT_TAPS, FeatureTrunk
 from lumbar.grader.head import TARGET_WIDTHS, MultiTaskHead, logits_to_probabilities
-from lumbar.grader.recipe import Recipe, slice_centred, tap_columns
+from lumbar.grader.recipe import TAP_WIDTHS, Recipe, select_columns, slice_centred, tap_columns
 from lumbar.grading import PFIRRMANN_GRADES, SAGITTAL_FINDINGS
 
 __all__ = ["BUNDLED_MODEL", "DiscResult", "Grader", "load_grader", "save_grader"]
@@ -91,7 +91,8 @@ class _AbnormalLogits(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.grader
-        parts = [self.trunk(x)[:, torch.from_numpy(g.columns)].double()]
+        full = self.trunk(x, g.variant.grid)
+        parts = [torch.cat([full[:, torch.from_numpy(g.columns)], full[:, g.extra :]], 1).double()]
         if g.recipe.context:
             parts.append(parts[0] - self.slice_mean)
         if g.recipe.level:
@@ -116,6 +117,7 @@ class Grader:
         self.variant: CropVariant = recipe.variants[0]
         self.trunk = FeatureTrunk(backbone, DEFAULT_TAPS)
         self.columns = tap_columns(recipe.taps)
+        self.extra = sum(TAP_WIDTHS)  # grid-pooled columns start here
 
     def _crops(self, image: np.ndarray, discs: Sequence[Disc], spacing: tuple[float, float],
                flip: bool) -> tuple[np.ndarray, list[Any]]:  # fmt: skip
@@ -177,14 +179,12 @@ class Grader:
             return out
         all_crops = np.concatenate(crops)
         groups = np.asarray(owner)
-        x = self._design(self.trunk.features(all_crops, batch_size), levels, groups)
-        raw = self.head.raw_logits(x)
+        grid = self.variant.grid
+        features = self.trunk.features(all_crops, batch_size, grid)
+        raw = self.head.raw_logits(self._design(features, levels, groups))
         if self.recipe.tta:
-            raw = (raw + self.head.raw_logits(
-                self._design(
-                    self.trunk.features(np.concatenate(flips), batch_size), levels, groups
-                )
-            )) / 2  # fmt: skip
+            mirrored = self.trunk.features(np.concatenate(flips), batch_size, grid)
+            raw = (raw + self.head.raw_logits(self._design(mirrored, levels, groups))) / 2
         logits = {
             t: raw[:, self.head.columns(t)] / self.head.temperature.get(t, 1.0)
             for t in self.head.targets
@@ -192,8 +192,8 @@ class Grader:
         probs = logits_to_probabilities(logits)
         heatmaps = None
         if gradcam:
-            taps = x[:, : len(self.columns)]
-            slice_mean = taps - slice_centred(taps, groups)
+            base = select_columns(features, self.recipe.taps)
+            slice_mean = base - slice_centred(base, groups)
             heatmaps = self._gradcam(all_crops, levels, slice_mean, batch_size)
         flat = [d for _, discs, _ in slices for d in discs]
         for n, (level, cx, cy) in enumerate(flat):
@@ -216,7 +216,7 @@ class Grader:
     def _design(
         self, features: np.ndarray, levels: Sequence[str], groups: np.ndarray
     ) -> np.ndarray:
-        parts = [features[:, self.columns]]
+        parts = [select_columns(features, self.recipe.taps)]
         if self.recipe.context:
             parts.append(slice_centred(parts[0], groups))
         if self.recipe.level:
@@ -297,7 +297,7 @@ def load_grader(model: Path | None = None) -> Grader:
     Raises:
         UserError: the file is missing or is not a grader model.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = BUNDLED_MODEL if model is None else Path(model)
     if path.is_dir():
@@ -310,7 +310,7 @@ def load_grader(model: Path | None = None) -> Grader:
             if meta.get("format") != FORMAT:
                 raise UserError(f"{path.name} is not a lumbar sagittal grader model")
             tensors = {k: handle.get_tensor(k).double().numpy() for k in handle.keys()}  # noqa: SIM118
-    except (OSError, ValueError, RuntimeError) as err:  # not a safetensors file
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # not safetensors
         raise UserError(f"cannot read grader model {path.name}: {err}".splitlines()[0]) from None
     spec = json.loads(meta["recipe"])
     recipe = Recipe(

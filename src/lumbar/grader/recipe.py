@@ -76,11 +76,19 @@ def tap_columns(taps: Sequence[int]) -> np.ndarray:
     return np.concatenate([np.arange(starts[t], starts[t + 1]) for t in taps])
 
 
+def select_columns(features: np.ndarray, taps: Sequence[int]) -> np.ndarray:
+    """The chosen tapped depths' global means of full feature rows, and every grid-pooled
+    column after them (features of a `grid` variant)."""
+    columns = tap_columns(taps)
+    return np.concatenate([features[:, columns], features[:, sum(TAP_WIDTHS) :]], axis=1)
+
+
 def design(recipe: Recipe, features: FeatureSource, rows: DiscRows, flip: bool) -> np.ndarray:
     """The head's input for every row: chosen taps of each variant (mirrored if `flip`), then
     the level's one-hot."""
-    columns = tap_columns(recipe.taps)
-    parts = [features(v.flipped() if flip else v)[:, columns] for v in recipe.variants]
+    parts = [
+        select_columns(features(v.flipped() if flip else v), recipe.taps) for v in recipe.variants
+    ]
     if recipe.context:
         parts += [slice_centred(p, rows.slice_index) for p in parts]
     if recipe.level:
