@@ -13,6 +13,11 @@ grader_app = typer.Typer(
 )
 
 
+@grader_app.callback()
+def grader() -> None:
+    """The sagittal per-disc grader (SPIDER targets)."""
+
+
 @grader_app.command("train")
 def train(
     data: Annotated[Path, typer.Option(help="The spider-sagittal folder (discs.csv, series.csv).")],

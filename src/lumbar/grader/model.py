@@ -33,7 +33,7 @@ from lumbar.grader.head import TARGET_WIDTHS, MultiTaskHead, logits_to_probabili
 from lumbar.grader.recipe import TAP_WIDTHS, Recipe, select_columns, slice_centred, tap_columns
 from lumbar.grading import PFIRRMANN_GRADES, SAGITTAL_FINDINGS
 
-__all__ = ["BUNDLED_MODEL", "DiscResult", "Grader", "load_grader", "save_grader"]
+__all__ = ["BUNDLED_MODEL", "DiscResult", "Grader", "Member", "load_grader", "save_grader"]
 
 #: The bundled model, trained on all of SPIDER's sagittal set (see MODEL_CARD.md beside it).
 BUNDLED_MODEL = Path(__file__).resolve().parent / "weights" / "grader.safetensors"
@@ -77,28 +77,30 @@ class DiscResult:
 
 
 class _AbnormalLogits(nn.Module):
-    """Crops -> two logits (0, calibrated disc_abnormal logit), for Grad-CAM of p_abnormal.
+    """Crops -> two logits (0, calibrated disc_abnormal logit of one member), for Grad-CAM of
+    p_abnormal. The level one-hot and, with the context input, the mean features of each
+    crop's slice are held fixed (the map explains the crop itself)."""
 
-    The level one-hot and, with the context input, the mean features of each crop's slice are
-    held fixed (the map explains the crop itself)."""
-
-    def __init__(self, grader: Grader, levels: np.ndarray, slice_mean: np.ndarray) -> None:
+    def __init__(
+        self, member: Member, trunk: FeatureTrunk, levels: np.ndarray, slice_mean: np.ndarray
+    ) -> None:
         super().__init__()
-        self.trunk = grader.trunk
-        self.grader = grader
+        self.trunk = trunk
+        self.member = member
         self.levels = torch.from_numpy(levels).double()
         self.slice_mean = torch.from_numpy(slice_mean).double()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        g = self.grader
-        full = self.trunk(x, g.variant.grid)
-        parts = [torch.cat([full[:, torch.from_numpy(g.columns)], full[:, g.extra :]], 1).double()]
-        if g.recipe.context:
+        m = self.member
+        full = self.trunk(x, m.variant.grid)
+        columns = torch.from_numpy(m.columns)
+        parts = [torch.cat([full[:, columns], full[:, sum(TAP_WIDTHS) :]], 1).double()]
+        if m.recipe.context:
             parts.append(parts[0] - self.slice_mean)
-        if g.recipe.level:
+        if m.recipe.level:
             parts.append(self.levels)
         feats = torch.cat(parts, dim=1)
-        head = g.head
+        head = m.head
         cols = head.columns("disc_abnormal")
         z = (feats - torch.from_numpy(head.mean)) / torch.from_numpy(head.scale)
         logit = z @ torch.from_numpy(head.weight[:, cols]) + torch.from_numpy(head.bias[cols])
@@ -106,29 +108,62 @@ class _AbnormalLogits(nn.Module):
         return torch.cat([torch.zeros_like(logit), logit], dim=1).float()
 
 
-class Grader:
-    """A loaded grader: the frozen trunk and the head, ready for `grade`."""
+class Member:
+    """One model of a grader: a crop variant, its recipe and its fitted, calibrated head."""
 
-    def __init__(self, head: MultiTaskHead, recipe: Recipe, backbone: str = "efficientnet_lite0"):
+    def __init__(self, head: MultiTaskHead, recipe: Recipe) -> None:
         if len(recipe.variants) != 1:
-            raise ValueError("a grader model crops each disc one way (one crop variant)")
+            raise ValueError("a grader member crops each disc one way (one crop variant)")
         self.head = head
         self.recipe = recipe
         self.variant: CropVariant = recipe.variants[0]
-        self.trunk = FeatureTrunk(backbone, DEFAULT_TAPS)
         self.columns = tap_columns(recipe.taps)
-        self.extra = sum(TAP_WIDTHS)  # grid-pooled columns start here
 
-    def _crops(self, image: np.ndarray, discs: Sequence[Disc], spacing: tuple[float, float],
-               flip: bool) -> tuple[np.ndarray, list[Any]]:  # fmt: skip
-        geometry = disc_geometry(discs, spacing)
+    def crops(
+        self, image: np.ndarray, geometry: list[Any], spacing: tuple[float, float], flip: bool
+    ) -> np.ndarray:
+        """This member's crops of one slice's discs."""
         v = self.variant
         crops = crop_discs(
             image, geometry, spacing, size=v.size, scale=v.scale, align=v.align, flip=flip
         )
-        if v.contrast == "crop":
-            crops = stretch_crops(crops)
-        return crops, geometry
+        return stretch_crops(crops) if v.contrast == "crop" else crops
+
+    def design(self, features: np.ndarray, levels: Sequence[str], groups: np.ndarray) -> np.ndarray:
+        """The head's input from the trunk's features (as `lumbar.grader.recipe.design`)."""
+        parts = [select_columns(features, self.recipe.taps)]
+        if self.recipe.context:
+            parts.append(slice_centred(parts[0], groups))
+        if self.recipe.level:
+            parts.append(level_onehot(levels))
+        return np.concatenate(parts, axis=1)
+
+    def corners(self, g: Any, spacing: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+        """The crop's corners in slice pixels (as `crop_discs` samples it)."""
+        side = self.variant.scale * g.spacing_mm
+        ax, ay = g.axis if self.variant.align else (0.0, 1.0)
+        corners = []
+        for u, v in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)):
+            x_mm = g.centre_mm[0] + side * (u * ay + v * ax)
+            y_mm = g.centre_mm[1] + side * (-u * ax + v * ay)
+            corners.append((x_mm / spacing[1], y_mm / spacing[0]))
+        return tuple(corners)
+
+
+class Grader:
+    """A loaded grader: the frozen trunk and one or more members (an ensemble over crop
+    sizes averages its members' calibrated probabilities), ready for `grade`."""
+
+    def __init__(self, members: Sequence[Member], backbone: str = "efficientnet_lite0"):
+        if not members:
+            raise ValueError("a grader needs at least one member")
+        self.members = list(members)
+        self.trunk = FeatureTrunk(backbone, DEFAULT_TAPS)
+
+    @property
+    def variant(self) -> CropVariant:
+        """The first member's crop (the one Grad-CAM and the crop corners refer to)."""
+        return self.members[0].variant
 
     def grade(
         self,
@@ -154,97 +189,82 @@ class Grader:
             slices: (image, discs, spacing_mm) per slice: a 2-D grayscale image (uint8 as is;
                 other types stretched min-max to 8 bits; RGB averaged), its discs as
                 (level, x, y) with x, y in pixels, and its (row, column) pixel spacing in mm.
-            gradcam: add each disc's Grad-CAM of p_abnormal (slower: a backward pass).
+            gradcam: add each disc's Grad-CAM of p_abnormal (the first member's; slower: a
+                backward pass).
 
         Raises:
             UserError: an image that is not 2-D (or RGB), an unknown level, a level twice on
                 one slice, or a non-positive pixel spacing.
         """
-        crops, flips, geometry, levels, owner = [], [], [], [], []
+        prepared = []
+        levels: list[str] = []
+        owner: list[int] = []
         for i, (image, discs, spacing) in enumerate(slices):
             pixels = _as_uint8(image)
             spacing = (float(spacing[0]), float(spacing[1]))
             try:
-                c, g = self._crops(pixels, discs, spacing, flip=False)
-                if self.recipe.tta:
-                    flips.append(self._crops(pixels, discs, spacing, flip=True)[0])
+                geometry = disc_geometry(discs, spacing)
             except ValueError as err:
                 raise UserError(str(err)) from None
-            crops.append(c)
-            geometry += [(geo, spacing, pixels.shape) for geo in g]
+            prepared.append((pixels, geometry, spacing))
             levels += [d[0] for d in discs]
             owner += [i] * len(discs)
         out: list[list[DiscResult]] = [[] for _ in slices]
         if not levels:
             return out
-        all_crops = np.concatenate(crops)
         groups = np.asarray(owner)
-        grid = self.variant.grid
-        features = self.trunk.features(all_crops, batch_size, grid)
-        raw = self.head.raw_logits(self._design(features, levels, groups))
-        if self.recipe.tta:
-            mirrored = self.trunk.features(np.concatenate(flips), batch_size, grid)
-            raw = (raw + self.head.raw_logits(self._design(mirrored, levels, groups))) / 2
-        logits = {
-            t: raw[:, self.head.columns(t)] / self.head.temperature.get(t, 1.0)
-            for t in self.head.targets
-        }
-        probs = logits_to_probabilities(logits)
+        probs: dict[str, np.ndarray] = {}
+        first_crops = first_features = None
+        for m in self.members:
+            crops = np.concatenate([m.crops(p, g, sp, False) for p, g, sp in prepared])
+            features = self.trunk.features(crops, batch_size, m.variant.grid)
+            raw = m.head.raw_logits(m.design(features, levels, groups))
+            if m.recipe.tta:
+                mirrored = np.concatenate([m.crops(p, g, sp, True) for p, g, sp in prepared])
+                flipped = self.trunk.features(mirrored, batch_size, m.variant.grid)
+                raw = (raw + m.head.raw_logits(m.design(flipped, levels, groups))) / 2
+            logits = {
+                t: raw[:, m.head.columns(t)] / m.head.temperature.get(t, 1.0)
+                for t in m.head.targets
+            }
+            for t, p in logits_to_probabilities(logits).items():
+                probs[t] = probs.get(t, 0) + p / len(self.members)
+            if first_crops is None:
+                first_crops, first_features = crops, features
         heatmaps = None
         if gradcam:
-            base = select_columns(features, self.recipe.taps)
+            m = self.members[0]
+            base = select_columns(first_features, m.recipe.taps)
             slice_mean = base - slice_centred(base, groups)
-            heatmaps = self._gradcam(all_crops, levels, slice_mean, batch_size)
+            heatmaps = self._gradcam(m, first_crops, levels, slice_mean, batch_size)
+        geometry = [(g, sp) for _, gs, sp in prepared for g in gs]
         flat = [d for _, discs, _ in slices for d in discs]
         for n, (level, cx, cy) in enumerate(flat):
             pf = tuple(float(p) for p in probs["pfirrmann"][n])
             out[owner[n]].append(
                 DiscResult(
-                    level=str(level),
-                    x=float(cx),
-                    y=float(cy),
+                    level=str(level), x=float(cx), y=float(cy),
                     p_abnormal=float(probs["disc_abnormal"][n]),
                     findings={t: float(probs[t][n]) for t in SAGITTAL_FINDINGS if t in probs},
                     pfirrmann_probabilities=pf,
                     pfirrmann=PFIRRMANN_GRADES[int(np.argmax(pf))],
                     heatmap=None if heatmaps is None else heatmaps[n],
-                    crop_corners=self._corners(*geometry[n]),
+                    crop_corners=self.members[0].corners(*geometry[n]),
                 )
-            )
+            )  # fmt: skip
         return out
 
-    def _design(
-        self, features: np.ndarray, levels: Sequence[str], groups: np.ndarray
-    ) -> np.ndarray:
-        parts = [select_columns(features, self.recipe.taps)]
-        if self.recipe.context:
-            parts.append(slice_centred(parts[0], groups))
-        if self.recipe.level:
-            parts.append(level_onehot(levels))
-        return np.concatenate(parts, axis=1)
-
     def _gradcam(
-        self, crops: np.ndarray, levels: Sequence[str], slice_mean: np.ndarray, batch_size: int
-    ) -> np.ndarray:
+        self, m: Member, crops: Any, levels: Sequence[str], slice_mean: np.ndarray,
+        batch_size: int,
+    ) -> np.ndarray:  # fmt: skip
         maps = []
         for i in range(0, len(crops), batch_size):
             part = slice(i, i + batch_size)
-            net = _AbnormalLogits(self, level_onehot(levels[part]), slice_mean[part])
+            net = _AbnormalLogits(m, self.trunk, level_onehot(levels[part]), slice_mean[part])
             cam = GradCAM(net, self.trunk.feature_layer)
             maps.append(cam(self.trunk.normalise(crops[part]), target=1).heatmaps)
         return np.concatenate(maps)
-
-    def _corners(
-        self, g: Any, spacing: tuple[float, float], shape: tuple[int, int]
-    ) -> tuple[tuple[float, float], ...]:
-        side = self.variant.scale * g.spacing_mm
-        ax, ay = g.axis if self.variant.align else (0.0, 1.0)
-        corners = []
-        for u, v in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)):
-            x_mm = g.centre_mm[0] + side * (u * ay + v * ax)
-            y_mm = g.centre_mm[1] + side * (-u * ax + v * ay)
-            corners.append((x_mm / spacing[1], y_mm / spacing[0]))
-        return tuple(corners)
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:
@@ -258,41 +278,50 @@ def _as_uint8(image: np.ndarray) -> np.ndarray:
     return stretch_to_uint8(array)
 
 
-def save_grader(path: Path, head: MultiTaskHead, recipe: Recipe, about: dict[str, Any]) -> Path:
-    """Write a model file: the head in fp16 (safetensors), the recipe and `about` as metadata."""
+def save_grader(
+    path: Path, members: Sequence[tuple[MultiTaskHead, Recipe]], about: dict[str, Any]
+) -> Path:
+    """Write a model file: each member's head in fp16 (safetensors, keys m<i>.<name>) and its
+    recipe, targets and temperatures, with `about`, as metadata."""
     from safetensors.torch import save_file
 
-    tensors = {
-        "feature_mean": torch.from_numpy(head.mean).half(),
-        "feature_scale": torch.from_numpy(head.scale).half(),
-        "weight": torch.from_numpy(head.weight).half(),
-        "bias": torch.from_numpy(head.bias).half(),
-    }
-    metadata = {
-        "format": FORMAT,
-        "targets": json.dumps(list(head.targets)),
-        "temperature": json.dumps(head.temperature),
-        "l2": json.dumps(head.l2),
-        "recipe": json.dumps(
+    tensors: dict[str, torch.Tensor] = {}
+    described = []
+    for i, (head, recipe) in enumerate(members):
+        if len(recipe.variants) != 1:
+            raise ValueError("a grader member crops each disc one way (one crop variant)")
+        for name, value in (
+            ("feature_mean", head.mean), ("feature_scale", head.scale),
+            ("weight", head.weight), ("bias", head.bias),
+        ):  # fmt: skip
+            tensors[f"m{i}.{name}"] = torch.from_numpy(np.asarray(value)).half().contiguous()
+        described.append(
             {
                 "variant": asdict(recipe.variants[0]),
                 "taps": list(recipe.taps),
                 "level": recipe.level,
                 "tta": recipe.tta,
                 "context": recipe.context,
+                "targets": list(head.targets),
+                "temperature": head.temperature,
+                "l2": head.l2,
             }
-        ),
+        )
+    metadata = {
+        "format": FORMAT,
+        "members": json.dumps(described),
         "about": json.dumps(about, default=str),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
 def load_grader(model: Path | None = None) -> Grader:
-    """The grader in `model` (a file from `lumbar grader train`), or the bundled one (None).
+    """The grader in `model` (a file or folder from `lumbar grader train`), or the bundled one
+    (None).
 
     Raises:
         UserError: the file is missing or is not a grader model.
@@ -312,16 +341,19 @@ def load_grader(model: Path | None = None) -> Grader:
             tensors = {k: handle.get_tensor(k).double().numpy() for k in handle.keys()}  # noqa: SIM118
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # not safetensors
         raise UserError(f"cannot read grader model {path.name}: {err}".splitlines()[0]) from None
-    spec = json.loads(meta["recipe"])
-    recipe = Recipe(
-        variants=(CropVariant(**spec["variant"]),), taps=tuple(spec["taps"]),
-        level=bool(spec["level"]), tta=bool(spec["tta"]), context=bool(spec.get("context")),
-    )  # fmt: skip
-    targets = tuple(json.loads(meta["targets"]))
-    if tensors["weight"].shape[1] != sum(TARGET_WIDTHS[t] for t in targets):
-        raise UserError(f"{path.name}: its weights do not match its targets")
-    head = MultiTaskHead(
-        tensors["feature_mean"], tensors["feature_scale"], tensors["weight"], tensors["bias"],
-        targets, json.loads(meta.get("l2", "{}")), json.loads(meta["temperature"]),
-    )  # fmt: skip
-    return Grader(head, recipe)
+    members = []
+    for i, spec in enumerate(json.loads(meta["members"])):
+        recipe = Recipe(
+            variants=(CropVariant(**spec["variant"]),), taps=tuple(spec["taps"]),
+            level=bool(spec["level"]), tta=bool(spec["tta"]), context=bool(spec["context"]),
+        )  # fmt: skip
+        targets = tuple(spec["targets"])
+        weight = tensors[f"m{i}.weight"]
+        if weight.shape[1] != sum(TARGET_WIDTHS[t] for t in targets):
+            raise UserError(f"{path.name}: its weights do not match its targets")
+        head = MultiTaskHead(
+            tensors[f"m{i}.feature_mean"], tensors[f"m{i}.feature_scale"], weight,
+            tensors[f"m{i}.bias"], targets, spec["l2"], spec["temperature"],
+        )  # fmt: skip
+        members.append(Member(head, recipe))
+    return Grader(members)

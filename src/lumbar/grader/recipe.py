@@ -53,7 +53,7 @@ class Recipe:
             scanner's and the sequence's look taken out).
     """
 
-    variants: tuple[CropVariant, ...] = (CropVariant(),)
+    variants: tuple[CropVariant, ...] = (CropVariant(224, 1.0, grid=True),)
     taps: tuple[int, ...] = (0, 1, 2, 3)
     level: bool = True
     standardise: bool = True
@@ -119,6 +119,8 @@ class CVResult:
     fold: np.ndarray
     l2: list[dict[str, float]]
     temperature: dict[str, float]
+    heads: list[MultiTaskHead] = field(default_factory=list)
+    fold_temperature: list[dict[str, float]] = field(default_factory=list)
 
 
 def _subset(targets: Mapping[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
@@ -184,6 +186,7 @@ def cross_validate(
     fold = np.array([folds[p] for p in rows.patient])
     raw = np.zeros((len(rows), sum(TARGET_WIDTHS[t] for t in names)))
     chosen: list[dict[str, float]] = []
+    heads: list[MultiTaskHead] = []
     head = None
     for k in range(n_folds):
         test = np.flatnonzero(fold == k)
@@ -204,16 +207,21 @@ def cross_validate(
             l2 = dict.fromkeys(names, recipe.l2)
         chosen.append(l2)
         head = _fit_rows(recipe, x, xf, values, np.concatenate([train, val]), l2)
+        heads.append(head)
         raw[test] = _predict(recipe, head, x[test], xf[test])
     assert head is not None
     logits = {t: raw[:, head.columns(t)] for t in names}
     temperature = {t: fit_temperature(logits[t], _labels(t, values[t])) for t in names}
     calibrated = {t: np.zeros_like(z) for t, z in logits.items()}
+    fold_temperature: list[dict[str, float]] = []
     for k in range(n_folds):  # cross-fitted: fold k's temperature from the other folds
         inside, outside = fold == k, fold != k
+        fold_temperature.append({})
         for t, z in logits.items():
             temp = fit_temperature(z[outside], _labels(t, values[t])[outside])
             calibrated[t][inside] = z[inside] / temp
+            fold_temperature[k][t] = temp
+            heads[k].temperature[t] = temp
     return CVResult(
         logits,
         _probabilities(calibrated, rows, recipe.fuse),
@@ -221,6 +229,8 @@ def cross_validate(
         fold,
         chosen,
         temperature,
+        heads,
+        fold_temperature,
     )
 
 
