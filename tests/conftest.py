@@ -4,6 +4,7 @@ an empty torch hub cache."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.shared_data import REAL_MRI
@@ -17,6 +18,14 @@ def phantom_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("phantom") / "studies"
     synthesize_cohort(out, patients=3, seed=11, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def protocol_cohorts(tmp_path_factory: pytest.TempPathFactory) -> dict[Any, Path]:
+    """One phantom patient per scanner protocol (`helpers.protocol_cohorts`); read-only."""
+    from helpers.protocol_cohorts import write_protocol_cohorts
+
+    return write_protocol_cohorts(tmp_path_factory.mktemp("protocols"))
 
 
 @pytest.fixture(scope="session")

@@ -184,6 +184,25 @@ def test_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, predictor: Pred
         create_app(predictor, "short")
 
 
+def test_serve_believes_no_forwarded_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, predictor: Predictor
+) -> None:
+    """Issue 17 defect 8, for `lumbar serve`: uvicorn's default believes X-Forwarded-For from
+    127.0.0.1 (or $FORWARDED_ALLOW_IPS), which would let any local client name its address."""
+    import uvicorn
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from lumbar.inference.serve import serve
+
+    captured: dict = {}
+    monkeypatch.setenv("LUMBAR_SERVE_TOKEN", TOKEN)
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: captured.update(app=app, kw=kw))
+    serve(Path(predictor.run_dir), echo=lambda _: None)
+    config = uvicorn.Config(captured["app"], **captured["kw"])
+    config.load()
+    assert not isinstance(config.loaded_app, ProxyHeadersMiddleware)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,41 +5,18 @@ from __future__ import annotations
 import io
 
 import pytest
+from helpers.dicom_leaks import TOP_LEVEL_LEAKS, identified_mr, leaky_mr
 
+from lumbar.ingest.confidentiality import date_shift_days, shift_date
 from lumbar.ingest.deid import BurnedInAnnotation, deidentify, keyed_uid
 
 SECRET = b"test-secret"
 
 
-def _dataset(real_dicom):
-    import pydicom
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    ds = pydicom.dcmread(real_dicom("MR_small.dcm"))
-    ds.PatientName = "DOE^JANE"
-    ds.PatientID = "MRN-778899"
-    ds.PatientBirthDate = "19700101"
-    ds.AccessionNumber = "ACC-123"
-    ds.InstitutionName = "Fallujah Teaching Hospital"
-    ds.ReferringPhysicianName = "HOUSE^GREGORY"
-    ds.OperatorsName = "TECH^ONE"
-    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20200505"
-    ds.StudyDescription = "MRI LUMBAR SPINE DOE"
-    item = Dataset()
-    item.ReferencedSOPInstanceUID = "1.2.3.999"
-    item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
-    item.PerformingPhysicianName = "HIDDEN^NAME"
-    ds.ReferencedImageSequence = Sequence([item])
-    ds.add_new(0x00291010, "LO", "private vendor text DOE")
-    ds.add_new(0x60003000, "OW", b"\x00" * 8)  # overlay data
-    return ds
-
-
-def test_identifiers_are_gone_everywhere(real_dicom) -> None:
+def test_identifiers_are_gone_everywhere() -> None:
     from pydicom.filewriter import dcmwrite
 
-    ds = deidentify(_dataset(real_dicom), "P0123456789ab", SECRET)
+    ds = deidentify(identified_mr(), "P0123456789ab", SECRET)
     buffer = io.BytesIO()
     dcmwrite(buffer, ds, enforce_file_format=True)
     data = buffer.getvalue()
@@ -62,13 +39,19 @@ def test_identifiers_are_gone_everywhere(real_dicom) -> None:
     assert (code.CodeValue, code.CodingSchemeDesignator) == ("113100", "DCM")
     assert "Annex E" in ds.DeidentificationMethod
     assert 0x60003000 not in ds
-    assert ds.StudyDate == "" and ds.PatientBirthDate == ""  # type 2: present, empty
+    assert ds.PatientBirthDate == ""  # type 2: present, empty
+    # Modified Dates option: the study date moves back by the patient's keyed shift.
+    days = date_shift_days("P0123456789ab", SECRET)
+    assert ds.StudyDate == shift_date("20200505", days) and 1 <= days <= 3650
+    assert ds.LongitudinalTemporalInformationModified == "MODIFIED"
+    codes = [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]
+    assert codes == ["113100", "113107", "113105"]
 
 
-def test_uids_are_remapped_consistently(real_dicom) -> None:
-    original = _dataset(real_dicom)
-    a = deidentify(_dataset(real_dicom), "P1", SECRET)
-    b = deidentify(_dataset(real_dicom), "P1", SECRET)
+def test_uids_are_remapped_consistently() -> None:
+    original = identified_mr()
+    a = deidentify(identified_mr(), "P1", SECRET)
+    b = deidentify(identified_mr(), "P1", SECRET)
     assert a.SOPInstanceUID != original.SOPInstanceUID
     assert a.SOPInstanceUID == b.SOPInstanceUID == keyed_uid(original.SOPInstanceUID, SECRET)
     assert a.StudyInstanceUID.startswith("2.25.")
@@ -77,16 +60,34 @@ def test_uids_are_remapped_consistently(real_dicom) -> None:
     assert keyed_uid(original.SOPInstanceUID, b"other") != a.SOPInstanceUID
 
 
-def test_pixels_and_geometry_survive(real_dicom) -> None:
-    original = _dataset(real_dicom)
-    ds = deidentify(_dataset(real_dicom), "P1", SECRET)
+def test_pixels_and_geometry_survive() -> None:
+    original = identified_mr()
+    ds = deidentify(identified_mr(), "P1", SECRET)
     assert (ds.pixel_array == original.pixel_array).all()
     assert ds.ImagePositionPatient == original.ImagePositionPatient
     assert len(keyed_uid("1.2.3", SECRET)) <= 64
 
 
-def test_burned_in_annotation_is_refused(real_dicom) -> None:
-    ds = _dataset(real_dicom)
+def test_burned_in_annotation_is_refused() -> None:
+    ds = identified_mr()
     ds.BurnedInAnnotation = "YES"
     with pytest.raises(BurnedInAnnotation):
         deidentify(ds, "P1", SECRET)
+
+
+def test_no_marker_survives_anywhere() -> None:
+    from pydicom.filewriter import dcmwrite
+
+    ds = deidentify(leaky_mr(), "P0123456789ab", SECRET)
+    buffer = io.BytesIO()
+    dcmwrite(buffer, ds, enforce_file_format=True)
+    data = buffer.getvalue()
+    survivors = sorted(
+        keyword
+        for number, keyword in enumerate(TOP_LEVEL_LEAKS)
+        if keyword in ds and str(ds[keyword].value or "") not in ("", "REMOVED")
+    )
+    assert survivors == []
+    assert b"LEAK" not in data and b"MRN-778899" not in data and b"DOE" not in data
+    assert 0x00089998 not in ds
+    assert "AcquisitionContextSequence" not in ds or not ds.AcquisitionContextSequence

@@ -240,6 +240,106 @@ def test_bad_input_is_reported_and_the_batch_goes_on(phantom_cohort, tmp_path) -
     assert missing and all(r["patient_id"].startswith("P") for r in missing)
 
 
+def test_symlink_loop_in_a_series_folder_loses_no_file(phantom_cohort, tmp_path) -> None:
+    """Issue 17 defect 2: `ln -s zz SE0002/zz` made the walk skip the whole series folder
+    (9 of 57 files indexed, exit 0, nothing reported)."""
+    src = _copy(phantom_cohort, tmp_path / "src")
+    expected = len(iter_files(src))
+    series = src / "patient-0001" / "SE0002"
+    (series / "zz").symlink_to("zz")
+    (series / "dangling").symlink_to("no-such-file")
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=1, report_paths=True))
+    assert summary.index.files == expected
+    assert summary.complete_patients == 3
+    report = {r["file"]: r for r in _rows(out / "ingest-report.csv") if r["file"]}
+    assert "loop" in report["patient-0001/SE0002/zz"]["reason"]
+    assert "broken" in report["patient-0001/SE0002/dangling"]["reason"]
+    # without --report-paths the entries are listed under keyed hashes, never by path
+    hashed = tmp_path / "hashed"
+    ingest(src, hashed, IngestOptions(workers=1))
+    text = (hashed / "ingest-report.csv").read_text()
+    assert "loop" in text and "SE0002" not in text and "patient-0001" not in text
+
+
+FREE_TEXT = {
+    "T2 SAG": ("T2 SAG Smith^Johnathan 8675309", "t2_tse_sag for SMITH JOHNATHAN id 8675309"),
+    "T2 AX": ("T2 AX (Doe, Janette) 19700101", "t2_tse_tra Doe Janette"),
+}
+FREE_TEXT_SECRETS = ("smith", "johnathan", "8675309", "doe", "janette", "19700101")
+
+
+def test_free_text_descriptions_reach_neither_the_index_nor_explain(
+    phantom_cohort, tmp_path
+) -> None:
+    """Issue 17 defect 4: names and IDs typed into SeriesDescription/ProtocolName were stored
+    in OUT/.lumbar-index.sqlite (world-readable) and printed by --explain."""
+    import pydicom
+
+    from lumbar.ingest import format_explanation
+    from lumbar.ingest.index import INDEX_FILE
+    from lumbar.pseudonym import SECRET_FILE
+
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort / "patient-0001", src / "patient-0001")
+    for path in iter_files(src):
+        ds = pydicom.dcmread(path)
+        if ds.SeriesDescription in FREE_TEXT:
+            ds.SeriesDescription, ds.ProtocolName = FREE_TEXT[ds.SeriesDescription]
+            ds.save_as(path)
+    out = tmp_path / "out"
+    printed: list[str] = []
+    old_umask = os.umask(0)  # the index must be private whatever the umask
+    try:
+        summary = ingest(
+            src,
+            out,
+            IngestOptions(workers=1),
+            explain=lambda decisions: printed.append(format_explanation(decisions)),
+        )
+    finally:
+        os.umask(old_umask)
+    assert summary.complete_patients == 1  # still classified: T2 SAG and T2 AX are kept
+    chosen = {d.series_class.value: d.summary.description for d in summary.decisions if d.chosen}
+    assert chosen == {"sagittal_t2": "T2 SAG", "axial_t2": "T2 AX", "myelo": "MYELO"}
+    index_files = sorted(out.glob(INDEX_FILE + "*"))
+    stored = b"".join(p.read_bytes() for p in index_files).lower()
+    text = "\n".join(printed).lower()
+    for word in FREE_TEXT_SECRETS:
+        assert word.encode() not in stored, word
+        assert word not in text, word
+    for path in [*index_files, out / SECRET_FILE]:
+        assert (path.stat().st_mode & 0o777) == 0o600, path.name
+
+
+def test_cleaned_descriptors_classify_the_phantom_as_the_full_text_does(
+    phantom_cohort, ingest_result
+) -> None:
+    from collections import defaultdict
+
+    from lumbar.ingest.classify import classify_series, summarize_series
+    from lumbar.ingest.read import HeaderProblem, read_header
+
+    records = defaultdict(list)
+    for path in iter_files(phantom_cohort):
+        try:
+            record = read_header(path)
+        except HeaderProblem:
+            continue
+        records[record.series_uid].append(record)
+    full_text = {}
+    for uid, members in records.items():
+        orientations = [f.orientation for r in members for f in r.frames]
+        full_text[uid] = classify_series(summarize_series(uid, members, orientations))
+    decisions = ingest_result[1].decisions
+    assert len(decisions) == len(full_text) == 15
+    for d in decisions:
+        assert (d.series_class, d.reason) == (
+            full_text[d.summary.series_uid].series_class,
+            full_text[d.summary.series_uid].reason,
+        )
+
+
 def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
     import pydicom
 
@@ -252,9 +352,8 @@ def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
     summary = ingest(src, out, IngestOptions(workers=1))
     assert summary.complete_patients == 2
     rows = _rows(out / "ingest-report.csv")
-    assert [r["reason"] for r in rows if r["patient_id"]] == [
-        "missing series: no myelo series found"
-    ]
+    problems = [r["reason"] for r in rows if r["patient_id"] and r["severity"] != "info"]
+    assert problems == ["missing series: no myelo series found"]
     assert len(_rows(out / "images.csv")) == 22
 
 
@@ -349,6 +448,83 @@ def test_killed_runs_resume_to_the_same_output(phantom_cohort, tmp_path) -> None
     assert not _processes_mentioning(str(out)), "killed runs left worker processes behind"
 
 
+KILLED = 77
+
+
+def _killed_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the ingest die on the spot (os._exit: no cleanup runs, as with SIGKILL) at `step`."""
+    import lumbar.ingest.index as index_module
+    import lumbar.ingest.pipeline as pipeline_module
+    import lumbar.pseudonym as pseudonym_module
+
+    def die(*_: object, **__: object) -> None:
+        os._exit(KILLED)
+
+    def after(function):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            function(*args, **kwargs)
+            os._exit(KILLED)
+
+        return call
+
+    if step == "out folder made":
+        monkeypatch.setattr(pipeline_module, "load_secret", die)
+    elif step == "secret written, not yet in place":
+        monkeypatch.setattr(pseudonym_module.os, "link", die)
+    elif step == "secret in place, temporary file left":
+        monkeypatch.setattr(pseudonym_module.os, "link", after(os.link))
+    elif step == "secret made, no index":
+        monkeypatch.setattr(pipeline_module, "_remove_partial_files", die)
+    elif step == "index file made, empty":
+        monkeypatch.setattr(index_module.sqlite3, "connect", die)
+    elif step == "index made, nothing indexed":
+        monkeypatch.setattr(pipeline_module, "walk_folder", die)
+    else:
+        raise AssertionError(step)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "out folder made",
+        "secret written, not yet in place",
+        "secret in place, temporary file left",
+        "secret made, no index",
+        "index file made, empty",
+        "index made, nothing indexed",
+    ],
+)
+def test_kill_while_the_output_folder_is_being_marked(
+    step: str, phantom_cohort, tmp_path, monkeypatch
+) -> None:
+    """Issue 17 defect 6: a kill between creating `.lumbar-secret` and the index left an OUT
+    that the rerun refused as "not empty and not an earlier ingest's output"."""
+    import pydicom
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort / "patient-0001", src / "patient-0001", copy_function=os.link)
+    out = tmp_path / "out"
+    pid = os.fork()
+    if pid == 0:  # the run that is killed
+        try:
+            _killed_at(step, monkeypatch)
+            ingest(src, out, IngestOptions(workers=1))
+        finally:
+            os._exit(3)  # the step was never reached
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == KILLED
+    monkeypatch.undo()
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    summary = ingest(src, out, IngestOptions(workers=1))  # the rerun
+    assert summary.complete_patients == 1
+    assert not list(out.glob(".*.part"))
+    first = iter_files(src / "patient-0001")[0]
+    original = str(pydicom.dcmread(first, stop_before_pixels=True).PatientID)
+    expected = pseudonymize(original, load_secret(out))
+    assert {r["patient_id"] for r in _rows(out / "images.csv")} == {expected}
+
+
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -385,7 +561,8 @@ def test_patient_list_parsing(tmp_path) -> None:
         ),
         (
             ["--axial-selection", "guess"],
-            "axial selection must be 'paper' or 'stacks', got 'guess' (--axial-selection)",
+            "axial selection must be one of 'paper', 'stacks', 'geometry', 'auto', got 'guess' "
+            "(--axial-selection)",
         ),
         (["--bit-depth", "12"], "bit depth must be 8 or 16, got 12 (--bit-depth)"),
         (["--study-date", "2020"], "YYYYMMDD- or -YYYYMMDD (--study-date)"),
@@ -459,3 +636,150 @@ def test_pydicom_warnings_are_silenced_during_ingest(capfd) -> None:
     captured = capfd.readouterr()
     assert path not in captured.out + captured.err
     assert not [w for w in caught if path in str(w.message)]
+
+
+def test_auto_picks_the_true_mid_disc_slice_on_every_protocol(protocol_cohorts, tmp_path) -> None:
+    """Each scanner protocol of the phantom: auto takes each disc's true mid-disc slice (from
+    discs.csv), by Eq. 2 only where the layout is the paper's, and reports uncovered discs."""
+    from helpers.protocol_cohorts import read_discs
+
+    from lumbar.ingest.discs import CsvDiscCentres
+    from lumbar.ingest.index import uid_hash
+    from lumbar.synth.protocols import Protocol
+
+    paper_layout = (Protocol.PAPER, Protocol.NOSAGT2, Protocol.THORACIC, Protocol.CUTSACRUM)
+    expected_rule = dict.fromkeys(paper_layout, "eq2")
+    for protocol, cohort in protocol_cohorts.items():
+        out = tmp_path / protocol.value
+        options = IngestOptions(workers=1, disc_centres=CsvDiscCentres(cohort / "discs.csv"))
+        summary = ingest(cohort, out, options)
+        truth = {r["level"]: r["axial_sop_uid"] for r in read_discs(cohort)}
+        axial = {r.level: r for r in summary.selected if r.view == "axial_t2"}
+        covered = {level for level, uid in truth.items() if uid}
+        assert set(axial) == covered, protocol
+        for level, row in axial.items():
+            assert row.source_uid_hash == uid_hash(truth[level]), (protocol, level)
+            assert row.selection_rule == expected_rule.get(protocol, "geometry"), protocol
+            if protocol is not Protocol.NOSAGT2:
+                assert abs(float(row.disc_distance_mm)) < 2.5
+                assert float(row.disc_x) > 0 and float(row.disc_y) > 0
+        geometry = _rows(out / "axial-geometry.csv")
+        if protocol is not Protocol.NOSAGT2:  # every slice against every disc, chosen marked
+            chosen = {(r["level"], r["source_uid_hash"]) for r in geometry if r["chosen"] == "1"}
+            assert chosen == {(lv, row.source_uid_hash) for lv, row in axial.items()}
+            slices = {r["source_uid_hash"] for r in geometry}
+            assert len(geometry) == len(slices) * len(truth)
+        else:
+            assert geometry == []
+        errors = [r.reason for r in summary.report if r.severity == "error"]
+        if protocol is Protocol.LOWER3:
+            assert [e.split(" (")[0] for e in errors] == [
+                "axial_t2: L1-L2: no axial slice crosses the disc",
+                "axial_t2: L2-L3: no axial slice crosses the disc",
+            ]
+        elif protocol is Protocol.NOSAGT2:
+            assert errors == ["missing series: no sagittal_t2 series found"]
+            notes = [r.reason for r in summary.report if r.severity == "info" and r.patient_id]
+            assert notes == [
+                "axial images chosen by Eq. 2 (paper layout), not checked: no sagittal T2 series"
+            ]
+        else:
+            assert errors == [], protocol
+
+
+def test_paper_selection_is_todays_eq2_and_misses_on_other_layouts(protocol_cohorts, tmp_path):
+    from helpers.protocol_cohorts import read_discs
+
+    from lumbar.ingest.index import uid_hash
+    from lumbar.synth.protocols import Protocol
+
+    paper = IngestOptions.from_options(axial_selection="paper", workers=1)
+    cohort = protocol_cohorts[Protocol.REVERSED]
+    summary = ingest(cohort, tmp_path / "reversed", paper)
+    truth = {r["level"]: uid_hash(r["axial_sop_uid"]) for r in read_discs(cohort)}
+    axial = {r.level: r for r in summary.selected if r.view == "axial_t2"}
+    assert axial["L3-L4"].source_uid_hash == truth["L3-L4"]  # the middle stack only
+    assert axial["L1-L2"].source_uid_hash == truth["L5-S1"]  # Eq. 2 counts from the wrong end
+    assert {r.selection_rule for r in axial.values()} == {"eq2"}
+
+
+def _insert_before_pixel_data(path: Path, element: bytes) -> None:
+    """Splice a raw explicit-VR little-endian element in front of (7FE0,0010)."""
+    data = path.read_bytes()
+    at = data.rfind(b"\xe0\x7f\x10\x00")
+    assert at > 0, path
+    path.write_bytes(data[:at] + element + data[at:])
+
+
+def test_a_malformed_element_in_one_file_does_not_stop_the_dicom_export(
+    phantom_cohort, tmp_path
+) -> None:
+    # Odd-length US (0028,0106) SmallestImagePixelValue: 3 bytes where US needs 2 per value.
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort, src)
+    for path in iter_files(src / "patient-0002"):
+        _insert_before_pixel_data(path, b"\x28\x00\x06\x01US\x03\x00\x01\x02\x03")
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=1, export_dicom=True, report_paths=True))
+    rows = _rows(out / "images.csv")
+    assert len(rows) == len(summary.selected) == 16  # the two undamaged patients
+    for row in rows:  # every image listed has both its PNG and its de-identified DICOM
+        assert (out / row["image"]).is_file()
+        assert (out / (row["image"][:-4] + ".dcm")).is_file()
+    assert len(list(out.rglob("*.dcm"))) == len(list(out.rglob("*.png"))) == 16
+    failed = [r for r in _rows(out / REPORT_CSV) if "not exported" in r["reason"]]
+    assert len(failed) == 8
+    assert all(r["file"].startswith("patient-0002/") and r["patient_id"] for r in failed)
+
+
+def test_a_decoder_that_kills_its_worker_costs_only_its_images(
+    phantom_cohort, tmp_path, monkeypatch
+) -> None:
+    import faulthandler
+
+    import pydicom
+
+    import lumbar.ingest.pipeline as pipeline
+
+    first = next(p for p in sorted((phantom_cohort / "patient-0001").rglob("*")) if p.is_file())
+    victim = str(pydicom.dcmread(first, stop_before_pixels=True).PatientID)
+    render = pipeline.render_frame
+
+    def crashing_render(ds, frame, bit_depth=8):
+        # Stands for a native decoder bug: the (forked) worker process dies on these images.
+        if str(ds.PatientID) == victim and str(ds.SeriesDescription) == "MYELO":
+            faulthandler.disable()  # no stack dump from the worker on the terminal
+            os.abort()
+        return render(ds, frame, bit_depth)
+
+    monkeypatch.setattr(pipeline, "render_frame", crashing_render)  # inherited by the workers
+    out = tmp_path / "out"
+    summary = ingest(phantom_cohort, out, IngestOptions(workers=2, report_paths=True))
+    assert len(_rows(out / "images.csv")) == len(summary.selected) == 22
+    crashed = [r for r in _rows(out / REPORT_CSV) if "crashed" in r["reason"]]
+    assert len(crashed) == 2 and all(r["file"].startswith("patient-0001/") for r in crashed)
+
+
+def test_the_command_line_default_finds_discs_with_the_localiser(protocol_cohorts, tmp_path):
+    """`lumbar ingest`'s default: disc centres from the learnt localiser, so a layout Eq. 2
+    gets wrong (stored head first) still yields the true mid-disc slices, and discs.csv marks
+    the discs on the sagittal image for FaLa."""
+    from helpers.protocol_cohorts import read_discs
+
+    from lumbar.ingest.discs import LocaliserSource
+    from lumbar.ingest.index import uid_hash
+    from lumbar.synth.protocols import Protocol
+
+    options = IngestOptions.from_options(workers=1)
+    assert isinstance(options.disc_centres, LocaliserSource)
+    assert IngestOptions.from_options(disc_centres="none").disc_centres is None
+    cohort = protocol_cohorts[Protocol.REVERSED]
+    summary = ingest(cohort, tmp_path / "out", options)
+    truth = {r["level"]: uid_hash(r["axial_sop_uid"]) for r in read_discs(cohort)}
+    axial = {r.level: r for r in summary.selected if r.view == "axial_t2"}
+    assert {lv: r.source_uid_hash for lv, r in axial.items()} == truth
+    assert {r.selection_rule for r in axial.values()} == {"geometry"}
+    marked = {m.level for m in summary.discs}
+    assert set(truth) <= marked
+    sagittal = next(r.image for r in summary.selected if r.view == "sagittal_t2")
+    assert {m.image for m in summary.discs} == {sagittal}

@@ -72,3 +72,33 @@ def test_disabled_user_loses_access(admin, app, store) -> None:  # type: ignore[
     r = aclient.post(f"/admin/users/{rad2.id}", data={"csrf_token": acsrf, "active": "0"})
     assert r.status_code == 303
     assert save(client, csrf, "L4-L5", {"scs": 1}).status_code == 401
+
+
+def test_rater_audit_keeps_own_entries_after_many_changes_by_others(rad1, store) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 defect 7: the newest entries were taken before filtering by rater, so 1,000
+    changes by someone else pushed a rater's own entries off their audit page."""
+    from lumbar.labeler.store import AuditEntry, utcnow
+
+    client, csrf = rad1
+    assert save(client, csrf, "L4-L5", {"disc_state": 2}).status_code == 200
+    rad2 = store.user_by_name("rad2")
+    with store.session() as s:
+        s.add_all(
+            AuditEntry(
+                at=utcnow(),
+                user_id=rad2.id,
+                action="grading",
+                patient_id=PATIENTS[0],
+                level="L1-L2",
+                field="disc_state",
+                old=None,
+                new=str(i % 4 + 1),
+            )
+            for i in range(1200)
+        )
+        s.commit()
+    page = client.get("/audit").text
+    assert "Disc state" in page and "L4-L5" in page  # rad1's own change is still listed
+    assert "rad2" not in page  # and nobody else's
+    patient_page = client.get(f"/audit?patient={PATIENTS[0]}").text
+    assert "L4-L5" in patient_page and "rad2" not in patient_page

@@ -23,6 +23,7 @@ from .conftest import (
     PASSWORDS,
     PATIENTS,
     FakeSuggestions,
+    fast_hasher,
     login,
     make_store,
     new_client,
@@ -61,6 +62,70 @@ def _serve_error(monkeypatch, capsys, *args: str) -> str:  # type: ignore[no-unt
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     return err
+
+
+def _served_app(monkeypatch, *args: str):  # type: ignore[no-untyped-def]
+    """The ASGI app exactly as `lumbar label serve ARGS` hands it to uvicorn, wrapped the way
+    uvicorn wraps it (its proxy-header middleware included when asked for)."""
+    import uvicorn
+
+    from lumbar import cli
+
+    captured: dict = {}
+    hasher = fast_hasher()
+    monkeypatch.setattr("argon2.PasswordHasher", lambda **_: hasher)  # the Store serve() makes
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    monkeypatch.setattr(sys, "argv", ["lumbar", "label", "serve", *args])
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: captured.update(app=app, kw=kw))
+    try:
+        cli.main()
+    except SystemExit as exited:
+        assert exited.code in (0, None)
+    config = uvicorn.Config(captured["app"], **captured["kw"])
+    config.load()
+    return config.loaded_app
+
+
+def _failed_logins(app, peer: str, forwarded: list[str | None]) -> list[int]:  # type: ignore[no-untyped-def]
+    """Status of one wrong-password login per X-Forwarded-For value, each for a new name
+    (so only the per-address throttle can stop them), sent from the address `peer`."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app, follow_redirects=False, client=(peer, 40000))
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    codes = []
+    for i, value in enumerate(forwarded):
+        headers = {"X-Forwarded-For": value} if value else {}
+        data = {"username": f"guess{i}", "password": "wrong", "csrf_token": token}
+        codes.append(client.post("/login", data=data, headers=headers).status_code)
+    return codes
+
+
+def test_forwarded_for_does_not_bypass_the_login_throttle(
+    monkeypatch, ingest_dir: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 defect 8: rotating X-Forwarded-For gave every attempt a new address."""
+    base = ("--images", str(ingest_dir), "--db", str(tmp_path / "fala.db"))
+    rotating = [f"203.0.113.{i}" for i in range(8)]
+    # by default no proxy is trusted, not even one on this host
+    for peer in ("127.0.0.1", "198.51.100.7"):
+        codes = _failed_logins(_served_app(monkeypatch, *base), peer, list(rotating))
+        assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}, (peer, codes)
+    # through a declared proxy the forwarded address is the client's
+    app = _served_app(monkeypatch, *base, "--trusted-proxy", "127.0.0.1")
+    assert set(_failed_logins(app, "127.0.0.1", list(rotating))) == {401}
+    codes = _failed_logins(app, "127.0.0.1", ["203.0.113.99"] * 8)
+    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
+    # and only through it: another peer's header is still ignored
+    codes = _failed_logins(app, "198.51.100.8", [f"192.0.2.{i}" for i in range(8)])
+    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
+
+
+def test_trusted_proxy_must_be_an_address(monkeypatch, capsys, ingest_dir: Path, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = ("--images", str(ingest_dir), "--db", str(tmp_path / "fala.db"))
+    err = _serve_error(monkeypatch, capsys, *base, "--trusted-proxy", "proxy.example")
+    assert "trusted proxy" in err
 
 
 CHROMIUM = "/usr/bin/chromium"

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from lumbar.cli.options import ForceOption
 from lumbar.errors import UserError
 
 dataset_app = typer.Typer(
@@ -54,9 +55,7 @@ def dataset_build(
     target: _TargetOption = "disc_abnormal",
     ratios: _RatiosOption = "75/15/10",
     seed: _SeedOption = 0,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
-    ] = False,
+    force: ForceOption = False,
 ) -> None:
     """Join ingested images with gradings into OUT/manifest.csv (pseudonyms only)."""
     from lumbar.data.build import build_dataset
@@ -119,9 +118,7 @@ def dataset_split(
 def dataset_stats(
     manifest: Annotated[Path, typer.Argument(help="manifest.csv to describe.")],
     out: Annotated[Path, typer.Option(help="Folder for the tables (CSV) and charts (PNG).")],
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
-    ] = False,
+    force: ForceOption = False,
 ) -> None:
     """Table 5 (disc state by level), stenosis grades, split sizes, and Figures 3-5 and 9."""
     from lumbar.data.stats import format_table5, write_stats
@@ -141,7 +138,10 @@ def roi(
     ] = None,
     mode: Annotated[
         str,
-        typer.Option(help="grid (the paper's Eq. 3 blocks), center:F (centred fraction F), none."),
+        typer.Option(
+            help="grid (the paper's Eq. 3 blocks), center:F (centred fraction F), disc:MM "
+            "(MM x MM mm around the disc centre from `lumbar ingest`, resampled to 224 px), none."
+        ),
     ] = "grid",
     figure: Annotated[
         Path | None,
@@ -154,9 +154,7 @@ def roi(
     credit: Annotated[
         str | None, typer.Option(help="Source/licence line printed under the figure.")
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
-    ] = False,
+    force: ForceOption = False,
 ) -> None:
     """Crop a dataset to the region of interest, or draw the ROI grid on an image."""
     from lumbar.data.roi import crop_manifest, draw_roi_figure, parse_roi

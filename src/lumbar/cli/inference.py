@@ -13,7 +13,13 @@ import typer
 
 
 def predict(
-    study: Annotated[Path, typer.Argument(help="Folder of one study's DICOM files.")],
+    study: Annotated[
+        str,
+        typer.Argument(
+            help="Folder of one study's DICOM files, or a DICOMweb study URL "
+            "(http://HOST/dicom-web/studies/UID)."
+        ),
+    ],
     model: Annotated[Path, typer.Option("--model", help="Run folder of `lumbar train`.")],
     out: Annotated[
         Path | None,
@@ -29,11 +35,50 @@ def predict(
     threads: Annotated[
         int, typer.Option(help="CPU threads for the model (0: PyTorch's default).")
     ] = 0,
+    dicom_sr: Annotated[
+        Path | None,
+        typer.Option(
+            "--dicom-sr",
+            help="Folder for a DICOM SR (TID 1500) and an overlay Secondary Capture series.",
+        ),
+    ] = None,
+    fhir: Annotated[
+        Path | None, typer.Option("--fhir", help="File for a FHIR R4 DiagnosticReport (JSON).")
+    ] = None,
+    stow: Annotated[
+        str | None,
+        typer.Option(
+            "--stow",
+            help="DICOMweb root (http://HOST/dicom-web): store the SR and overlay series "
+            "there, into the source study (STOW-RS).",
+        ),
+    ] = None,
+    identity: Annotated[
+        str,
+        typer.Option(
+            "--identity",
+            help="research: SR/overlay/FHIR pseudonymised as `lumbar ingest` does; hospital: "
+            "they carry the source study's own identifiers (for the hospital's own PACS).",
+        ),
+    ] = "research",
 ) -> None:
     """Predict each disc of one DICOM study, with class probabilities and Grad-CAM maps."""
+    from lumbar.errors import UserError
     from lumbar.inference.predict import predict as predict_study
+    from lumbar.structured.export import StructuredOptions
+    from lumbar.structured.identity import Identity
 
-    result = predict_study(study, model, out, roi=roi, layer=layer, threads=threads)
+    try:
+        mode = Identity(identity)
+    except ValueError:
+        raise UserError(
+            f"identity must be hospital or research, got {identity!r}", option="identity"
+        ) from None
+    options = StructuredOptions(dicom_sr=dicom_sr, fhir=fhir, stow=stow, identity=mode)
+    result = predict_study(
+        study, model, out, roi=roi, layer=layer, threads=threads, structured=options,
+        echo=typer.echo,
+    )  # fmt: skip
     for disc in result["discs"]:
         probs = ", ".join(f"{c} {p:.3f}" for c, p in disc["probabilities"].items())
         typer.echo(f"{disc['level']}: {disc['predicted']} ({probs})")
@@ -41,6 +86,8 @@ def predict(
         typer.echo(f"no axial image for: {', '.join(result['missing_levels'])}")
     if out is not None:
         typer.echo(f"wrote {out / 'summary.html'}")
+    for path in getattr(result.get("structured"), "files", []):
+        typer.echo(f"wrote {path}")
 
 
 def export(

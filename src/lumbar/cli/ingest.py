@@ -24,7 +24,12 @@ def ingest(
         Path | None, typer.Option(help="YAML file of series classification rules (tried first).")
     ] = None,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Print why each series got its class.")
+        bool,
+        typer.Option(
+            "--explain",
+            help="Print why each series got its class (descriptions cleaned to the words "
+            "classification uses, e.g. 'T2 TSE SAG').",
+        ),
     ] = False,
     order: Annotated[
         str,
@@ -32,12 +37,28 @@ def ingest(
     ] = "instance",
     axial_selection: Annotated[
         str,
-        typer.Option(help="'paper' (Eq. 2) or 'stacks' (middle slice of each per-disc stack)."),
-    ] = "paper",
+        typer.Option(
+            help="'auto' (Eq. 2 where the series has the paper's layout and the disc geometry "
+            "agrees, else geometry), 'geometry' (the slice nearest each disc centre), 'paper' "
+            "(Eq. 2 only, as before) or 'stacks' (middle slice of each per-disc stack)."
+        ),
+    ] = "auto",
+    disc_centres: Annotated[
+        str,
+        typer.Option(
+            help="Where disc centres come from: 'localizer' (the learnt sagittal localiser on "
+            "each study's sagittal T2 series), 'none', or a CSV in patient mm (study_uid, "
+            "level, x_mm, y_mm, z_mm), e.g. a phantom's discs.csv."
+        ),
+    ] = "localizer",
     bit_depth: Annotated[int, typer.Option(help="PNG bit depth: 8 or 16.")] = 8,
     export_dicom: Annotated[
         bool,
-        typer.Option("--export-dicom", help="Also write de-identified DICOM (PS3.15 Annex E)."),
+        typer.Option(
+            "--export-dicom",
+            help="Also write DICOM de-identified by PS3.15 Annex E (Basic Profile, Modified "
+            "Dates and Clean Descriptors options).",
+        ),
     ] = False,
     study_date: Annotated[
         str | None, typer.Option(help="Study date range YYYYMMDD-YYYYMMDD (either end optional).")
@@ -65,7 +86,12 @@ def ingest(
         typer.Option(help="Also draw the selected images (12 patients) into this PNG."),
     ] = None,
 ) -> None:
-    """Index DICOM, pick the paper's 8 images per patient (Eq. 1-2), de-identify and export."""
+    """Index DICOM, pick the paper's 8 images per patient (Eq. 1-2), de-identify and export.
+
+    Exit code 0: images.csv lists at least one image (unusable files: ingest-report.csv).
+    Exit code 2: nothing usable was found, or an option is wrong.
+    Exit code 130: interrupted.
+    """
     from lumbar.ingest import REPORT_CSV, IngestOptions, format_explanation
     from lumbar.ingest import ingest as run_ingest
     from lumbar.progress import RateBars
@@ -73,6 +99,7 @@ def ingest(
     options = IngestOptions.from_options(
         order=order,
         axial_selection=axial_selection,
+        disc_centres=disc_centres,
         rules=rules,
         patients=patients,
         bit_depth=bit_depth,

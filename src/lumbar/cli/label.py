@@ -47,6 +47,16 @@ def label_serve(
             help="Run folder of `lumbar train`: show its suggestion per disc (never saved).",
         ),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            metavar="ADDR",
+            help="IP address or network of your reverse proxy (repeatable): only requests "
+            "coming straight from it have X-Forwarded-For/-Proto believed. Default: none, "
+            "the headers are ignored.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the grading web app (every page needs a login; see `label add-user`)."""
     from lumbar.inference.predict import Predictor
@@ -55,7 +65,7 @@ def label_serve(
     predictor = Predictor.load(model) if model is not None else None
     serve(
         images, db, host=host, port=port, secure_cookies=secure_cookies, model=predictor,
-        echo=typer.echo,
+        trusted_proxies=trusted_proxy or (), echo=typer.echo,
     )  # fmt: skip
 
 

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from lumbar.cli.options import DeviceOption, QuietOption, ResumeOption, echo_err
+
 pretrain_app = typer.Typer(
     help="Pretrain a backbone on same-domain MRI (the paper's Procedures 2 and 3); use the "
     "run folder as `lumbar train --weights RUN`.",
@@ -46,9 +48,6 @@ WorkersOption = Annotated[
 SeedOption = Annotated[
     int | None, typer.Option(help="Seed of split, shuffling, augmentation, init (default 0).")
 ]
-ResumeOption = Annotated[
-    bool, typer.Option("--resume", help="Continue the interrupted run in --out.")
-]
 MaxImagesOption = Annotated[
     int | None, typer.Option(help="Use a stable subset of at most N images (quick runs).")
 ]
@@ -56,14 +55,6 @@ ThreadsOption = Annotated[
     int | None,
     typer.Option(help="torch CPU threads (default: torch's); fewer on a busy or shared CPU."),
 ]
-DeviceOption = Annotated[
-    str | None, typer.Option(help="auto (default: the GPU if any), cpu or cuda.")
-]
-QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
-
-
-def _echo_err(line: str) -> None:
-    typer.echo(line, err=True)
 
 
 def _main_process() -> bool:
@@ -121,7 +112,7 @@ def supervised(
         batch_size=batch_size, lr=lr, val_fraction=val_fraction, input_size=input_size,
         workers=workers, seed=seed, max_images=max_images, threads=threads, device=device,
     )  # fmt: skip
-    result = pretrain_supervised(config, out, resume=resume, progress=not quiet, log=_echo_err)
+    result = pretrain_supervised(config, out, resume=resume, progress=not quiet, log=echo_err)
     best = result.history[result.best_epoch - 1] if result.best_epoch else None
     summary = (
         f"wrote {out} (supervised {result.backbone}, {result.images} images, kept epoch "
@@ -173,7 +164,7 @@ def unlabelled(
         batch_size=batch_size, lr=lr, temperature=temperature, input_size=input_size,
         workers=workers, seed=seed, max_images=max_images, threads=threads, device=device,
     )  # fmt: skip
-    result = pretrain_unlabelled(config, out, resume=resume, progress=not quiet, log=_echo_err)
+    result = pretrain_unlabelled(config, out, resume=resume, progress=not quiet, log=echo_err)
     last = result.history[-1] if result.history else None
     summary = (
         f"wrote {out} ({result.method} {result.backbone}, {result.images} images, "

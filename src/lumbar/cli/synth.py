@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from lumbar.cli.options import ForceOption
 from lumbar.errors import UserError
 
 
@@ -32,18 +33,35 @@ def synth(
     workers: Annotated[
         int, typer.Option(help="Processes to use (lumbar); 0 means one per CPU core.")
     ] = 0,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace the contents of a non-empty OUT.")
-    ] = False,
+    force: ForceOption = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="lumbar: how the axial T2 series are acquired: paper (5 slices per disc, the "
+            "paper's layout), angled (3-6 per disc), parallel (one continuous stack), lower3 "
+            "(L3-S1 only), reversed (stored head first), split (two series), nosagt2 (no "
+            "sagittal T2); thoracic (sagittal view up to T9) or cutsacrum (sagittal view cuts "
+            "the sacrum); or mixed (one of these per patient). discs.csv holds the truth."
+        ),
+    ] = "paper",
 ) -> None:
     """Write phantom MRI: lumbar studies with ground truth, or pretraining image sets."""
     if kind == "lumbar":
         from lumbar.synth import synthesize_cohort
+        from lumbar.synth.protocols import Protocol
 
-        summary = synthesize_cohort(out, patients=patients, seed=seed, workers=workers, force=force)
+        summary = synthesize_cohort(
+            out,
+            patients=patients,
+            seed=seed,
+            workers=workers,
+            force=force,
+            protocol=Protocol.parse(protocol),
+        )
         typer.echo(
             f"wrote {summary.patients} patients, {summary.files} DICOM files to {out} "
-            f"(labels: {out / 'labels.csv'}) in {summary.seconds:.1f} s"
+            f"(labels: {out / 'labels.csv'}, true discs: {out / 'discs.csv'}) "
+            f"in {summary.seconds:.1f} s"
         )
     elif kind in ("source", "unlabelled"):
         from lumbar.synth.sets import synthesize_source_set, synthesize_unlabelled_set

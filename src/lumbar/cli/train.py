@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from lumbar.cli.options import DeviceOption, QuietOption, ResumeOption
+
 
 def train(
     out: Annotated[Path, typer.Option("--out", help="Run folder to create (or --resume).")],
@@ -76,13 +78,9 @@ def train(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Run the naive loop (no frozen-layer cache).")
     ] = False,
-    device: Annotated[
-        str | None, typer.Option(help="auto (default: the GPU if any), cpu or cuda.")
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the interrupted run in --out.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    device: DeviceOption = None,
+    resume: ResumeOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Train the paper's classifier (Procedure 1): frozen or fine-tuned transfer learning."""
     from lumbar.train import TrainConfig, train
@@ -122,10 +120,6 @@ def train(
     if test:
         summary += f"; test accuracy {test['accuracy']:.3f}, F1 {test['f1']:.3f}"
     typer.echo(summary)
-
-
-def _echo_err(line: str) -> None:
-    typer.echo(line, err=True)
 
 
 def evaluate(

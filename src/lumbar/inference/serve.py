@@ -355,7 +355,10 @@ def serve(
     predictor = Predictor.load(model, roi=roi)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     echo(f"lumbar serve: model {Path(model).name}; POST http://{host}:{port}/v1/predict")
-    uvicorn.run(create_app(predictor, token, limits), host=host, port=port, log_level="info")
+    # no proxy headers: the service keys nothing on the client's address, and its log should
+    # name the real peer (uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1)
+    app = create_app(predictor, token, limits)
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, log_level="info")
 
 
 def load_token(token_file: Path | None) -> str:

@@ -18,6 +18,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +35,17 @@ from lumbar.ingest.classify import (
     load_rules,
     summarize_series,
 )
-from lumbar.ingest.deid import BurnedInAnnotation, deidentify
+from lumbar.ingest.deid import BurnedInAnnotation, DeidentificationProblem, deidentify
+from lumbar.ingest.discs import (
+    CsvDiscCentres,
+    DiscCentre,
+    DiscCentreSource,
+    LocaliserSource,
+    SagittalSeries,
+    spine_order,
+)
 from lumbar.ingest.export import PixelProblem, render_frame
+from lumbar.ingest.geometry import SlicePlane
 from lumbar.ingest.index import (
     INDEX_FILE,
     IndexStats,
@@ -43,25 +53,50 @@ from lumbar.ingest.index import (
     default_workers,
     die_with_parent,
     index_folder,
+    path_key,
     uid_hash,
 )
 from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
-from lumbar.ingest.read import InstanceRecord, iter_files
+from lumbar.ingest.read import InstanceRecord, walk_folder
 from lumbar.ingest.select import (
+    AxialChoice,
+    AxialResult,
     AxialSelection,
     Frame,
     FrameOrder,
+    Rule,
     SelectionProblem,
-    select_axial,
+    select_axial_images,
     select_myelo,
     select_sagittal,
+    slice_disc_geometry,
 )
-from lumbar.pseudonym import load_secret
+from lumbar.pseudonym import SECRET_FILE, SECRET_TEMP, load_secret
 from lumbar.visualize.contact_sheet import write_contact_sheet
 
 IMAGES_CSV = "images.csv"
 REPORT_CSV = "ingest-report.csv"
-IMAGES_COLUMNS = ("patient_id", "view", "level", "image", "source_uid_hash")
+DISCS_CSV = "discs.csv"
+AXIAL_GEOMETRY_CSV = "axial-geometry.csv"
+AXIAL_GEOMETRY_COLUMNS = ("patient_id", "source_uid_hash", "frame", "instance", "level",
+                          "distance_mm", "angle_deg", "chosen")  # fmt: skip
+DISCS_COLUMNS = ("patient_id", "level", "image", "x", "y", "width", "height", "confidence",
+                 "x_mm", "y_mm", "z_mm")  # fmt: skip
+IMAGES_COLUMNS = (
+    "patient_id",
+    "view",
+    "level",
+    "image",
+    "source_uid_hash",
+    "selection_rule",
+    "selection_reason",
+    "disc_distance_mm",
+    "disc_angle_deg",
+    "disc_x",
+    "disc_y",
+    "row_spacing_mm",
+    "col_spacing_mm",
+)
 REPORT_COLUMNS = ("file", "patient_id", "series", "severity", "reason")
 _PSEUDONYM_DIR = re.compile(r"^P[0-9a-f]{12}$")
 _OUTPUT_NAME = re.compile(r"^P[0-9a-f]{12}_(1|2|3|12|23|34|45|51)\.(png|dcm)$")
@@ -73,7 +108,8 @@ class IngestOptions:
     """Everything `lumbar ingest` can be told; defaults follow the paper."""
 
     order: FrameOrder = FrameOrder.INSTANCE
-    axial_selection: AxialSelection = AxialSelection.PAPER
+    axial_selection: AxialSelection = AxialSelection.AUTO
+    disc_centres: DiscCentreSource | None = None
     bit_depth: int = 8
     export_dicom: bool = False
     rules: Rules = field(default_factory=Rules)
@@ -105,13 +141,16 @@ class IngestOptions:
         cls,
         *,
         order: str = "instance",
-        axial_selection: str = "paper",
+        axial_selection: str = "auto",
+        disc_centres: str | Path | None = "localizer",
         rules: Path | None = None,
         patients: str | None = None,
         **options: Any,
     ) -> IngestOptions:
-        """Options as a user spells them: enum values as text, a rules YAML file, and the
-        patients as "P1,P2" or "@FILE" (`parse_patient_list`); the rest as the fields.
+        """Options as a user spells them: enum values as text, a rules YAML file, the
+        patients as "P1,P2" or "@FILE" (`parse_patient_list`), disc centres as `localizer`
+        (the learnt sagittal localiser, the default), `none`, or a CSV (`CsvDiscCentres`);
+        the rest as the fields.
 
         Raises:
             UserError: an unknown frame order or axial selection, an unreadable rules or
@@ -126,17 +165,35 @@ class IngestOptions:
         try:
             axial = AxialSelection(axial_selection)
         except ValueError:
+            choices = ", ".join(f"'{m.value}'" for m in AxialSelection)
             raise UserError(
-                f"axial selection must be 'paper' or 'stacks', got {axial_selection!r}",
+                f"axial selection must be one of {choices}, got {axial_selection!r}",
                 option="axial_selection",
             ) from None
+        source = disc_centre_source(disc_centres)
         return cls(
             order=frame_order,
             axial_selection=axial,
+            disc_centres=source,
             rules=load_rules(rules),
             patients=parse_patient_list(patients),
             **options,
         )
+
+
+def disc_centre_source(spec: str | Path | None) -> DiscCentreSource | None:
+    """Where disc centres come from, as a user spells it: `localizer` (the learnt sagittal
+    localiser, `LocaliserSource`), `none` (or None), or the path of a CSV (`CsvDiscCentres`).
+
+    Raises:
+        UserError: the CSV is missing or malformed.
+    """
+    text = str(spec).strip() if spec is not None else "none"
+    if text.lower() == "none":
+        return None
+    if text.lower() in ("localizer", "localiser"):
+        return LocaliserSource()
+    return CsvDiscCentres(Path(text))
 
 
 def parse_patient_list(value: str | None) -> frozenset[str] | None:
@@ -187,6 +244,12 @@ class ExportTask:
     study_uid: str
     frame: int
     file_key: str
+    rule: str = ""
+    reason: str = ""
+    distance_mm: float | None = None
+    angle_deg: float | None = None
+    disc_pixel: tuple[float, float] | None = None
+    spacing: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +262,13 @@ class IngestedImage:
         level: the disc level of an axial image ("" for the others).
         image: the PNG's path relative to OUT, e.g. "P0123456789ab/P0123456789ab_45.png".
         source_uid_hash: keyed hash of the source SOPInstanceUID.
+        selection_rule: eq1, eq2, stacks or geometry (`select.Rule`).
+        selection_reason: why that rule, in a few words.
+        disc_distance_mm, disc_angle_deg: the disc centre's signed distance from the image
+            plane and the angle between image and disc plane ("" where unknown).
+        disc_x, disc_y: the disc centre projected into the image (pixel x = column, y = row;
+            "" where unknown), for the disc-centred ROI.
+        row_spacing_mm, col_spacing_mm: the image's PixelSpacing ("" where absent).
     """
 
     patient_id: str
@@ -206,9 +276,17 @@ class IngestedImage:
     level: str
     image: str
     source_uid_hash: str
+    selection_rule: str = ""
+    selection_reason: str = ""
+    disc_distance_mm: str = ""
+    disc_angle_deg: str = ""
+    disc_x: str = ""
+    disc_y: str = ""
+    row_spacing_mm: str = ""
+    col_spacing_mm: str = ""
 
     def as_tuple(self) -> tuple[str, ...]:
-        return (self.patient_id, self.view, self.level, self.image, self.source_uid_hash)
+        return tuple(getattr(self, name) for name in IMAGES_COLUMNS)
 
 
 @dataclass
@@ -247,6 +325,7 @@ class IngestSummary:
     selected: list[IngestedImage] = field(default_factory=list)
     report: list[ReportRow] = field(default_factory=list)
     contact_sheet_patients: int = 0
+    discs: list[DiscMarker] = field(default_factory=list)
 
 
 class NoUsableImages(UserError):
@@ -336,6 +415,7 @@ def _ingest(
     try:
         workers = default_workers(options.workers)
         keys: dict[str, Path] = {}
+        walk_report: list[ReportRow] = []
         web: DicomWebSource | None = None
         if pacs:
             web = DicomWebSource(text_source)
@@ -352,14 +432,20 @@ def _ingest(
 
             stats = web.index(index, filters, secret, on_progress, on_total)
         else:
-            files = iter_files(root)
+            walk = walk_folder(root)
+            files = walk.files
             advance = progress("indexing headers", len(files)) if progress else None
             stats, keys = index_folder(index, root, files, secret, workers, advance)
+            for path, severity, reason in walk.skipped:  # loops, broken links, ...
+                key = path_key(path.relative_to(root).as_posix(), secret)
+                keys.setdefault(key, path)
+                walk_report.append(ReportRow(file=key, severity=severity, reason=reason))
         summary = IngestSummary(index=stats)
-        report: list[ReportRow] = []
+        report: list[ReportRow] = list(walk_report)
         for file_key, severity, reason in index.problems():
             report.append(ReportRow(file=file_key, severity=severity, reason=reason))
-        tasks, decisions = _plan(index, options, report)
+        found = _Found()
+        tasks, decisions = _plan(index, options, report, keys, found)
         summary.decisions = decisions
         summary.patients = len({d.patient for d in decisions})
         done = _export(index, tasks, out, options, secret, keys, web, workers, report, progress)
@@ -377,6 +463,15 @@ def _ingest(
         summary.report = _sorted_report(report)
         _write_images_csv(out, summary.selected)
         _write_report(out, summary.report)
+        exported = {image.image for image in summary.selected}
+        summary.discs = [m for m in found.markers if m.image in exported]
+        _write_output(
+            out / DISCS_CSV,
+            csv_text(DISCS_COLUMNS, [m.as_tuple() for m in summary.discs]).encode(),
+        )
+        _write_output(
+            out / AXIAL_GEOMETRY_CSV, csv_text(AXIAL_GEOMETRY_COLUMNS, found.slices).encode()
+        )
         summary.problems = sum(1 for r in report if r.severity in ("error", "warning"))
         summary.seconds = time.perf_counter() - start
     finally:
@@ -393,7 +488,11 @@ def _ingest(
 
 
 def _plan(
-    index: StudyIndex, options: IngestOptions, report: list[ReportRow]
+    index: StudyIndex,
+    options: IngestOptions,
+    report: list[ReportRow],
+    keys: dict[str, Path] | None = None,
+    found: _Found | None = None,
 ) -> tuple[list[ExportTask], list[SeriesDecision]]:
     """Classify every series, choose one per view and patient, and select the frames."""
     by_series: dict[str, list[tuple[str, str, InstanceRecord]]] = defaultdict(list)
@@ -423,7 +522,9 @@ def _plan(
         per_patient[patient].append((decision, members))
     tasks: list[ExportTask] = []
     for patient in sorted(per_patient):
-        tasks.extend(_plan_patient(patient, per_patient[patient], options, report))
+        tasks.extend(
+            _plan_patient(patient, per_patient[patient], options, report, keys or {}, found)
+        )
     return tasks, decisions
 
 
@@ -435,8 +536,11 @@ def _plan_patient(
     series: list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]],
     options: IngestOptions,
     report: list[ReportRow],
+    keys: dict[str, Path],
+    found: _Found | None = None,
 ) -> list[ExportTask]:
     tasks: list[ExportTask] = []
+    sagittal: _Sagittal | None = None
     for view in _VIEW_ORDER:
         candidates = [(d, m) for d, m in series if d.series_class is view]
         if not candidates:
@@ -457,6 +561,14 @@ def _plan_patient(
                 dm[0].summary.series_uid,
             )
         )
+        if view is SeriesClass.AXIAL_T2 and options.axial_selection in (
+            AxialSelection.GEOMETRY,
+            AxialSelection.AUTO,
+        ):
+            tasks.extend(
+                _plan_axial_geometry(patient, candidates, sagittal, options, report, keys, found)
+            )
+            continue
         failures = []
         for decision, members in candidates:
             label = _series_label(decision.summary)
@@ -473,24 +585,14 @@ def _plan_patient(
                 )
                 continue
             decision.chosen = True
+            if view is SeriesClass.SAGITTAL_T2:
+                sagittal = _Sagittal(decision, members, picked[0][2].frame, f"{patient}_3")
             for warning in warnings:
                 report.append(
                     ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
                 )
-            for suffix, level, frame, file_key, record in picked:
-                tasks.append(
-                    ExportTask(
-                        patient=patient,
-                        view=view.value,
-                        level=level,
-                        name=f"{patient}_{suffix}",
-                        sop_uid=frame.sop_uid,
-                        series_uid=record.series_uid,
-                        study_uid=record.study_uid,
-                        frame=frame.frame,
-                        file_key=file_key,
-                    )
-                )
+            for suffix, level, choice, file_key, record in picked:
+                tasks.append(_task(patient, view, level, suffix, choice, file_key, record))
             if view is SeriesClass.MYELO and len(picked) < 2:
                 report.append(
                     ReportRow(
@@ -515,8 +617,33 @@ def _plan_patient(
 
 def _select(
     view: SeriesClass, members: list[tuple[str, str, InstanceRecord]], options: IngestOptions
-) -> tuple[list[tuple[str, str, Frame, str, InstanceRecord]], list[str]]:
-    """(file suffix, level, frame, file_key, record) of the images picked from one series."""
+) -> tuple[list[tuple[str, str, AxialChoice, str, InstanceRecord]], list[str]]:
+    """(file suffix, level, choice, file_key, record) of the images picked from one series."""
+    frames, owner = _frames(members)
+    if view is SeriesClass.SAGITTAL_T2:
+        chosen = select_sagittal(frames, options.order)
+        choice = AxialChoice(chosen, Rule.EQ1, "Eq. 1: the middle sagittal frame")
+        return [("3", "", choice, *owner[chosen.sop_uid])], []
+    if view is SeriesClass.MYELO:
+        picked = select_myelo(frames, options.order)
+        reason = "Eq. 1: the central pair of myelography frames"
+        return [
+            (str(i), "", AxialChoice(f, Rule.EQ1, reason), *owner[f.sop_uid])
+            for i, f in enumerate(picked, start=1)
+        ], []
+    result = select_axial_images(frames, options.order, options.axial_selection)
+    rows = [
+        (level.code, level.value, choice, *owner[choice.frame.sop_uid])
+        for level, choice in result.chosen.items()
+    ]
+    rows.sort(key=lambda r: list(DiscLevel).index(DiscLevel(r[1])))
+    return rows, result.warnings
+
+
+def _frames(
+    members: list[tuple[str, str, InstanceRecord]],
+) -> tuple[list[Frame], dict[str, tuple[str, InstanceRecord]]]:
+    """Every 2-D frame of the members, and each SOP instance's (file_key, record)."""
     frames: list[Frame] = []
     owner: dict[str, tuple[str, InstanceRecord]] = {}
     for _, file_key, record in members:
@@ -529,18 +656,258 @@ def _select(
                     instance_number=record.instance_number,
                     position=geometry.position if geometry else None,
                     orientation=geometry.orientation if geometry else None,
+                    spacing=geometry.spacing if geometry else None,
+                    size=(record.rows, record.columns),
                 )
             )
-    if view is SeriesClass.SAGITTAL_T2:
-        chosen = select_sagittal(frames, options.order)
-        return [("3", "", chosen, *owner[chosen.sop_uid])], []
-    if view is SeriesClass.MYELO:
-        picked = select_myelo(frames, options.order)
-        return [(str(i), "", f, *owner[f.sop_uid]) for i, f in enumerate(picked, start=1)], []
-    by_level, warnings = select_axial(frames, options.order, options.axial_selection)
-    rows = [(level.code, level.value, f, *owner[f.sop_uid]) for level, f in by_level.items()]
-    rows.sort(key=lambda r: list(DiscLevel).index(DiscLevel(r[1])))
-    return rows, warnings
+    return frames, owner
+
+
+def _task(
+    patient: str,
+    view: SeriesClass,
+    level: str,
+    suffix: str,
+    choice: AxialChoice,
+    file_key: str,
+    record: InstanceRecord,
+) -> ExportTask:
+    frame = choice.frame
+    return ExportTask(
+        patient=patient,
+        view=view.value,
+        level=level,
+        name=f"{patient}_{suffix}",
+        sop_uid=frame.sop_uid,
+        series_uid=record.series_uid,
+        study_uid=record.study_uid,
+        frame=frame.frame,
+        file_key=file_key,
+        rule=choice.rule.value,
+        reason=choice.reason,
+        distance_mm=choice.distance_mm,
+        angle_deg=choice.angle_deg,
+        disc_pixel=choice.pixel,
+        spacing=frame.spacing,
+    )
+
+
+def _plan_axial_geometry(
+    patient: str,
+    candidates: list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]],
+    sagittal: _Sagittal | None,
+    options: IngestOptions,
+    report: list[ReportRow],
+    keys: dict[str, Path],
+    found: _Found | None = None,
+) -> list[ExportTask]:
+    """Axial images by `geometry` or `auto`: every axial T2 series of one study together (a
+    protocol may split the stacks over series), measured against the sagittal disc centres."""
+    view = SeriesClass.AXIAL_T2
+    by_study: dict[str, list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]]]
+    by_study = defaultdict(list)
+    for decision, members in candidates:  # candidates are sorted: most recent study first
+        by_study[members[0][2].study_uid].append((decision, members))
+    studies = list(by_study)
+    if sagittal is not None and sagittal.study_uid in by_study:
+        studies.remove(sagittal.study_uid)
+        studies.insert(0, sagittal.study_uid)
+    failures = []
+    for study_uid in studies:
+        group = by_study[study_uid]
+        members = [m for _, ms in group for m in ms]
+        label = ", ".join(_series_label(d.summary) for d, _ in group)
+        centres, note = _disc_centres(study_uid, sagittal, options, keys)
+        frames, owner = _frames(members)
+        try:
+            result = select_axial_images(
+                frames, options.order, options.axial_selection, centres, note, len(group)
+            )
+        except SelectionProblem as problem:
+            failures.append(
+                ReportRow(
+                    patient_id=patient,
+                    series=label,
+                    severity="error",
+                    reason=f"{view.value}: {problem}",
+                )
+            )
+            continue
+        if not result.chosen:
+            failures.extend(
+                ReportRow(
+                    patient_id=patient, series=label, severity="error", reason=f"{view.value}: {m}"
+                )
+                for m in result.missing
+            )
+            continue
+        used = {owner[c.frame.sop_uid][1].series_uid for c in result.chosen.values()}
+        for decision, _ in group:
+            decision.chosen = decision.chosen or decision.summary.series_uid in used
+        for warning in result.warnings:
+            report.append(
+                ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
+            )
+        for note in result.notes:
+            report.append(ReportRow(patient_id=patient, series=label, severity="info", reason=note))
+        for missing in result.missing:
+            report.append(
+                ReportRow(
+                    patient_id=patient,
+                    series=label,
+                    severity="error",
+                    reason=f"{view.value}: {missing}",
+                )
+            )
+        if centres and found is not None:
+            if sagittal is not None:
+                found.markers.extend(_disc_markers(patient, sagittal, centres))
+            found.slices.extend(_slice_rows(patient, frames, centres, result))
+        tasks = []
+        for level in DiscLevel:
+            choice = result.chosen.get(level)
+            if choice is not None:
+                file_key, record = owner[choice.frame.sop_uid]
+                tasks.append(
+                    _task(patient, view, level.value, level.code, choice, file_key, record)
+                )
+        return tasks
+    report.extend(failures)
+    report.append(
+        ReportRow(
+            patient_id=patient,
+            severity="error",
+            reason=f"missing series: no usable {view.value} series",
+        )
+    )
+    return []
+
+
+@dataclass(frozen=True)
+class _Sagittal:
+    """The patient's chosen sagittal T2 series: its members, Eq. 1 frame and output stem."""
+
+    decision: SeriesDecision
+    members: list[tuple[str, str, InstanceRecord]]
+    frame: Frame
+    name: str
+
+    @property
+    def study_uid(self) -> str:
+        return self.members[0][2].study_uid
+
+
+@dataclass
+class _Found:
+    """What geometric selection learnt besides the images: disc markers on the sagittal images
+    (OUT/discs.csv) and every axial slice against every disc (OUT/axial-geometry.csv)."""
+
+    markers: list[DiscMarker] = field(default_factory=list)
+    slices: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def _slice_rows(
+    patient: str, frames: list[Frame], centres: list[DiscCentre], result: AxialResult
+) -> list[tuple[str, ...]]:
+    """Rows of OUT/axial-geometry.csv for one patient (`AXIAL_GEOMETRY_COLUMNS`)."""
+    chosen = {(c.frame.sop_uid, c.frame.frame, lv.value) for lv, c in result.chosen.items()}
+    return [
+        (
+            patient,
+            uid_hash(row.frame.sop_uid),
+            str(row.frame.frame),
+            "" if row.frame.instance_number is None else str(row.frame.instance_number),
+            row.level,
+            _number(row.distance_mm, 2),
+            _number(row.angle_deg, 1),
+            "1" if (row.frame.sop_uid, row.frame.frame, row.level) in chosen else "0",
+        )
+        for row in slice_disc_geometry(frames, centres)
+    ]
+
+
+@dataclass(frozen=True)
+class DiscMarker:
+    """A disc centre on the patient's exported sagittal image: a row of OUT/discs.csv
+    (`DISCS_COLUMNS`), which FaLa uses to put its level markers on the discs."""
+
+    patient_id: str
+    level: str
+    image: str
+    x: float
+    y: float
+    width: int
+    height: int
+    confidence: float
+    x_mm: float
+    y_mm: float
+    z_mm: float
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return (
+            self.patient_id,
+            self.level,
+            self.image,
+            f"{self.x:.2f}",
+            f"{self.y:.2f}",
+            str(self.width),
+            str(self.height),
+            f"{self.confidence:.3f}",
+            f"{self.x_mm:.2f}",
+            f"{self.y_mm:.2f}",
+            f"{self.z_mm:.2f}",
+        )
+
+
+def _disc_markers(patient: str, sagittal: _Sagittal, centres: list[DiscCentre]) -> list[DiscMarker]:
+    """The centres projected into the sagittal image (none without PixelSpacing)."""
+    frame = sagittal.frame
+    if frame.spacing is None or frame.size is None:
+        return []
+    plane = SlicePlane.from_tags(frame.position, frame.orientation, frame.spacing)
+    rows, cols = frame.size
+    markers = []
+    for centre in spine_order(centres):
+        x, y = plane.patient_to_pixel(centre.xyz_mm)
+        markers.append(
+            DiscMarker(
+                patient,
+                centre.level,
+                f"{patient}/{sagittal.name}.png",
+                float(x),
+                float(y),
+                cols,
+                rows,
+                centre.confidence,
+                *(float(v) for v in centre.xyz_mm),
+            )
+        )
+    return markers
+
+
+def _disc_centres(
+    study_uid: str,
+    sagittal: _Sagittal | None,
+    options: IngestOptions,
+    keys: dict[str, Path],
+) -> tuple[list[DiscCentre], str]:
+    """The disc centres of a study from its sagittal T2 series, or none and why."""
+    if sagittal is None:
+        return [], "no sagittal T2 series"
+    if sagittal.study_uid != study_uid:
+        return [], "the sagittal T2 series belongs to another study"
+    if options.disc_centres is None:
+        return [], "no disc localiser or disc centres given"
+    paths = tuple(keys[k] for _, k, _ in sagittal.members if k in keys)
+    try:
+        centres = options.disc_centres(
+            SagittalSeries(study_uid, sagittal.decision.summary.series_uid, paths)
+        )
+    except UserError as err:
+        return [], f"disc centres: {err}"
+    if not centres:
+        return [], "no discs found on the sagittal T2 series"
+    return centres, ""
 
 
 # ----------------------------------------------------------------------------- export
@@ -582,8 +949,7 @@ def _export(
             results_iter = pool.map(lambda job: _export_job(job, web), jobs)
             results = _collect(results_iter, index, advance)
     elif workers > 1 and len(jobs) > 8:
-        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
-            results = _collect(pool.map(_export_job, jobs, chunksize=8), index, advance)
+        results = _export_in_processes(jobs, workers, index, advance)
     else:
         results = _collect(map(_export_job, jobs), index, advance)
     by_name = {task.name: task for task in tasks}
@@ -603,10 +969,47 @@ def _export(
     return len(todo) - len(failed)
 
 
-def _collect(
-    results: Any, index: StudyIndex, advance: Callable[[int], None] | None
+CRASHED = "the image decoder crashed on this file (its process died); not exported"
+
+
+def _export_in_processes(
+    jobs: list[dict[str, Any]],
+    workers: int,
+    index: StudyIndex,
+    advance: Callable[[int], None] | None,
 ) -> list[tuple[str, list[tuple[str, str, int]], str]]:
-    collected = []
+    """Export in a process pool; if a native decoder kills a worker (the pool breaks), the
+    jobs without a result are redone one process each, so only the image whose decoding
+    kills its process is lost, and it is reported."""
+    collected: list[tuple[str, list[tuple[str, str, int]], str]] = []
+    try:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+            _collect(pool.map(_export_job, jobs, chunksize=8), index, advance, collected)
+    except BrokenProcessPool:
+        done = {name for name, _, _ in collected}
+        isolated = (_export_isolated(job) for job in jobs if job["name"] not in done)
+        _collect(isolated, index, advance, collected)
+    return collected
+
+
+def _export_isolated(job: dict[str, Any]) -> tuple[str, list[tuple[str, str, int]], str]:
+    """One export job in a process of its own; a crash there is that image's problem."""
+    try:
+        with ProcessPoolExecutor(max_workers=1, initializer=die_with_parent) as pool:
+            return pool.submit(_export_job, job).result()
+    except BrokenProcessPool:
+        return job["name"], [], CRASHED
+
+
+def _collect(
+    results: Any,
+    index: StudyIndex,
+    advance: Callable[[int], None] | None,
+    collected: list[tuple[str, list[tuple[str, str, int]], str]] | None = None,
+) -> list[tuple[str, list[tuple[str, str, int]], str]]:
+    """Record each result's outputs in the index as it arrives (into `collected`, so what
+    arrived before a failure is kept)."""
+    collected = [] if collected is None else collected
     for result in results:
         _, written, _ = result
         if written:
@@ -642,45 +1045,65 @@ def _job(
     }
 
 
+class _NotExported(Exception):
+    """An image left out of the export; the message is the report's reason (no patient data)."""
+
+
 def _export_job(
     job: dict[str, Any], web: Any = None
 ) -> tuple[str, list[tuple[str, str, int]], str]:
-    """Render one task; returns (name, [(relative output, fingerprint, size)], problem)."""
+    """Render one task; returns (name, [(relative output, fingerprint, size)], problem).
 
+    Everything that reads, decodes or de-identifies the source happens before anything is
+    written, inside one catch: a damaged file costs its own image (listed in the report with
+    the reason), never the batch. With DICOM export, an image is written only when both its
+    PNG and its de-identified DICOM could be made.
+    """
     name = job["name"]
     try:
-        if web is not None:
-            ds = web.retrieve(job["study"], job["series"], job["sop"])
-        else:
-            import pydicom
-
-            if job["path"] is None:
-                return name, [], "source file is no longer there"
-            ds = pydicom.dcmread(job["path"], force=True)
-        if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
-            return name, [], "image declares burned-in annotation (text in the pixels); skipped"
-        png = render_frame(ds, job["frame"], job["bit_depth"])
-    except PixelProblem as problem:
+        png, dicom = _render_job(job, web)
+    except (PixelProblem, BurnedInAnnotation, UserError, _NotExported) as problem:
         return name, [], str(problem)
-    except UserError as err:
-        return name, [], str(err)
     except Exception as err:
-        return name, [], f"cannot read image ({type(err).__name__})"
+        return name, [], f"cannot read or convert image ({type(err).__name__}); not exported"
     folder = Path(job["folder"])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    png_path = folder / f"{name}.png"
-    _write_output(png_path, png)
-    written.append((f"{job['patient']}/{name}.png", job["fingerprint"], len(png)))
-    if job["dicom"]:
-        try:
-            data = _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
-        except BurnedInAnnotation as problem:
-            return name, written, str(problem)
-        dcm_path = folder / f"{name}.dcm"
-        _write_output(dcm_path, data)
-        written.append((f"{job['patient']}/{name}.dcm", job["fingerprint"], len(data)))
+    for suffix, data in ((".png", png), (".dcm", dicom)):
+        if data is None:
+            continue
+        _write_output(folder / f"{name}{suffix}", data)
+        written.append((f"{job['patient']}/{name}{suffix}", job["fingerprint"], len(data)))
     return name, written, ""
+
+
+def _render_job(job: dict[str, Any], web: Any) -> tuple[bytes, bytes | None]:
+    """The PNG bytes and (with DICOM export) the de-identified DICOM bytes of one task."""
+    if web is not None:
+        ds = web.retrieve(job["study"], job["series"], job["sop"])
+    else:
+        import pydicom
+
+        if job["path"] is None:
+            raise _NotExported("source file is no longer there")
+        ds = pydicom.dcmread(job["path"], force=True)
+    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+        raise _NotExported("image declares burned-in annotation (text in the pixels); skipped")
+    png = render_frame(ds, job["frame"], job["bit_depth"])
+    if not job["dicom"]:
+        return png, None
+    try:
+        return png, _deidentified_bytes(ds, job["patient"], job["secret"], deidentify)
+    except (BurnedInAnnotation, UserError):
+        raise
+    except DeidentificationProblem as problem:
+        raise _NotExported(
+            f"cannot de-identify for DICOM export: {problem}; not exported"
+        ) from None
+    except Exception as err:
+        raise _NotExported(
+            f"cannot de-identify for DICOM export ({type(err).__name__}); not exported"
+        ) from None
 
 
 def _deidentified_bytes(ds: Any, pseudonym: str, secret: bytes, deidentify: Any) -> bytes:
@@ -742,9 +1165,22 @@ def _selected_images(tasks: list[ExportTask]) -> list[IngestedImage]:
             task.level,
             f"{task.patient}/{task.name}.png",
             uid_hash(task.sop_uid),
+            task.rule,
+            task.reason,
+            _number(task.distance_mm, 2),
+            _number(task.angle_deg, 1),
+            _number(task.disc_pixel[0] if task.disc_pixel else None, 2),
+            _number(task.disc_pixel[1] if task.disc_pixel else None, 2),
+            _number(task.spacing[0] if task.spacing else None, 6),
+            _number(task.spacing[1] if task.spacing else None, 6),
         )
         for task in rows
     ]
+
+
+def _number(value: float | None, digits: int) -> str:
+    """A CSV cell: the value rounded, or "" when unknown."""
+    return "" if value is None else f"{round(value, digits):g}"
 
 
 def _sorted_report(report: list[ReportRow]) -> list[ReportRow]:
@@ -781,11 +1217,22 @@ def _write_output(target: Path, data: bytes) -> None:
         os.chmod(tmp, OUTPUT_MODE)
 
 
+# what an ingest writes into OUT before its index exists (the secret, in two steps) and the
+# index's own files: a folder holding only these is an earlier ingest killed while starting
+_STARTING_FILES = frozenset(
+    {SECRET_FILE, *(INDEX_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal"))}
+)
+
+
 def _prepare_out(out: Path, force: bool) -> None:
-    """OUT may be absent, empty, or an earlier ingest's output; anything else needs --force."""
+    """OUT may be absent, empty, or an earlier ingest's output (also one killed before its
+    index was made: only lumbar's secret is there); anything else needs --force."""
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
-    reusable = (out / INDEX_FILE).exists()
+    reusable = (out / INDEX_FILE).exists() or (
+        out.is_dir()
+        and all(p.name in _STARTING_FILES or SECRET_TEMP.match(p.name) for p in out.iterdir())
+    )
     if out.is_dir() and any(out.iterdir()) and not reusable and not force:
         raise UserError(
             f"output folder {out} is not empty and is not an earlier ingest's output; "

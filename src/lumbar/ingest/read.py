@@ -7,11 +7,15 @@ decoding them.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from lumbar.ingest.export import MAX_FRAMES
 
 # Media Storage Directory Storage (DICOMDIR): an index, not an image.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -47,10 +51,12 @@ class HeaderProblem(Exception):
 
 @dataclass
 class FrameGeometry:
-    """Where one frame lies: ImagePositionPatient (mm) and ImageOrientationPatient (cosines)."""
+    """Where one frame lies: ImagePositionPatient (mm), ImageOrientationPatient (cosines) and
+    PixelSpacing (row spacing, column spacing in mm, DICOM's order)."""
 
     position: tuple[float, float, float] | None
     orientation: tuple[float, ...] | None
+    spacing: tuple[float, float] | None = None
 
 
 @dataclass
@@ -87,7 +93,8 @@ class InstanceRecord:
         # Built by hand: dataclasses.asdict deep-copies and costs more than reading the file.
         data = {f: getattr(self, f) for f in _RECORD_FIELDS}
         data["frames"] = [
-            {"position": g.position, "orientation": g.orientation} for g in self.frames
+            {"position": g.position, "orientation": g.orientation, "spacing": g.spacing}
+            for g in self.frames
         ]
         data["warnings"] = list(self.warnings)
         return data
@@ -100,6 +107,7 @@ class InstanceRecord:
             FrameGeometry(
                 tuple(f["position"]) if f["position"] else None,
                 tuple(f["orientation"]) if f["orientation"] else None,
+                tuple(f["spacing"]) if f.get("spacing") else None,
             )
             for f in data.get("frames", [])
         ]
@@ -172,6 +180,9 @@ def record_from_dataset(ds: Any) -> InstanceRecord:
     if not rows or not columns:
         name = _sop_class_name(sop_class)
         raise HeaderProblem(f"not an image ({name}: no Rows/Columns)", severity="info")
+    frames = h.int("NumberOfFrames") or 1
+    if frames > MAX_FRAMES:
+        raise HeaderProblem(f"implausible NumberOfFrames {frames} (more than {MAX_FRAMES})")
     patient_id = h.text("PatientID")
     warnings = []
     if not patient_id:
@@ -192,7 +203,7 @@ def record_from_dataset(ds: Any) -> InstanceRecord:
         protocol_name=h.text("ProtocolName"),
         image_type="\\".join(h.texts("ImageType")),
         instance_number=h.int("InstanceNumber"),
-        number_of_frames=max(1, h.int("NumberOfFrames") or 1),
+        number_of_frames=max(1, frames),
         rows=rows,
         columns=columns,
     )
@@ -267,7 +278,7 @@ def _keyword_tables() -> tuple[dict[str, int], dict[str, str]]:
         "Modality", "StudyDate", "SeriesNumber", "SeriesDescription", "ProtocolName",
         "ImageType", "InstanceNumber", "NumberOfFrames", "Rows", "Columns", "EchoTime",
         "RepetitionTime", "ImageOrientationPatient", "ImagePositionPatient", "BitsAllocated",
-        "SamplesPerPixel",
+        "SamplesPerPixel", "PixelSpacing",
     )  # fmt: skip
     tags = {k: int(tag_for_keyword(k)) for k in keywords}  # type: ignore[arg-type]
     return tags, {k: dictionary_VR(t) for k, t in tags.items()}
@@ -317,19 +328,22 @@ def _frame_geometry(ds: Any, record: InstanceRecord, h: _Header) -> list[FrameGe
         frames = []
         shared_iop = _orientation(_first(_get(shared, "PlaneOrientationSequence")))
         shared_ipp = _position(_first(_get(shared, "PlanePositionSequence")))
+        shared_spacing = _spacing(_first(_get(shared, "PixelMeasuresSequence")))
         items = list(per_frame or [])
         for index in range(record.number_of_frames):
             item = items[index] if index < len(items) else None
             iop = _orientation(_first(_get(item, "PlaneOrientationSequence"))) or shared_iop
             ipp = _position(_first(_get(item, "PlanePositionSequence"))) or shared_ipp
-            frames.append(FrameGeometry(ipp, iop))
+            spacing = _spacing(_first(_get(item, "PixelMeasuresSequence"))) or shared_spacing
+            frames.append(FrameGeometry(ipp, iop, spacing))
         return frames
     iop = _check_orientation(h.floats("ImageOrientationPatient", 6))
     position = h.floats("ImagePositionPatient", 3)
     ipp = (position[0], position[1], position[2]) if position is not None else None
     if h.texts("ImageOrientationPatient") and iop is None:
         record.warnings.append("ImageOrientationPatient is not two orthogonal unit vectors")
-    return [FrameGeometry(ipp, iop) for _ in range(record.number_of_frames)]
+    spacing = _positive_pair(h.floats("PixelSpacing", 2))
+    return [FrameGeometry(ipp, iop, spacing) for _ in range(record.number_of_frames)]
 
 
 def _orientation(item: Any) -> tuple[float, ...] | None:
@@ -348,6 +362,17 @@ def _check_orientation(values: tuple[float, ...] | None) -> tuple[float, ...] | 
     if abs(norm_r - 1) > 0.01 or abs(norm_c - 1) > 0.01 or abs(dot) > 0.01:
         return None
     return values
+
+
+def _spacing(item: Any) -> tuple[float, float] | None:
+    return _positive_pair(_floats(_get(item, "PixelSpacing"), 2))
+
+
+def _positive_pair(values: tuple[float, ...] | None) -> tuple[float, float] | None:
+    """PixelSpacing as (row, column) mm when both are positive, else None."""
+    if values is None or values[0] <= 0 or values[1] <= 0:
+        return None
+    return (values[0], values[1])
 
 
 def _position(item: Any) -> tuple[float, float, float] | None:
@@ -440,23 +465,103 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def iter_files(root: Path) -> list[Path]:
-    """Every regular file under `root` (any names, any nesting), sorted, hidden files included.
+@dataclass
+class FolderWalk:
+    """What `walk_folder` found: the files to read, and every entry it left out, with why.
 
-    Symlinked folders are not followed, so a link loop cannot hang the walk.
+    Attributes:
+        files: regular files (and links to them), sorted.
+        skipped: (path, severity, reason) of each entry not read: link loops, broken links,
+            links to a folder already walked, special files, unreadable folders.
     """
-    found: list[Path] = []
-    stack = [Path(root)]
-    while stack:
-        folder = stack.pop()
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str, str]] = field(default_factory=list)
+
+
+def walk_folder(root: Path) -> FolderWalk:
+    """Every file under `root` (any names, any nesting, hidden ones too), each entry on its own.
+
+    Links are followed: a link to a file is read like the file (a file reached twice is then
+    a duplicate SOPInstanceUID, reported by the index), and a link to a folder is walked,
+    wherever it points, but each real folder (device, inode) only once: real paths first, then
+    linked folders in path order, so loops and repeats end. An entry that cannot be used (a
+    link loop, a broken link, a FIFO, an unreadable folder) is listed in `skipped` and the
+    rest of its folder is still walked.
+    """
+    walk = FolderWalk()
+    root = Path(root)
+    try:
+        info = os.stat(root)
+    except OSError as err:
+        walk.skipped.append((root, "error", f"cannot read folder ({err.strerror})"))
+        return walk
+    seen = {(info.st_dev, info.st_ino)}
+    folders = [root]  # real folders, walked first
+    linked: list[Path] = []  # links to folders, walked once the real tree is done
+    while folders or linked:
+        if not folders:
+            linked.sort(reverse=True)
+            link = linked.pop()
+            try:
+                target = os.stat(link)
+            except OSError as err:  # changed since it was seen
+                walk.skipped.append((link, "warning", _link_problem(err)))
+                continue
+            if (target.st_dev, target.st_ino) in seen:
+                walk.skipped.append(
+                    (link, "info", "link to a folder already walked (a loop or a repeat); skipped")
+                )
+                continue
+            seen.add((target.st_dev, target.st_ino))
+            folders.append(link)
+        folder = folders.pop()
         try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    elif entry.is_file():
-                        found.append(Path(entry.path))
-        except OSError:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as err:
+            walk.skipped.append((Path(folder), "error", f"cannot read folder ({err.strerror})"))
             continue
-    found.sort()
-    return found
+        for entry in entries:
+            path = Path(entry.path)
+            is_link = False
+            try:
+                is_link = entry.is_symlink()
+                if is_link:
+                    target = os.stat(path)  # follows the link; raises on a loop or dangling
+                    mode = target.st_mode
+                else:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError as err:
+                if is_link:
+                    walk.skipped.append((path, "warning", _link_problem(err)))
+                else:
+                    walk.skipped.append((path, "error", f"cannot read ({err.strerror})"))
+                continue
+            if stat.S_ISREG(mode):
+                walk.files.append(path)
+            elif stat.S_ISDIR(mode):
+                if not is_link:
+                    own = entry.stat(follow_symlinks=False)
+                    seen.add((own.st_dev, own.st_ino))
+                    folders.append(path)
+                else:
+                    linked.append(path)
+            else:
+                walk.skipped.append((path, "info", "not a regular file (a FIFO, socket or device)"))
+    walk.files.sort()
+    walk.skipped.sort()
+    return walk
+
+
+def _link_problem(err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop; skipped"
+    if err.errno == errno.ENOENT:
+        return "broken symbolic link (its target does not exist); skipped"
+    return f"symbolic link cannot be followed ({err.strerror}); skipped"
+
+
+def iter_files(root: Path) -> list[Path]:
+    """The files `walk_folder` finds under `root` (sorted); see it for how links are handled."""
+    return walk_folder(root).files

@@ -3,7 +3,10 @@
 - Sagittal T2: frame Y = floor(n/2) + 1 (Eq. 1, 1-based).
 - Axial T2: frame Z = 3x + 2(x - 1) for x = 1..5, i.e. L5-S1..L1-L2 (Eq. 2, Table 1);
   or, with `stacks`, each per-disc stack's middle slice, the stacks found from positions and
-  orientations, for scanners whose series do not follow the paper's 5-slices-per-disc layout.
+  orientations, for scanners whose series do not follow the paper's 5-slices-per-disc layout;
+  or, with `geometry`, the slice whose plane lies nearest each disc's centre (from the
+  sagittal series), which holds for any layout; `auto` uses Eq. 2 where the series has the
+  paper's layout and the geometry agrees, and the geometry otherwise.
 - Myelography: two images, the central pair (frames Y-1 and Y of Eq. 1).
 
 Frames are ordered by InstanceNumber (then frame number), or along the slice normal.
@@ -16,14 +19,22 @@ import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
+import numpy as np
+
 from lumbar.grading import DiscLevel
+from lumbar.ingest.discs import DiscCentre, spine_order
+from lumbar.ingest.geometry import SlicePlane, plane_angle_deg, spine_axes
 
 PAPER_AXIAL_FRAMES = 25  # 5 slices per disc level in the paper's series
 STACK_ANGLE_DEGREES = 3.0  # slices closer than this in orientation belong to one stack
 STACK_GAP_FACTOR = 1.6  # a gap this many times the typical slice spacing starts a new stack
+# A slice crosses a disc when its plane lies within half the slice spacing of the disc centre,
+# plus this much for rounding and a localiser's error along the spine.
+CROSSING_TOLERANCE_MM = 1.0
+LONE_SLICE_SPACING_MM = 4.0  # spacing assumed for a slice that has no neighbour in its stack
 
 
 class FrameOrder(StrEnum):
@@ -34,10 +45,23 @@ class FrameOrder(StrEnum):
 
 
 class AxialSelection(StrEnum):
-    """`paper`: Eq. 2 on the ordered frames; `stacks`: middle slice of each per-disc stack."""
+    """`paper`: Eq. 2 on the ordered frames; `stacks`: middle slice of each per-disc stack;
+    `geometry`: the slice nearest each disc centre; `auto`: Eq. 2 where the layout is the
+    paper's and the geometry agrees, the geometry otherwise."""
 
     PAPER = "paper"
     STACKS = "stacks"
+    GEOMETRY = "geometry"
+    AUTO = "auto"
+
+
+class Rule(StrEnum):
+    """Which rule chose an image (images.csv's `selection_rule`)."""
+
+    EQ1 = "eq1"
+    EQ2 = "eq2"
+    STACKS = "stacks"
+    GEOMETRY = "geometry"
 
 
 class SelectionProblem(Exception):
@@ -53,6 +77,40 @@ class Frame:
     instance_number: int | None
     position: tuple[float, float, float] | None
     orientation: tuple[float, ...] | None
+    spacing: tuple[float, float] | None = None  # PixelSpacing (row, column) mm
+    size: tuple[int, int] | None = None  # (rows, columns)
+
+
+@dataclass(frozen=True)
+class AxialChoice:
+    """The image chosen for one disc, by which rule and why; for geometry, where the disc is.
+
+    Attributes:
+        distance_mm: signed distance from the slice plane to the disc centre (along the
+            slice normal), when a centre is known.
+        angle_deg: angle between the slice plane and the disc plane (whose normal is the
+            local spine axis), when two or more centres are known.
+        pixel: the disc centre projected into the image (x = column, y = row), when
+            PixelSpacing is known.
+    """
+
+    frame: Frame
+    rule: Rule
+    reason: str
+    distance_mm: float | None = None
+    angle_deg: float | None = None
+    pixel: tuple[float, float] | None = None
+
+
+@dataclass
+class AxialResult:
+    """The axial selection of one patient: a choice per disc level found, warnings about the
+    layout, (as errors) the levels that could not be chosen, with why, and notes (info)."""
+
+    chosen: dict[DiscLevel, AxialChoice]
+    warnings: list[str]
+    missing: list[str]
+    notes: list[str] = field(default_factory=list)
 
 
 def eq1_frame_number(n: int) -> int:
@@ -137,6 +195,329 @@ def select_axial(
             "check the selection or use axial selection 'stacks'"
         )
     return {level: ordered[eq2_frame_number(level) - 1] for level in DiscLevel}, warnings
+
+
+def select_axial_images(
+    frames: Sequence[Frame],
+    order: FrameOrder,
+    method: AxialSelection,
+    centres: Sequence[DiscCentre] | None = None,
+    centres_note: str = "",
+    series_count: int = 1,
+) -> AxialResult:
+    """One image per disc level by `method`, with the rule and reason for each.
+
+    Args:
+        frames: every axial T2 image considered (for `geometry`/`auto`, possibly from several
+            series of one study).
+        centres: disc centres in the same patient coordinates (same study), if known.
+        centres_note: why there are no centres, for the report.
+        series_count: how many series `frames` come from (Eq. 2 counts within one series).
+
+    Raises:
+        SelectionProblem: the method cannot be applied at all (see the message).
+    """
+    if method in (AxialSelection.PAPER, AxialSelection.STACKS):
+        by_level, warnings = select_axial(frames, order, method)
+        rule = Rule.EQ2 if method is AxialSelection.PAPER else Rule.STACKS
+        reason = (
+            "Eq. 2 (axial selection 'paper')"
+            if method is AxialSelection.PAPER
+            else "middle slice of the disc's stack (axial selection 'stacks')"
+        )
+        return AxialResult(
+            {lv: AxialChoice(f, rule, reason) for lv, f in by_level.items()}, warnings, []
+        )
+    if method is AxialSelection.GEOMETRY:
+        if not centres:
+            raise SelectionProblem(
+                f"axial selection 'geometry' needs disc centres and has none ({centres_note})"
+            )
+        return select_axial_geometry(frames, centres)
+    return _select_axial_auto(frames, order, centres or [], centres_note, series_count)
+
+
+def disc_distances(frames: Sequence[Frame], points: np.ndarray) -> np.ndarray:
+    """Signed distance (mm) from each frame's plane to each point: shape (frames, points).
+
+    Raises:
+        SelectionProblem: a frame without position or orientation.
+    """
+    missing = sum(1 for f in frames if f.position is None or f.orientation is None)
+    if missing:
+        raise SelectionProblem(
+            f"{missing} of {len(frames)} axial images lack ImagePositionPatient or "
+            "ImageOrientationPatient, which geometric selection needs"
+        )
+    origins = np.array([f.position for f in frames], dtype=float)
+    normals = np.array([_normal(f.orientation) for f in frames], dtype=float)
+    points = np.asarray(points, dtype=float).reshape(-1, 3)
+    return np.einsum("fk,fpk->fp", normals, points[None, :, :] - origins[:, None, :])
+
+
+def select_axial_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]) -> AxialResult:
+    """For each lumbar disc with a centre, the slice whose plane lies nearest it, if that slice
+    crosses the disc (within half its stack's spacing + `CROSSING_TOLERANCE_MM`); a disc no
+    slice crosses, or without a centre, is listed in `missing`, never guessed.
+
+    A disc's own stack (every slice of it nearer this disc than any other) with an odd number
+    of slices was centred on the disc by the operator: its middle slice is taken instead of the
+    nearest whenever it crosses the disc too, so that a centre a millimetre off along the spine
+    (a localiser's error) does not move the choice to a neighbouring slice.
+
+    Raises:
+        SelectionProblem: no frames, or a frame without position or orientation.
+    """
+    if not frames:
+        raise SelectionProblem("the series has no images")
+    ordered = spine_order(list(centres))
+    by_level = {c.level: c for c in ordered}
+    points = np.array([c.xyz_mm for c in ordered], dtype=float).reshape(-1, 3)
+    distances = disc_distances(frames, points)
+    axes = spine_axes(points) if len(ordered) >= 2 else None
+    stacks = split_stacks(frames)
+    spacing = _stack_spacing(frames, stacks)
+    position = {(f.sop_uid, f.frame): i for i, f in enumerate(frames)}
+    stack_of = {(f.sop_uid, f.frame): stack for stack in stacks for f in stack}
+    nearest_disc = np.argmin(np.abs(distances), axis=1)
+    chosen: dict[DiscLevel, AxialChoice] = {}
+    missing: list[str] = []
+    for level in DiscLevel:
+        centre = by_level.get(level.value)
+        if centre is None:
+            missing.append(f"{level.value}: no disc centre found on the sagittal images")
+            continue
+        j = ordered.index(centre)
+        k = int(np.argmin(np.abs(distances[:, j])))
+        frame, d = frames[k], float(distances[k, j])
+        limit = spacing[k] / 2 + CROSSING_TOLERANCE_MM
+        if abs(d) > limit:
+            missing.append(
+                f"{level.value}: no axial slice crosses the disc (nearest slice "
+                f"{abs(d):.1f} mm from its centre)"
+            )
+            continue
+        how = "nearest slice"
+        stack = stack_of[(frame.sop_uid, frame.frame)]
+        own = all(nearest_disc[position[(f.sop_uid, f.frame)]] == j for f in stack)
+        if own and len(stack) % 2 == 1:
+            m = position[(stack[len(stack) // 2].sop_uid, stack[len(stack) // 2].frame)]
+            if m != k and abs(float(distances[m, j])) <= limit:
+                frame, d = frames[m], float(distances[m, j])
+                nearest = _mm(float(distances[k, j]))
+                how = f"middle slice of the disc's own stack (nearest slice {nearest} mm)"
+        pixel = _project_pixel(frame, centre.xyz_mm)
+        if pixel is not None and frame.size is not None and not _inside(pixel, frame.size):
+            missing.append(f"{level.value}: the disc centre lies outside the nearest slice's image")
+            continue
+        angle = plane_angle_deg(_normal(frame.orientation), axes[j]) if axes is not None else None
+        reason = f"{how}: {_mm(d)} mm from the disc centre"
+        reason += f", {angle:.0f} deg to the disc" if angle is not None else ""
+        chosen[level] = AxialChoice(frame, Rule.GEOMETRY, reason, d, angle, pixel)
+    return AxialResult(chosen, [], missing)
+
+
+@dataclass(frozen=True)
+class SliceDisc:
+    """One axial slice against one disc: the signed distance from the slice plane to the disc
+    centre (mm) and the angle between slice and disc plane (None with a single centre)."""
+
+    frame: Frame
+    level: str
+    distance_mm: float
+    angle_deg: float | None
+
+
+def slice_disc_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]) -> list[SliceDisc]:
+    """Every slice against every disc centre (discs from the head down), in frame order.
+
+    Raises:
+        SelectionProblem: a frame without position or orientation.
+    """
+    ordered = spine_order(list(centres))
+    if not ordered or not frames:
+        return []
+    points = np.array([c.xyz_mm for c in ordered], dtype=float)
+    distances = disc_distances(frames, points)
+    axes = spine_axes(points) if len(ordered) >= 2 else None
+    rows = []
+    for i, frame in enumerate(frames):
+        normal = _normal(frame.orientation)
+        for j, centre in enumerate(ordered):
+            angle = plane_angle_deg(normal, axes[j]) if axes is not None else None
+            rows.append(SliceDisc(frame, centre.level, float(distances[i, j]), angle))
+    return rows
+
+
+def paper_layout(frames: Sequence[Frame], order: FrameOrder) -> tuple[bool, str]:
+    """Whether one series has the paper's layout (25 images, five stacks of five, stored from
+    L5-S1 upward, so Eq. 2 counts the right frames) and a short reason either way."""
+    try:
+        ordered = order_frames(frames, order)
+    except SelectionProblem as problem:
+        return False, str(problem)
+    if len(ordered) != PAPER_AXIAL_FRAMES:
+        return False, f"{len(ordered)} images, not the paper's {PAPER_AXIAL_FRAMES}"
+    if any(f.position is None or f.orientation is None for f in ordered):
+        return True, "25 images; stacks not checked (no position tags)"
+    stacks = split_stacks(ordered)
+    if sorted(len(s) for s in stacks) != [5] * 5:
+        sizes = ", ".join(str(len(s)) for s in stacks)
+        return False, f"stacks of {sizes} slices, not five of five"
+    axis = _series_normal(ordered)
+    runs = [ordered[i : i + 5] for i in range(0, PAPER_AXIAL_FRAMES, 5)]
+    members = [{(f.sop_uid, f.frame) for f in s} for s in stacks]
+    if any({(f.sop_uid, f.frame) for f in run} not in members for run in runs):
+        return False, "a disc's five slices are not consecutive in the series"
+    heights = [statistics.fmean(_project(f.position, axis) for f in run) for run in runs]
+    if any(b <= a for a, b in itertools.pairwise(heights)):
+        return False, "stacks not stored from L5-S1 upward"
+    return True, "25 images in five stacks of five, stored from L5-S1 upward"
+
+
+def _select_axial_auto(
+    frames: Sequence[Frame],
+    order: FrameOrder,
+    centres: Sequence[DiscCentre],
+    centres_note: str,
+    series_count: int,
+) -> AxialResult:
+    if series_count > 1:
+        fits, layout = False, f"axial T2 split over {series_count} series"
+    else:
+        fits, layout = paper_layout(frames, order)
+    eq2: dict[DiscLevel, Frame] = {}
+    if fits:
+        ordered = order_frames(frames, order)
+        eq2 = {level: ordered[eq2_frame_number(level) - 1] for level in DiscLevel}
+    if not centres:
+        if not fits:
+            raise SelectionProblem(
+                f"axial T2 layout is not the paper's ({layout}) and no disc centres are known "
+                f"({centres_note}); cannot choose the axial images"
+            )
+        reason = f"Eq. 2: paper layout ({layout}); geometry not checked ({centres_note})"
+        return AxialResult(
+            {lv: AxialChoice(f, Rule.EQ2, reason) for lv, f in eq2.items()},
+            [],
+            [],
+            [f"axial images chosen by Eq. 2 (paper layout), not checked: {centres_note}"],
+        )
+    geometry = select_axial_geometry(frames, centres)
+    if not fits:
+        geometry.chosen = {
+            lv: replace(c, reason=f"{c.reason}; not the paper's layout ({layout})")
+            for lv, c in geometry.chosen.items()
+        }
+        return geometry
+    # The paper's layout: five stacks of five, each planned on its disc by the technician who
+    # looked at it. Geometry must agree on which stack belongs to which disc (each disc's
+    # nearest slice lies in Eq. 2's stack for it); a wrong layout (another order, coverage or
+    # split) breaks that by whole discs. Within a stack Eq. 2's middle slice stands: a sagittal
+    # localiser a few millimetres off is likelier than stacks planned a slice off their discs,
+    # and a large offset is still reported.
+    ordered_centres = spine_order(list(centres))
+    by_level = {c.level: c for c in ordered_centres}
+    keys = [(f.sop_uid, f.frame) for f in frames]
+    stack_of = {
+        (f.sop_uid, f.frame): i for i, stack in enumerate(split_stacks(frames)) for f in stack
+    }
+    spacing = dict(zip(keys, _stack_spacing(frames), strict=True))
+    points = np.array([c.xyz_mm for c in ordered_centres], dtype=float)
+    distances = disc_distances(frames, points)
+    offsets = []  # |distance| / slice spacing of each checked Eq. 2 frame
+    wrong = []
+    for level, frame in eq2.items():
+        centre = by_level.get(level.value)
+        if centre is None:
+            continue
+        j = ordered_centres.index(centre)
+        nearest = keys[int(np.argmin(np.abs(distances[:, j])))]
+        key = (frame.sop_uid, frame.frame)
+        d = abs(float(distances[keys.index(key), j]))
+        offsets.append(d / spacing[key])
+        if stack_of[nearest] != stack_of[key]:
+            wrong.append(f"{level.value}: {d:.1f} mm")
+    checked = len(offsets)
+    if not checked or wrong:
+        geometry.chosen = {
+            lv: replace(c, reason=f"{c.reason}; Eq. 2's stacks are not its discs'")
+            for lv, c in geometry.chosen.items()
+        }
+        note = "no disc centre to check it" if not checked else ", ".join(wrong)
+        geometry.warnings.append(
+            "paper layout, but geometry puts the discs in other stacks than Eq. 2 "
+            f"({note} from Eq. 2's frame): geometry used"
+        )
+        return geometry
+    warnings = []
+    if statistics.median(offsets) > 0.5:
+        warnings.append(
+            "Eq. 2 kept, but the disc centres lie more than half a slice from most of its "
+            f"frames (median {statistics.median(offsets):.1f} slices): check the sagittal "
+            "localisation or the stack planning"
+        )
+    chosen = {}
+    for level, frame in eq2.items():
+        centre = by_level.get(level.value)
+        if centre is None:
+            reason = (
+                f"Eq. 2: paper layout, geometry agrees on the other {checked} disc(s); "
+                "no centre for this one"
+            )
+            chosen[level] = AxialChoice(frame, Rule.EQ2, reason)
+            continue
+        d, angle, pixel = _where(frame, centre, ordered_centres)
+        reason = f"Eq. 2: paper layout, geometry agrees ({_mm(d)} mm from the disc centre)"
+        chosen[level] = AxialChoice(frame, Rule.EQ2, reason, d, angle, pixel)
+    return AxialResult(chosen, warnings, [])
+
+
+def _where(
+    frame: Frame, centre: DiscCentre, ordered: list[DiscCentre]
+) -> tuple[float, float | None, tuple[float, float] | None]:
+    """(distance, angle, pixel) of a disc centre relative to one frame."""
+    d = float(disc_distances([frame], centre.xyz_mm)[0, 0])
+    angle = None
+    if len(ordered) >= 2:
+        axes = spine_axes(np.array([c.xyz_mm for c in ordered]))
+        angle = plane_angle_deg(_normal(frame.orientation), axes[ordered.index(centre)])
+    return d, angle, _project_pixel(frame, centre.xyz_mm)
+
+
+def _mm(value: float) -> str:
+    """A signed distance for a reason text, without a negative zero."""
+    text = f"{value:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
+
+
+def _stack_spacing(frames: Sequence[Frame], stacks: list[list[Frame]] | None = None) -> list[float]:
+    """Each frame's slice spacing (mm): the median gap within its stack."""
+    by_key: dict[tuple[str, int], float] = {}
+    for stack in stacks if stacks is not None else split_stacks(frames):
+        normal = _normal(stack[0].orientation)
+        offsets = [_project(f.position, normal) for f in stack]
+        gaps = [b - a for a, b in itertools.pairwise(offsets) if b - a > 1e-3]
+        value = statistics.median(gaps) if gaps else LONE_SLICE_SPACING_MM
+        for f in stack:
+            by_key[(f.sop_uid, f.frame)] = value
+    return [by_key[(f.sop_uid, f.frame)] for f in frames]
+
+
+def _project_pixel(frame: Frame, point: np.ndarray) -> tuple[float, float] | None:
+    """(x = column, y = row) of a point projected into the frame, when PixelSpacing is known."""
+    if frame.spacing is None:
+        return None
+    x, y = SlicePlane.from_tags(frame.position, frame.orientation, frame.spacing).patient_to_pixel(
+        point
+    )
+    return (float(x), float(y))
+
+
+def _inside(pixel: tuple[float, float], size: tuple[int, int]) -> bool:
+    x, y = pixel
+    rows, cols = size
+    return -0.5 <= x <= cols - 0.5 and -0.5 <= y <= rows - 0.5
 
 
 def split_stacks(frames: Sequence[Frame]) -> list[list[Frame]]:

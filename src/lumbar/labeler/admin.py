@@ -26,10 +26,11 @@ async def audit(
     request: Request, app: LabelerApp, session: CurrentUser, patient: str | None = None
 ) -> Response:
     user = session.user
-    entries = app.store.audit(patient_id=patient or None, limit=1000)
+    # raters see their own trail only (blinded to the others): filtered in the query, before
+    # the limit, so many changes by others cannot push a rater's own entries off the page
+    own = None if user.is_admin else user.id
+    entries = app.store.audit(patient_id=patient or None, user_id=own, limit=1000)
     names = app.store.slot_names()
-    if not user.is_admin:  # raters see their own trail only (blinded to the others)
-        entries = [(a, n) for a, n in entries if a.user_id == user.id]
     return app.render(
         request, "audit.html", entries=entries, patient=patient or "", slot_names=names
     )

@@ -10,6 +10,8 @@ Security model (a hospital network, not the open internet, but treated as hostil
   `csrf_token` form field); the login form uses a double-submit cookie;
 - request bodies over `max_body` bytes are refused before they are read;
 - repeated failed logins from one address or for one name are refused for a growing delay;
+  the address is the direct peer's, unless that peer is a reverse proxy declared with
+  `--trusted-proxy` (only then is its `X-Forwarded-For` believed);
 - pages are rendered by Jinja2 with autoescaping, under a strict Content-Security-Policy;
 - images are served only by (patient, index) from the catalog, never by a client path;
 - logs name users and pseudonyms only (the app never sees original patient identifiers).
@@ -17,8 +19,9 @@ Security model (a hospital network, not the open internet, but treated as hostil
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from lumbar.errors import UserError
 from lumbar.grading import LEVELS, GradeField
@@ -44,7 +48,7 @@ from lumbar.labeler.security import MAX_BODY, BodyLimit, BodyTooLargeError, Logi
 from lumbar.labeler.store import FIELDS, Store
 from lumbar.labeler.suggestions import DiscModel, Suggestions
 
-__all__ = ["LoginThrottle", "create_app", "serve"]
+__all__ = ["LoginThrottle", "create_app", "parse_trusted_proxies", "serve"]
 
 HERE = Path(__file__).parent
 
@@ -57,6 +61,7 @@ def create_app(
     max_body: int = MAX_BODY,
     throttle: LoginThrottle | None = None,
     suggestions: SuggestionSource | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> FastAPI:
     """Build the labeler application.
 
@@ -64,12 +69,16 @@ def create_app(
         store: the gradings database.
         catalog: the images (from `lumbar ingest`'s images.csv).
         secure_cookies: mark cookies Secure; None: when the request came over https (also via
-            a proxy's `X-Forwarded-Proto`, which uvicorn honours with --proxy-headers).
+            the `X-Forwarded-Proto` of a trusted proxy).
         max_body: largest accepted request body in bytes.
         throttle: failed-login bookkeeping (a fresh one by default).
         suggestions: model suggestions per disc (`lumbar.labeler.suggestions.Suggestions`),
             shown on the patient page as marked, read-only badges; None: no model, no badges.
             They are served by their own endpoint and never pass through the grading API.
+        trusted_proxies: addresses or networks (`parse_trusted_proxies`) of reverse proxies
+            whose `X-Forwarded-For`/`-Proto` are believed, and only when the request comes
+            straight from one of them; empty (the default): the headers are ignored, so a
+            client cannot pick the address the login throttle counts against.
     """
     app = FastAPI(title="FaLa", docs_url=None, redoc_url=None, openapi_url=None)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -94,7 +103,29 @@ def create_app(
     for module in (auth, worklist, grading, admin):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=max_body)
+    if trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(trusted_proxies))
     return app
+
+
+def parse_trusted_proxies(values: Sequence[str]) -> list[str]:
+    """Check `--trusted-proxy` values: each an IP address or network (`10.0.0.0/8`).
+
+    Raises:
+        UserError: a value that is not one (host names are refused: they would be resolved
+            by nobody, and `*` would trust every client again).
+    """
+    checked = []
+    for value in values:
+        try:
+            checked.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise UserError(
+                f"trusted proxy {value!r} is not an IP address or network (e.g. 127.0.0.1, "
+                "10.0.0.0/8)",
+                option="trusted_proxy",
+            ) from None
+    return checked
 
 
 def _add_error_pages(app: FastAPI, labeler: Labeler) -> None:
@@ -156,6 +187,7 @@ def serve(
     port: int = 8000,
     secure_cookies: bool | None = None,
     model: DiscModel | None = None,
+    trusted_proxies: Sequence[str] = (),
     echo: Callable[[str], None] = print,
 ) -> None:
     """Serve the grading app on `host`:`port` until stopped (every page needs a login).
@@ -165,6 +197,7 @@ def serve(
         db: the gradings database (a SQLite file, or a URL).
         model: show its suggestion per disc (never saved); it is tried on the first patient
             before the server starts.
+        trusted_proxies: see `create_app`; none by default.
         echo: where the start-up notes go.
 
     Raises:
@@ -173,6 +206,7 @@ def serve(
 
     import uvicorn
 
+    proxies = parse_trusted_proxies(trusted_proxies)
     catalog = load_catalog(images)
     suggestions = None
     if model is not None:
@@ -188,5 +222,14 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     echo(f"FaLa: {len(catalog.patients)} patients; open http://{shown}:{port}/")
-    app = create_app(store, catalog, secure_cookies=secure_cookies, suggestions=suggestions)
-    uvicorn.run(app, host=host, port=port, proxy_headers=True, log_level="info")
+    if proxies:
+        echo(f"trusting X-Forwarded-For/-Proto from {', '.join(proxies)} only")
+    app = create_app(
+        store,
+        catalog,
+        secure_cookies=secure_cookies,
+        suggestions=suggestions,
+        trusted_proxies=proxies,
+    )
+    # uvicorn's own proxy handling is off: it would trust 127.0.0.1 (or $FORWARDED_ALLOW_IPS)
+    uvicorn.run(app, host=host, port=port, proxy_headers=False, log_level="info")

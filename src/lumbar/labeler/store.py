@@ -634,13 +634,17 @@ class Store:
 
     # ----------------------------------------------------------------- audit
     def audit(
-        self, *, patient_id: str | None = None, limit: int = 500
+        self, *, patient_id: str | None = None, user_id: int | None = None, limit: int = 500
     ) -> list[tuple[AuditEntry, str | None]]:
-        """Newest audit entries first, with the acting user's name."""
+        """Newest audit entries first, with the acting user's name; only one patient's and/or
+        one user's when asked (filtered before the limit, so others' changes never crowd
+        out the entries asked for)."""
         with self.session() as s:
             query = select(AuditEntry, User.name).outerjoin(User, User.id == AuditEntry.user_id)
             if patient_id is not None:
                 query = query.where(AuditEntry.patient_id == patient_id)
+            if user_id is not None:
+                query = query.where(AuditEntry.user_id == user_id)
             query = query.order_by(AuditEntry.id.desc()).limit(limit)
             return [(a, n) for a, n in s.execute(query)]
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 import torch
@@ -25,7 +25,8 @@ from lumbar import runs
 from lumbar.errors import UserError
 from lumbar.models import list_backbones
 from lumbar.pretrain.dataset import ImageFileDataset, plain_batches
-from lumbar.train.steps import resume_training
+from lumbar.train.runtime import Dist, pick_device, process_group
+from lumbar.train.steps import resume_training, start_run
 
 SettingsT = TypeVar("SettingsT")
 
@@ -34,11 +35,14 @@ KIND_ALIASES = {"unlabeled": "unlabelled"}
 
 __all__ = [
     "PretrainResult",
+    "PretrainRun",
+    "PretrainSettings",
     "check_settings",
     "readable",
     "recalibrate_batchnorm",
     "recalibrate_trunk",
     "resume_state",
+    "run_pretraining",
     "save_trunk",
     "saved_settings",
     "settings_from_options",
@@ -58,6 +62,85 @@ class PretrainResult:
     images: int
     backbone: str = ""
     method: str = ""
+
+
+class PretrainSettings:
+    """What the settings dataclasses of both procedures share: being built from options."""
+
+    @classmethod
+    def from_options(
+        cls, data: list[Path] | None = None, *, resume: bool = False, **options: Any
+    ) -> Self:
+        """Settings from options, None meaning not given; data folders are needed unless
+        the run resumes (see `settings_from_options`)."""
+        return settings_from_options(cls, data, resume, **options)
+
+
+@dataclass
+class PretrainRun(Generic[SettingsT]):
+    """An open pretraining run, what its steps share: the resolved settings, the last.pt state
+    to resume from (None for a new run), the process group, the device, the run folder, whether
+    to show progress, where one-line notes go, and when it started."""
+
+    cfg: SettingsT
+    state: dict[str, Any] | None
+    dist: Dist
+    device: torch.device
+    dir: Path
+    progress: bool
+    say: Callable[[str], None]
+    started: float
+
+    def write_metrics(self, **metrics: Any) -> None:
+        """RUN/metrics.json: `metrics`, then the seconds the run took."""
+        runs.write_metrics(self.dir, {**metrics, "seconds": time.perf_counter() - self.started})
+
+    def result(
+        self, history: list[dict[str, float]], best_epoch: int, images: int, method: str
+    ) -> PretrainResult:
+        """What the procedure returns, with the seconds the run took."""
+        seconds = time.perf_counter() - self.started
+        return PretrainResult(
+            self.dir,
+            history,
+            best_epoch,
+            seconds,
+            images,
+            backbone=self.cfg.backbone,
+            method=method,
+        )
+
+
+def run_pretraining(
+    kind: str,
+    body: Callable[[PretrainRun[Any]], PretrainResult],
+    config: Any,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None] | None,
+) -> PretrainResult:
+    """Open the process group and the run folder of a `lumbar pretrain KIND` run (a new one,
+    or with `resume` the one in `run_dir`, whose saved settings win), then run `body` in them.
+
+    Raises:
+        UserError: the folder cannot take the run, or a setting is out of range (one line).
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    with process_group() as dist:
+        cfg, state = start_run(
+            run_dir, config, resume, command=f"lumbar pretrain {kind}",
+            saved_settings=saved_settings(kind, run_dir),
+        )  # fmt: skip
+        device = pick_device(cfg.device)
+        return body(
+            PretrainRun(cfg, state, dist, device, run_dir, progress, log or _silent, started)
+        )
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 def saved_settings(kind: str, run_dir: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:

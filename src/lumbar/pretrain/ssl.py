@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -45,18 +46,20 @@ from torch.nn import functional as F
 from lumbar import runs
 from lumbar.data.sampler import EpochBatchSampler
 from lumbar.errors import UserError
-from lumbar.models import create_backbone, get_backbone_spec, resolve_weights_at
+from lumbar.models import WeightSource, create_backbone, get_backbone_spec, resolve_weights_at
+from lumbar.models.preprocessing import Preprocessing
 from lumbar.pretrain.common import (
     PretrainResult,
+    PretrainRun,
+    PretrainSettings,
     Throughput,
     check_settings,
     readable,
     recalibrate_trunk,
     resume_state,
+    run_pretraining,
     save_trunk,
-    saved_settings,
     say_unreadable,
-    settings_from_options,
     unreadable_paths,
 )
 from lumbar.pretrain.dataset import (
@@ -69,18 +72,15 @@ from lumbar.pretrain.distributed import (
     gather_rows,
     merge_unreadable,
 )
-from lumbar.pretrain.files import scan_images
+from lumbar.pretrain.files import ImageFiles, scan_images
 from lumbar.progress import TrainingBars
 from lumbar.train.runtime import (
-    Dist,
     all_reduce,
     autocast,
     barrier,
-    pick_device,
-    process_group,
     wrap_ddp,
 )
-from lumbar.train.steps import save_epoch, start_run
+from lumbar.train.steps import save_epoch
 from lumbar.visualize.charts import contrastive_curve
 
 __all__ = ["METHODS", "SSLPretrainConfig", "SimCLRModel", "nt_xent", "pretrain_unlabelled"]
@@ -91,7 +91,7 @@ HISTORY_FIELDS = ("epoch", "loss", "contrastive_accuracy", "lr", "images_per_s",
 
 
 @dataclass
-class SSLPretrainConfig:
+class SSLPretrainConfig(PretrainSettings):
     """Settings of a self-supervised run on unlabelled images (see the module docstring).
 
     Attributes:
@@ -134,14 +134,6 @@ class SSLPretrainConfig:
     precision: str = "fp32"
     bn_recalibration: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_options(
-        cls, data: list[Path] | None = None, *, resume: bool = False, **options: Any
-    ) -> SSLPretrainConfig:
-        """Settings from options, None meaning not given; data folders are needed unless
-        the run resumes (see `lumbar.pretrain.common.settings_from_options`)."""
-        return settings_from_options(cls, data, resume, **options)
 
     def resolved(self) -> SSLPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
@@ -232,52 +224,24 @@ def pretrain_unlabelled(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> PretrainResult:
-    """Self-supervised pretraining of `config.backbone` on unlabelled images (SimCLR).
-
-    Args:
-        config: the run's settings.
-        run_dir: the run folder (empty or absent, unless `resume`).
-        resume: continue from RUN/last.pt (the saved config wins; a larger epochs extends it).
-        progress: show progress bars with images/s (main process only).
-        log: receives one-line notes and warnings.
-
-    Returns:
-        A `PretrainResult`; RUN/checkpoint.pt holds the trunk after the last epoch.
-
-    Raises:
-        UserError: bad settings or data (one line).
+    """Self-supervised pretraining of `config.backbone` on unlabelled images (SimCLR), written
+    to the run folder `run_dir`: the arguments, errors and run folder of
+    `lumbar.pretrain.pretrain_supervised`, except that RUN/checkpoint.pt holds the trunk after
+    the last epoch (contrastive learning has no validation loss to keep the lowest of).
     """
-    started = time.perf_counter()
-    run_dir = Path(run_dir)
-    with process_group() as dist:
-        cfg, state = start_run(
-            run_dir, config, resume, command=f"lumbar pretrain {KIND}",
-            saved_settings=saved_settings(KIND, run_dir),
-        )  # fmt: skip
-        return _pretrain(cfg, state, dist, run_dir, progress, log or _silent, started)
+    return run_pretraining(KIND, _pretrain, config, run_dir, resume, progress, log)
 
 
-def _silent(line: str) -> None:
-    pass
-
-
-def _pretrain(
-    cfg: SSLPretrainConfig,
-    state: dict[str, Any] | None,
-    dist: Dist,
-    run_dir: Path,
-    progress: bool,
-    say: Callable[[str], None],
-    started: float,
-) -> PretrainResult:
-    """The run itself, once the process group and the run folder are open."""
+def _pretrain(run: PretrainRun[SSLPretrainConfig]) -> PretrainResult:
+    """The run itself, once the process group and the run folder are open: data, model, the
+    epochs, then the final trunk's BatchNorm statistics and metrics."""
+    cfg, dist, device = run.cfg, run.dist, run.device
     views = cfg.views()
     files = scan_images(cfg.data, max_images=cfg.max_images, seed=cfg.seed)
     if len(files) < 2:
         raise UserError(f"found {len(files)} image; contrastive learning needs at least 2")
     source = resolve_weights_at(cfg.backbone, cfg.weights, cfg.input_size)
     preprocessing = source.preprocessing
-    device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder = create_backbone(cfg.backbone, source, num_classes=0)
     feature_dim = get_backbone_spec(cfg.backbone).feature_dim
@@ -286,9 +250,67 @@ def _pretrain(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     dataset = ImageFileDataset(files.paths, preprocessing, views=views, seed=cfg.seed)
 
-    run_config = {
+    first_epoch, history, bad = resume_state(run.state, model, optimizer, run.dir, files.paths)
+    if dist.main:
+        described = _describe(cfg, source, views, feature_dim, files)
+        runs.write_config(run.dir, {**described, "world_size": dist.world})
+
+    net = wrap_ddp(model, dist, device)
+    bar = TrainingBars(run.progress and dist.main)
+    try:
+        epoch_task = bar.task(f"pretraining ({cfg.method})", cfg.epochs, first_epoch)
+        for epoch in range(first_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            active = readable(range(len(files)), bad)
+            loss_sum, acc_sum, counted, lr, images = _train_epoch(
+                run, net, optimizer, dataset, active, bad, epoch, bar
+            )
+            bad = merge_unreadable(bad, dist)
+            if counted == 0:
+                raise UserError(
+                    "no batch of two readable images in an epoch; check the data folders"
+                )
+            row = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / counted,
+                "contrastive_accuracy": acc_sum / counted,
+                "lr": lr,
+                "images_per_s": images / max(time.perf_counter() - t0, 1e-9),
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            if dist.main:
+                save_trunk(run.dir, model.encoder, epoch=epoch + 1, loss=row["loss"])
+            save_epoch(
+                run.dir, dist, model, optimizer, epoch + 1, history, HISTORY_FIELDS,
+                unreadable=unreadable_paths(files.paths, bad),
+            )  # fmt: skip
+            bar.advance(epoch_task, info=f"loss {row['loss']:.4f} "
+                        f"acc {row['contrastive_accuracy']:.3f} "
+                        f"{row['images_per_s']:.1f} img/s")  # fmt: skip
+    finally:
+        bar.close()
+
+    say_unreadable(run.say, len(bad), len(files))
+    if dist.main:
+        _finish(run, model.encoder, preprocessing, files, bad, history)
+    barrier(dist)
+    return run.result(history, len(history), len(files) - len(bad), cfg.method)
+
+
+def _describe(
+    cfg: SSLPretrainConfig,
+    source: WeightSource,
+    views: SimCLRAugmentation,
+    feature_dim: int,
+    files: ImageFiles,
+) -> dict[str, Any]:
+    """The run's config.json (without the world size): the trunk's keys for `lumbar train
+    --weights RUN`, the method and every hyperparameter, and what the data came to."""
+    return {
         "backbone": cfg.backbone,
-        "preprocessing": preprocessing.to_dict(),
+        "preprocessing": source.preprocessing.to_dict(),
         "weights": source.to_config(),
         "pretrain": {
             "kind": KIND,
@@ -310,117 +332,97 @@ def _pretrain(
             },
         },
         "data": {"images": len(files), "roots": files.roots},
-        "world_size": dist.world,
     }  # fmt: skip
 
-    first_epoch, history, bad = resume_state(state, model, optimizer, run_dir, files.paths)
-    if dist.main:
-        runs.write_config(run_dir, run_config)
 
-    net = wrap_ddp(model, dist, device)
-    bar = TrainingBars(progress and dist.main)
-    try:
-        epoch_task = bar.task(f"pretraining ({cfg.method})", cfg.epochs, first_epoch)
-        for epoch in range(first_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            model.train()
-            active = readable(range(len(files)), bad)
-            sampler = EpochBatchSampler(
-                active, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, epoch=epoch,
-                rank=dist.rank, world=dist.world,
-            )  # fmt: skip
-            steps = len(sampler)
-            step_task = bar.task(f"epoch {epoch + 1}/{cfg.epochs}", steps)
-            meter = Throughput()
-            loss_sum = acc_sum = counted = 0.0
-            lr = cfg.lr
-            for step, batch in enumerate(make_stream_loader(dataset, sampler, cfg.workers)):
-                bad.update(batch.failed)
-                images = batch.images
-                n_local = len(batch.indices)
-                n_global = n_local
-                if dist.active:
-                    n_global = int(all_reduce(torch.tensor([n_local]), dist, device)[0])
-                if n_global < 2:  # nothing to contrast (all files of the batch unreadable)
-                    bar.advance(step_task, info="")
-                    continue
-                lr = _lr_at(cfg, epoch + step / max(steps, 1))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if n_local == 0:  # keep this process in DDP's exchange; its rows are dropped
-                    x = dummy_batch(preprocessing).repeat(2, 1, 1, 1)
-                else:
-                    x = torch.cat([images[:, 0], images[:, 1]])
-                with autocast(cfg.precision, device):
-                    z = net(x.to(device)).float()
-                if n_local == 0:
-                    z1 = z2 = z[:0]
-                    keep = z.sum() * 0.0  # gradient path for DDP, no contribution
-                else:
-                    z1, z2, keep = z[:n_local], z[n_local:], 0.0
-                if dist.active:
-                    z1, z2 = gather_rows(z1), gather_rows(z2)
-                loss, accuracy = nt_xent(z1, z2, cfg.temperature)
-                loss = loss + keep
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(loss.detach()) * n_global
-                acc_sum += accuracy * n_global
-                counted += n_global
-                meter.add(n_global)
-                bar.advance(step_task, info=f"loss {loss_sum / counted:.4f} "
-                            f"{meter.rate:.1f} img/s")  # fmt: skip
-            bar.hide(step_task)
-            bad = merge_unreadable(bad, dist)
-            if counted == 0:
-                raise UserError(
-                    "no batch of two readable images in an epoch; check the data folders"
-                )
-            row = {
-                "epoch": epoch + 1,
-                "loss": loss_sum / counted,
-                "contrastive_accuracy": acc_sum / counted,
-                "lr": lr,
-                "images_per_s": meter.images / max(time.perf_counter() - t0, 1e-9),
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            if dist.main:
-                save_trunk(run_dir, model.encoder, epoch=epoch + 1, loss=row["loss"])
-            save_epoch(
-                run_dir, dist, model, optimizer, epoch + 1, history, HISTORY_FIELDS,
-                unreadable=unreadable_paths(files.paths, bad),
-            )  # fmt: skip
-            bar.advance(epoch_task, info=f"loss {row['loss']:.4f} "
-                        f"acc {row['contrastive_accuracy']:.3f} "
-                        f"{row['images_per_s']:.1f} img/s")  # fmt: skip
-    finally:
-        bar.close()
-
-    say_unreadable(say, len(bad), len(files))
-    if dist.main and cfg.bn_recalibration and history:
-        plain = ImageFileDataset(files.paths, preprocessing, seed=cfg.seed)
-        count = recalibrate_trunk(model.encoder, plain, range(len(files)), bad, cfg, device)
-        last_row = history[-1]
-        save_trunk(run_dir, model.encoder, epoch=int(last_row["epoch"]), loss=last_row["loss"],
-                   bn_recalibrated=count)  # fmt: skip
-    if dist.main:
-        contrastive_curve(history, run_dir / runs.CURVE)
-        last = history[-1]
-        runs.write_metrics(
-            run_dir,
-            {
-                "best_epoch": int(last["epoch"]),
-                "final_loss": last["loss"],
-                "contrastive_accuracy": last["contrastive_accuracy"],
-                "images": len(files),
-                "unreadable": len(bad),
-                "seconds": time.perf_counter() - started,
-            },
-        )
-    barrier(dist)
-    return PretrainResult(
-        run_dir, history, len(history), time.perf_counter() - started, len(files) - len(bad),
-        backbone=cfg.backbone, method=cfg.method,
+def _train_epoch(
+    run: PretrainRun[SSLPretrainConfig],
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    dataset: ImageFileDataset,
+    active: np.ndarray,
+    bad: set[int],
+    epoch: int,
+    bar: TrainingBars,
+) -> tuple[float, float, float, float, int]:
+    """One epoch of contrastive steps over the readable files in the seeded order of `epoch`
+    (the learning rate follows `_lr_at` step by step); returns the sums of loss and contrastive
+    accuracy over the images they count, that count, the last learning rate and the images
+    seen by all processes."""
+    cfg, dist, device = run.cfg, run.dist, run.device
+    sampler = EpochBatchSampler(
+        active, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed, epoch=epoch,
+        rank=dist.rank, world=dist.world,
     )  # fmt: skip
+    steps = len(sampler)
+    step_task = bar.task(f"epoch {epoch + 1}/{cfg.epochs}", steps)
+    meter = Throughput()
+    loss_sum = acc_sum = counted = 0.0
+    lr = cfg.lr
+    for step, batch in enumerate(make_stream_loader(dataset, sampler, cfg.workers)):
+        bad.update(batch.failed)
+        images = batch.images
+        n_local = len(batch.indices)
+        n_global = n_local
+        if dist.active:
+            n_global = int(all_reduce(torch.tensor([n_local]), dist, device)[0])
+        if n_global < 2:  # nothing to contrast (all files of the batch unreadable)
+            bar.advance(step_task, info="")
+            continue
+        lr = _lr_at(cfg, epoch + step / max(steps, 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if n_local == 0:  # keep this process in DDP's exchange; its rows are dropped
+            x = dummy_batch(dataset.preprocessing).repeat(2, 1, 1, 1)
+        else:
+            x = torch.cat([images[:, 0], images[:, 1]])
+        with autocast(cfg.precision, device):
+            z = net(x.to(device)).float()
+        if n_local == 0:
+            z1 = z2 = z[:0]
+            keep = z.sum() * 0.0  # gradient path for DDP, no contribution
+        else:
+            z1, z2, keep = z[:n_local], z[n_local:], 0.0
+        if dist.active:
+            z1, z2 = gather_rows(z1), gather_rows(z2)
+        loss, accuracy = nt_xent(z1, z2, cfg.temperature)
+        loss = loss + keep
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += float(loss.detach()) * n_global
+        acc_sum += accuracy * n_global
+        counted += n_global
+        meter.add(n_global)
+        bar.advance(step_task, info=f"loss {loss_sum / counted:.4f} "
+                    f"{meter.rate:.1f} img/s")  # fmt: skip
+    bar.hide(step_task)
+    return loss_sum, acc_sum, counted, lr, meter.images
+
+
+def _finish(
+    run: PretrainRun[SSLPretrainConfig],
+    encoder: nn.Module,
+    preprocessing: Preprocessing,
+    files: ImageFiles,
+    bad: set[int],
+    history: list[dict[str, float]],
+) -> None:
+    """The main process's last step: recompute the final trunk's BatchNorm statistics over
+    un-augmented images, draw the loss curve and write RUN/metrics.json."""
+    cfg = run.cfg
+    if cfg.bn_recalibration and history:
+        plain = ImageFileDataset(files.paths, preprocessing, seed=cfg.seed)
+        count = recalibrate_trunk(encoder, plain, range(len(files)), bad, cfg, run.device)
+        last_row = history[-1]
+        save_trunk(run.dir, encoder, epoch=int(last_row["epoch"]), loss=last_row["loss"],
+                   bn_recalibrated=count)  # fmt: skip
+    contrastive_curve(history, run.dir / runs.CURVE)
+    last = history[-1]
+    run.write_metrics(
+        best_epoch=int(last["epoch"]),
+        final_loss=last["loss"],
+        contrastive_accuracy=last["contrastive_accuracy"],
+        images=len(files),
+        unreadable=len(bad),
+    )

@@ -27,22 +27,23 @@ import numpy as np
 import torch
 
 from lumbar import runs
-from lumbar.data.augment import parse_augmentation
+from lumbar.data.augment import Augmentation, parse_augmentation
 from lumbar.data.sampler import EpochBatchSampler
 from lumbar.errors import UserError
 from lumbar.metrics import classification_metrics
-from lumbar.models import build_classifier, resolve_weights_at
+from lumbar.models import Classifier, WeightSource, build_classifier, resolve_weights_at
 from lumbar.pretrain.common import (
     PretrainResult,
+    PretrainRun,
+    PretrainSettings,
     Throughput,
     check_settings,
     readable,
     recalibrate_trunk,
     resume_state,
+    run_pretraining,
     save_trunk,
-    saved_settings,
     say_unreadable,
-    settings_from_options,
     unreadable_paths,
 )
 from lumbar.pretrain.dataset import (
@@ -50,22 +51,18 @@ from lumbar.pretrain.dataset import (
     make_stream_loader,
 )
 from lumbar.pretrain.distributed import all_gather_objects, dummy_batch, merge_unreadable
-from lumbar.pretrain.files import hash_fraction, scan_labelled
+from lumbar.pretrain.files import LabelledFiles, hash_fraction, scan_labelled
 from lumbar.progress import TrainingBars
 from lumbar.train.runtime import (
-    Dist,
     all_reduce,
     autocast,
     barrier,
-    pick_device,
-    process_group,
     wrap_ddp,
 )
 from lumbar.train.steps import (
     BestEpoch,
     inverse_frequency_weights,
     save_epoch,
-    start_run,
     weighted_step,
 )
 from lumbar.visualize.charts import learning_curve
@@ -80,7 +77,7 @@ HISTORY_FIELDS = (
 
 
 @dataclass
-class SupervisedPretrainConfig:
+class SupervisedPretrainConfig(PretrainSettings):
     """Settings of a supervised source run; defaults are the paper's (Procedure 2).
 
     Attributes:
@@ -123,14 +120,6 @@ class SupervisedPretrainConfig:
     max_images: int | None = None
     bn_recalibration: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_options(
-        cls, data: list[Path] | None = None, *, resume: bool = False, **options: Any
-    ) -> SupervisedPretrainConfig:
-        """Settings from options, None meaning not given; data folders are needed unless
-        the run resumes (see `lumbar.pretrain.common.settings_from_options`)."""
-        return settings_from_options(cls, data, resume, **options)
 
     def resolved(self) -> SupervisedPretrainConfig:
         """Check every field; raise a one-line UserError naming a bad value."""
@@ -179,33 +168,97 @@ def pretrain_supervised(
     Raises:
         UserError: bad settings or data (one line).
     """
-    started = time.perf_counter()
-    run_dir = Path(run_dir)
-    with process_group() as dist:
-        cfg, state = start_run(
-            run_dir, config, resume, command=f"lumbar pretrain {KIND}",
-            saved_settings=saved_settings(KIND, run_dir),
-        )  # fmt: skip
-        return _pretrain(cfg, state, dist, run_dir, progress, log or _silent, started)
+    return run_pretraining(KIND, _pretrain, config, run_dir, resume, progress, log)
 
 
-def _silent(line: str) -> None:
-    pass
-
-
-def _pretrain(
-    cfg: SupervisedPretrainConfig,
-    state: dict[str, Any] | None,
-    dist: Dist,
-    run_dir: Path,
-    progress: bool,
-    say: Callable[[str], None],
-    started: float,
-) -> PretrainResult:
-    """The run itself, once the process group and the run folder are open."""
+def _pretrain(run: PretrainRun[SupervisedPretrainConfig]) -> PretrainResult:
+    """The run itself, once the process group and the run folder are open: data, model, the
+    epochs (train, validate, keep the lowest validation loss), then the kept trunk's metrics."""
+    cfg, dist, device = run.cfg, run.dist, run.device
     files = scan_labelled(cfg.data, cfg.classes)
     for warning in files.warnings:
-        say(f"warning: {warning}")
+        run.say(f"warning: {warning}")
+    train_idx, val_idx, train_counts = _split(files, cfg)
+
+    source = resolve_weights_at(cfg.backbone, cfg.weights, cfg.input_size)
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(
+        cfg.backbone, len(files.class_names), source, hidden=cfg.hidden, dropout=cfg.dropout
+    ).to(device)
+    weights = (
+        inverse_frequency_weights(np.asarray(train_counts))
+        if cfg.class_weights
+        else torch.ones(len(files.class_names))
+    )
+    preprocessing = source.preprocessing
+    augmentation = parse_augmentation(cfg.augmentation)
+    labels = np.asarray(files.labels, dtype=np.int64)
+    train_set = ImageFileDataset(
+        files.paths, preprocessing, labels=labels, augmentation=augmentation, seed=cfg.seed
+    )
+    val_set = ImageFileDataset(files.paths, preprocessing, labels=labels, seed=cfg.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+
+    first_epoch, history, bad = resume_state(run.state, model, optimizer, run.dir, files.paths)
+    best = BestEpoch.from_state(run.state)
+    if dist.main:
+        described = _describe(cfg, source, augmentation, files, weights, train_idx, val_idx)
+        runs.write_config(run.dir, {**described, "world_size": dist.world})
+
+    net = wrap_ddp(model, dist, device)
+    device_weights = weights.to(device)
+    bar = TrainingBars(run.progress and dist.main)
+    try:
+        epoch_task = bar.task("pretraining (supervised)", cfg.epochs, first_epoch)
+        for epoch in range(first_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            model.train()
+            active = readable(train_idx, bad)
+            totals = _train_epoch(
+                run, net, optimizer, train_set, active, bad, device_weights, epoch, bar
+            )
+            val_loss, val_metrics = _validate(
+                model, val_set, val_idx, bad, cfg, device_weights, dist, device, epoch
+            )
+            bad = merge_unreadable(bad, dist)
+            n_train = max(len(active) - len(bad & set(active.tolist())), 1)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": float(totals[0] / max(float(totals[2]), 1e-12)),
+                "train_accuracy": float(totals[1]) / n_train,
+                "val_loss": val_loss,
+                "val_accuracy": float(val_metrics["accuracy"]),
+                "val_f1": float(val_metrics["f1"]),
+                "lr": cfg.lr,
+                "images_per_s": float(totals[3]) / max(time.perf_counter() - t0, 1e-9),
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            improved = best.update(epoch + 1, val_loss)
+            if dist.main and improved:
+                save_trunk(run.dir, model.backbone, head=model.head.state_dict(),
+                           epoch=epoch + 1, val_loss=val_loss)  # fmt: skip
+            save_epoch(
+                run.dir, dist, model, optimizer, epoch + 1, history, HISTORY_FIELDS,
+                **best.state(), unreadable=unreadable_paths(files.paths, bad),
+            )  # fmt: skip
+            bar.advance(epoch_task, info=f"loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
+                        f"val_f1 {row['val_f1']:.3f} {row['images_per_s']:.1f} img/s")  # fmt: skip
+    finally:
+        bar.close()
+
+    say_unreadable(run.say, len(bad), len(files))
+    if dist.main:
+        _finish(run, model, val_set, train_idx, bad, history, best, len(files))
+    barrier(dist)
+    return run.result(history, best.epoch, len(files) - len(bad), KIND)
+
+
+def _split(
+    files: LabelledFiles, cfg: SupervisedPretrainConfig
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The training and validation files (a stable subset of `max_images` if set) and the
+    training images per class; refuses splits too small to train and validate on."""
     train_idx, val_idx = split_files(files.keys, cfg.val_fraction, cfg.seed)
     if cfg.max_images is not None:
         keep = {i for i in np.argsort([hash_fraction(k, cfg.seed + 1) for k in files.keys])[
@@ -222,29 +275,23 @@ def _pretrain(
     train_counts = np.bincount(labels[train_idx], minlength=len(files.class_names)).tolist()
     if sum(1 for n in train_counts if n) < 2:
         raise UserError("the training split holds a single class; add images of the others")
+    return train_idx, val_idx, train_counts
 
-    source = resolve_weights_at(cfg.backbone, cfg.weights, cfg.input_size)
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model = build_classifier(
-        cfg.backbone, len(files.class_names), source, hidden=cfg.hidden, dropout=cfg.dropout
-    ).to(device)
-    weights = (
-        inverse_frequency_weights(np.asarray(train_counts))
-        if cfg.class_weights
-        else torch.ones(len(files.class_names))
-    )
-    preprocessing = source.preprocessing
-    augmentation = parse_augmentation(cfg.augmentation)
-    train_set = ImageFileDataset(
-        files.paths, preprocessing, labels=labels, augmentation=augmentation, seed=cfg.seed
-    )
-    val_set = ImageFileDataset(files.paths, preprocessing, labels=labels, seed=cfg.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
-    run_config = {
+def _describe(
+    cfg: SupervisedPretrainConfig,
+    source: WeightSource,
+    augmentation: Augmentation | None,
+    files: LabelledFiles,
+    weights: torch.Tensor,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+) -> dict[str, Any]:
+    """The run's config.json (without the world size): the trunk's keys for `lumbar train
+    --weights RUN`, the class names, every hyperparameter, and what the data came to."""
+    return {
         "backbone": cfg.backbone,
-        "preprocessing": preprocessing.to_dict(),
+        "preprocessing": source.preprocessing.to_dict(),
         "weights": source.to_config(),
         "class_names": files.class_names,
         "pretrain": {
@@ -271,116 +318,90 @@ def _pretrain(
             "class_counts": files.class_counts(),
             "class_weights": [round(float(w), 6) for w in weights],
         },
-        "world_size": dist.world,
     }  # fmt: skip
 
-    first_epoch, history, bad = resume_state(state, model, optimizer, run_dir, files.paths)
-    best = BestEpoch.from_state(state)
-    if dist.main:
-        runs.write_config(run_dir, run_config)
 
-    net = wrap_ddp(model, dist, device)
-    device_weights = weights.to(device)
-    bar = TrainingBars(progress and dist.main)
-    try:
-        epoch_task = bar.task("pretraining (supervised)", cfg.epochs, first_epoch)
-        for epoch in range(first_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            model.train()
-            active = readable(train_idx, bad)
-            sampler = EpochBatchSampler(
-                active, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch,
-                rank=dist.rank, world=dist.world,
-            )  # fmt: skip
-            loader = make_stream_loader(train_set, sampler, cfg.workers)
-            step_task = bar.task(f"epoch {epoch + 1}/{cfg.epochs}", len(sampler))
-            meter = Throughput()
-            loss_sum = correct = seen = 0.0
-            for batch in loader:
-                bad.update(batch.failed)
-                x, y, w_scale = batch.images, batch.labels, 1.0
-                if len(y) == 0:
-                    if not dist.active:
-                        bar.advance(step_task, info="")
-                        continue
-                    x, y, w_scale = (
-                        dummy_batch(preprocessing),
-                        torch.zeros(1, dtype=torch.int64),
-                        0.0,
-                    )
-                x, y = x.to(device), y.to(device)
-                with autocast(cfg.precision, device):
-                    logits = net(x).float()
-                norm = all_reduce(logits.detach().new_tensor(
-                    [float((device_weights[y] * w_scale).sum())]), dist, device)  # fmt: skip
-                step_loss, step_correct, step_weight = weighted_step(
-                    optimizer, logits, y, device_weights, norm, dist.world, w_scale
-                )
-                loss_sum += step_loss
-                correct += step_correct
-                seen += step_weight
-                meter.add(int(len(y) * w_scale) * dist.world)
-                bar.advance(step_task, info=f"loss {loss_sum / max(seen, 1e-12):.4f} "
-                            f"{meter.rate:.1f} img/s")  # fmt: skip
-            bar.hide(step_task)
-            totals = all_reduce(torch.tensor([loss_sum, correct, seen, meter.images]), dist, device)
-            val_loss, val_metrics = _validate(
-                model, val_set, val_idx, bad, cfg, device_weights, dist, device, epoch
+def _train_epoch(
+    run: PretrainRun[SupervisedPretrainConfig],
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_set: ImageFileDataset,
+    active: np.ndarray,
+    bad: set[int],
+    weights: torch.Tensor,
+    epoch: int,
+    bar: TrainingBars,
+) -> torch.Tensor:
+    """One epoch over the readable training files in the seeded order of `epoch`; returns the
+    totals of all processes: weighted loss, weighted correct, weight, images."""
+    cfg, dist, device = run.cfg, run.dist, run.device
+    sampler = EpochBatchSampler(
+        active, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=epoch,
+        rank=dist.rank, world=dist.world,
+    )  # fmt: skip
+    loader = make_stream_loader(train_set, sampler, cfg.workers)
+    step_task = bar.task(f"epoch {epoch + 1}/{cfg.epochs}", len(sampler))
+    meter = Throughput()
+    loss_sum = correct = seen = 0.0
+    for batch in loader:
+        bad.update(batch.failed)
+        x, y, w_scale = batch.images, batch.labels, 1.0
+        if len(y) == 0:
+            if not dist.active:
+                bar.advance(step_task, info="")
+                continue
+            x, y, w_scale = (
+                dummy_batch(train_set.preprocessing),
+                torch.zeros(1, dtype=torch.int64),
+                0.0,
             )
-            bad = merge_unreadable(bad, dist)
-            n_train = max(len(active) - len(bad & set(active.tolist())), 1)
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": float(totals[0] / max(float(totals[2]), 1e-12)),
-                "train_accuracy": float(totals[1]) / n_train,
-                "val_loss": val_loss,
-                "val_accuracy": float(val_metrics["accuracy"]),
-                "val_f1": float(val_metrics["f1"]),
-                "lr": cfg.lr,
-                "images_per_s": float(totals[3]) / max(time.perf_counter() - t0, 1e-9),
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            improved = best.update(epoch + 1, val_loss)
-            if dist.main and improved:
-                save_trunk(run_dir, model.backbone, head=model.head.state_dict(),
-                           epoch=epoch + 1, val_loss=val_loss)  # fmt: skip
-            save_epoch(
-                run_dir, dist, model, optimizer, epoch + 1, history, HISTORY_FIELDS,
-                **best.state(), unreadable=unreadable_paths(files.paths, bad),
-            )  # fmt: skip
-            bar.advance(epoch_task, info=f"loss {row['train_loss']:.4f} val_loss {val_loss:.4f} "
-                        f"val_f1 {row['val_f1']:.3f} {row['images_per_s']:.1f} img/s")  # fmt: skip
-    finally:
-        bar.close()
+        x, y = x.to(device), y.to(device)
+        with autocast(cfg.precision, device):
+            logits = net(x).float()
+        norm = all_reduce(logits.detach().new_tensor(
+            [float((weights[y] * w_scale).sum())]), dist, device)  # fmt: skip
+        step_loss, step_correct, step_weight = weighted_step(
+            optimizer, logits, y, weights, norm, dist.world, w_scale
+        )
+        loss_sum += step_loss
+        correct += step_correct
+        seen += step_weight
+        meter.add(int(len(y) * w_scale) * dist.world)
+        bar.advance(step_task, info=f"loss {loss_sum / max(seen, 1e-12):.4f} "
+                    f"{meter.rate:.1f} img/s")  # fmt: skip
+    bar.hide(step_task)
+    return all_reduce(torch.tensor([loss_sum, correct, seen, meter.images]), dist, device)
 
-    say_unreadable(say, len(bad), len(files))
-    if dist.main and cfg.bn_recalibration and best.epoch:
-        checkpoint = runs.read_checkpoint(run_dir)
+
+def _finish(
+    run: PretrainRun[SupervisedPretrainConfig],
+    model: Classifier,
+    val_set: ImageFileDataset,
+    train_idx: np.ndarray,
+    bad: set[int],
+    history: list[dict[str, float]],
+    best: BestEpoch,
+    images: int,
+) -> None:
+    """The main process's last step: recompute the kept trunk's BatchNorm statistics, draw
+    the learning curve and write RUN/metrics.json."""
+    cfg = run.cfg
+    if cfg.bn_recalibration and best.epoch:
+        checkpoint = runs.read_checkpoint(run.dir)
         trunk = {k[len("backbone.") :]: v for k, v in checkpoint.pop("model").items()}
         model.backbone.load_state_dict(trunk)
-        count = recalibrate_trunk(model.backbone, val_set, train_idx, bad, cfg, device)
-        save_trunk(run_dir, model.backbone, **{**checkpoint, "bn_recalibrated": count})
-    if dist.main:
-        learning_curve(history, run_dir / runs.CURVE, best.epoch)
-        kept = history[best.epoch - 1] if best.epoch else {}
-        runs.write_metrics(
-            run_dir,
-            {
-                "best_epoch": best.epoch,
-                "best_val_loss": best.loss,
-                "val": {k: kept[k] for k in ("val_loss", "val_accuracy", "val_f1") if k in kept},
-                "images": len(files),
-                "unreadable": len(bad),
-                "seconds": time.perf_counter() - started,
-            },
-        )
-        say(f"kept epoch {best.epoch} (validation loss {best.loss:.4f})")
-    barrier(dist)
-    return PretrainResult(
-        run_dir, history, best.epoch, time.perf_counter() - started, len(files) - len(bad),
-        backbone=cfg.backbone, method=KIND,
-    )  # fmt: skip
+        count = recalibrate_trunk(model.backbone, val_set, train_idx, bad, cfg, run.device)
+        save_trunk(run.dir, model.backbone, **{**checkpoint, "bn_recalibrated": count})
+    learning_curve(history, run.dir / runs.CURVE, best.epoch)
+    kept = history[best.epoch - 1] if best.epoch else {}
+    run.write_metrics(
+        best_epoch=best.epoch,
+        best_val_loss=best.loss,
+        val={k: kept[k] for k in ("val_loss", "val_accuracy", "val_f1") if k in kept},
+        images=images,
+        unreadable=len(bad),
+    )
+    run.say(f"kept epoch {best.epoch} (validation loss {best.loss:.4f})")
 
 
 def _validate(

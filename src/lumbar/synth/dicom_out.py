@@ -27,6 +27,11 @@ def _uid(patient: Patient, *parts: object) -> str:
     )
 
 
+def sop_instance_uid(patient: Patient, series: Series, instance: int) -> str:
+    """SOPInstanceUID of the `instance`-th (1-based) image of `series`; derived from the seed."""
+    return _uid(patient, "image", series.description, instance)
+
+
 def _age(birth: str, study: str) -> str:
     years = int(study[:4]) - int(birth[:4]) - (study[4:] < birth[4:])
     return f"{years:03d}Y"
@@ -112,7 +117,7 @@ def frame_dataset(
 ) -> Dataset:
     """The full dataset of one image: the series' shared attributes plus this frame's own."""
     ds = copy.copy(base)
-    ds.SOPInstanceUID = _uid(patient, "image", series.description, instance)
+    ds.SOPInstanceUID = sop_instance_uid(patient, series, instance)
     ds.InstanceNumber = instance
     ds.PixelSpacing = [round(frame.spacing, 6), round(frame.spacing, 6)]
     ds.ImageOrientationPatient = [round(v, 6) for v in (*frame.row_dir, *frame.col_dir)]

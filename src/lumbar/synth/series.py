@@ -20,6 +20,7 @@ from lumbar.synth.canvas import Canvas, Grid
 from lumbar.synth.cohort import Patient
 from lumbar.synth.coronal import paint_coronal_localiser, paint_myelogram
 from lumbar.synth.imaging import Scanner, Signals, texture_bank
+from lumbar.synth.protocols import AxialSeriesPlan, DiscPose, Protocol, plan_axial
 from lumbar.synth.sagittal import BODY_HALF_AP, paint_sagittal, paint_sagittal_background
 from lumbar.synth.sagittal import spine_curve as _spine_curve
 
@@ -84,8 +85,11 @@ def _lesion_pixels(
 class StudyBuilder:
     """Builds the series of one patient; each series has its own random stream."""
 
-    def __init__(self, patient: Patient) -> None:
+    def __init__(self, patient: Patient, protocol: Protocol = Protocol.PAPER) -> None:
+        if protocol is Protocol.MIXED:
+            raise ValueError("resolve 'mixed' per patient (protocols.patient_protocol) first")
         self.patient = patient
+        self.protocol = protocol
         self.anatomy = patient.anatomy
         self.lesions: dict[DiscLevel, DiscLesion] = {
             level: disc_lesion(
@@ -119,17 +123,94 @@ class StudyBuilder:
 
     def build(self) -> list[Series]:
         """All series of the study, numbered in a per-patient order like a real exam."""
-        series = [
-            self.survey(),
-            self.sagittal("T2 SAG", self.t2, self.anatomy.sagittal_frames, stream=2),
-            self.sagittal("T1 SAG", self.t1, 11, stream=3),
-            self.axial_t2(),
-            self.myelo(),
-        ]
-        order = [0, *(1 + self._rng(9).permutation(4))]  # survey first, the rest varies
+        if self.protocol is Protocol.PAPER:
+            series = [
+                self.survey(),
+                self.sagittal("T2 SAG", self.t2, self.anatomy.sagittal_frames, stream=2),
+                self.sagittal("T1 SAG", self.t1, 11, stream=3),
+                self.axial_t2(),
+                self.myelo(),
+            ]
+        else:
+            series = [self.survey()]
+            if self.protocol is not Protocol.NOSAGT2:
+                series.append(
+                    self.sagittal("T2 SAG", self.t2, self.anatomy.sagittal_frames, stream=2)
+                )
+            series.append(self.sagittal("T1 SAG", self.t1, 11, stream=3))
+            if self.protocol in (Protocol.NOSAGT2, Protocol.THORACIC, Protocol.CUTSACRUM):
+                series.append(self.axial_t2())
+            else:
+                series.extend(self.axial_planned())
+            series.append(self.myelo())
+        order = [0, *(1 + self._rng(9).permutation(len(series) - 1))]  # survey first
         for number, index in enumerate(order, start=1):
             series[index].number = number
         return sorted(series, key=lambda s: s.number)
+
+    def disc_poses(self) -> dict[DiscLevel, DiscPose]:
+        """True centre and mid-plane normal of each lumbar disc, in patient coordinates."""
+        poses = {}
+        for level in LEVELS:
+            seg = self.curve.discs[level]
+            poses[level] = DiscPose(
+                (0.0, seg.u, -seg.v), (0.0, math.sin(seg.tilt), math.cos(seg.tilt))
+            )
+        return poses
+
+    def axial_planned(self) -> list[Series]:
+        """The axial T2 series of a non-paper protocol (`protocols.plan_axial`)."""
+        a = self.anatomy
+        sig = Signals(self.t2)
+        rng = self._rng(4)
+        thickness = float(rng.uniform(3.0, 4.0))
+        gap = thickness + float(rng.uniform(0.2, 0.8))
+        plans = plan_axial(self.protocol, self.disc_poses(), thickness, gap, self._rng(10))
+        size = a.axial_matrix
+        grid = Grid((size, size), a.axial_fov / size, (a.shift[0], 16.0 + a.shift[1]))
+        scanner = self._scanner(grid, rng)
+        backgrounds: dict[DiscLevel, np.ndarray] = {}
+        return [
+            self._paint_axial(plan, thickness, grid, sig, scanner, rng, backgrounds)
+            for plan in plans
+        ]
+
+    def _paint_axial(
+        self,
+        plan: AxialSeriesPlan,
+        thickness: float,
+        grid: Grid,
+        sig: Signals,
+        scanner: Scanner,
+        rng: np.random.Generator,
+        backgrounds: dict[DiscLevel, np.ndarray],
+    ) -> Series:
+        """Paint and acquire each planned plane; a level's background is painted once."""
+        a = self.anatomy
+        series = Series(plan.description, 0, self.t2, thickness, plan.gap)
+        for plane in plan.planes:
+            grades = self.patient.grades[plane.level]
+            if plane.level not in backgrounds:
+                background = Canvas(grid, rotation=a.rotation)
+                paint_axial_background(background, sig, a, plane.level, grades, rng)
+                backgrounds[plane.level] = background.image
+            canvas = Canvas(grid, rotation=a.rotation)
+            canvas.image = backgrounds[plane.level].copy()
+            box = paint_axial_slice(
+                canvas, sig, a, plane.level, grades, self.lesions[plane.level], plane.offset, rng
+            )
+            series.frames.append(
+                Frame(
+                    scanner.acquire(canvas),
+                    _plane_position(plane.point, plane.row, plane.col, grid),
+                    plane.row,
+                    plane.col,
+                    grid.spacing,
+                    _lesion_pixels(box, grid, a.rotation),
+                    plane.level,
+                )
+            )
+        return series
 
     def axial_t2(self) -> Series:
         """25 axial T2 images: five per level, from L5-S1 upward, centre slice through the disc."""
@@ -180,8 +261,7 @@ class StudyBuilder:
         rng = self._rng(stream)
         thickness = float(rng.uniform(3.5, 4.5))
         gap = thickness + float(rng.uniform(0.3, 1.0))
-        size = a.sagittal_matrix
-        grid = Grid((size, size), a.sagittal_fov / size, (12.0, 28.0))
+        grid = self._sagittal_grid()
         background = Canvas(grid)
         paint_sagittal_background(background, sig, a, rng)
         row: Vector = (0.0, 1.0, 0.0)
@@ -192,7 +272,7 @@ class StudyBuilder:
             x = (k - (n - 1) / 2) * gap
             canvas = Canvas(grid)
             canvas.image = background.image.copy()
-            paint_sagittal(canvas, sig, a, self.patient.grades, self.lesions, x, rng)
+            paint_sagittal(canvas, sig, a, self.patient.grades, self.lesions, x, rng, self.thoracic)
             pixels = scanner.acquire(canvas)
             series.frames.append(
                 Frame(
@@ -200,6 +280,32 @@ class StudyBuilder:
                 )
             )
         return series
+
+    @property
+    def thoracic(self) -> bool:
+        """Whether the sagittal field of view reaches above T12 (so T9-T11 are drawn)."""
+        return self.protocol in (Protocol.THORACIC, Protocol.CUTSACRUM)
+
+    def _sagittal_grid(self) -> Grid:
+        """The sagittal field of view: the lumbar spine and sacrum (paper); up to T9 with the
+        sacrum (`thoracic`); or moved up so that its lower edge cuts the sacrum (`cutsacrum`)."""
+        a = self.anatomy
+        size = a.sagittal_matrix
+        if self.protocol is Protocol.THORACIC:
+            fov = a.sagittal_fov * 1.3
+            return Grid((size, size), fov / size, (12.0, 28.0 - 0.2 * fov))
+        if self.protocol is Protocol.CUTSACRUM:
+            below = float(self._rng(11).uniform(12.0, 22.0))  # lower edge under L5-S1, in S1
+            bottom = self.curve.discs[DiscLevel.L5_S1].v + below
+            return Grid((size, size), a.sagittal_fov / size, (12.0, bottom - a.sagittal_fov / 2))
+        return Grid((size, size), a.sagittal_fov / size, (12.0, 28.0))
+
+    def upper_disc_centres(self) -> dict[str, Vector]:
+        """True centres of the discs drawn above L1-L2 (T12-L1 upward), by level name."""
+        if not self.thoracic:
+            return {}
+        curve = _spine_curve(self.anatomy, self.lesions, thoracic=True)
+        return {name: (0.0, seg.u, -seg.v) for name, seg in curve.upper_discs.items()}
 
     def myelo(self) -> Series:
         """Two or three thick-slab MR myelograms: coronal and oblique projections."""
