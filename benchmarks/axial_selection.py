@@ -43,10 +43,11 @@ from pathlib import Path
 import numpy as np
 
 from lumbar.ingest import IngestOptions, NoUsableImages, ingest
-from lumbar.ingest.discs import CsvDiscCentres, DiscCentre, LocaliserSource, SagittalSeries
+from lumbar.ingest.discs import CsvDiscCentres, DiscCentre, LazySource, SagittalSeries
 from lumbar.ingest.index import uid_hash
 from lumbar.ingest.read import read_header
 from lumbar.ingest.select import AxialSelection, Frame, FrameOrder, select_axial_images
+from lumbar.localize import localiser_centres
 from lumbar.pseudonym import load_secret, pseudonymize
 from lumbar.synth import DISCS_CSV, synthesize_cohort
 from lumbar.synth.protocols import CONCRETE_PROTOCOLS
@@ -85,7 +86,7 @@ class Tally:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-def _variants(discs_csv: Path, localiser: LocaliserSource) -> dict[str, IngestOptions]:
+def _variants(discs_csv: Path, localiser: LazySource) -> dict[str, IngestOptions]:
     truth = CsvDiscCentres(discs_csv)
     variants = {
         "auto, true centres": IngestOptions(workers=1, disc_centres=truth),
@@ -134,7 +135,7 @@ def _score(cohort: Path, out: Path, options: IngestOptions) -> Tally:
     return tally
 
 
-def _study_timing(cohort: Path, localiser: LocaliserSource) -> list[tuple[float, float, float]]:
+def _study_timing(cohort: Path, localiser: LazySource) -> list[tuple[float, float, float]]:
     """(header reading s, localising s, selection s) of each study: all headers read, the
     sagittal T2 series localised (NaN without one), the axial T2 images chosen (true centres)."""
     truth = CsvDiscCentres(cohort / DISCS_CSV)
@@ -174,7 +175,7 @@ def main() -> int:
     args = parser.parse_args()
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     timings: list[tuple[float, float, float]] = []
-    localiser = LocaliserSource()  # the bundled model, loaded once for the whole run
+    localiser = LazySource(localiser_centres)  # the bundled model, loaded once for the whole run
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="axial-selection-") as tmp:
         for seed in range(args.seeds):

@@ -58,7 +58,8 @@ def test_localiser_source_finds_the_phantoms_discs(protocol_cohorts) -> None:  #
     import pydicom
     from helpers.protocol_cohorts import read_discs
 
-    from lumbar.ingest.discs import LocaliserSource
+    from lumbar.ingest.discs import LazySource
+    from lumbar.localize import localiser_centres
     from lumbar.synth.protocols import Protocol
 
     cohort = protocol_cohorts[Protocol.REVERSED]
@@ -69,16 +70,18 @@ def test_localiser_source_finds_the_phantoms_discs(protocol_cohorts) -> None:  #
             files.append(path)
     truth = {r["level"]: float(r["z_mm"]) for r in read_discs(cohort)}
     study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-    found = {c.level: c for c in LocaliserSource()(SagittalSeries(study, "s", tuple(files)))}
+    source = LazySource(localiser_centres)
+    found = {c.level: c for c in source(SagittalSeries(study, "s", tuple(files)))}
     for level, z in truth.items():  # named right and within a slice along the spine
         assert abs(found[level].xyz_mm[2] - z) < 3.0, level
-    assert LocaliserSource()(SagittalSeries(study, "s")) == []  # no files (DICOMweb): none
+    assert source(SagittalSeries(study, "s")) == []  # no files (DICOMweb): none
 
 
 def test_localiser_source_that_cannot_load_fails_once_per_ingest(tmp_path: Path) -> None:
-    from lumbar.ingest.discs import LocaliserSource
+    from lumbar.ingest.discs import LazySource
+    from lumbar.localize import localiser_centres
 
-    source = LocaliserSource(tmp_path / "no-such-run")
+    source = LazySource(lambda: localiser_centres(tmp_path / "no-such-run"))
     series = SagittalSeries("1.2", "1.2.3", (tmp_path / "x.dcm",))
     with pytest.raises(UserError, match="the disc localiser cannot be loaded: no localiser"):
         source(series)

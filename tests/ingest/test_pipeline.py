@@ -766,13 +766,18 @@ def test_the_command_line_default_finds_discs_with_the_localiser(protocol_cohort
     the discs on the sagittal image for FaLa."""
     from helpers.protocol_cohorts import read_discs
 
-    from lumbar.ingest.discs import LocaliserSource
+    from lumbar.cli.ingest import _localiser
+    from lumbar.ingest.discs import LazySource
     from lumbar.ingest.index import uid_hash
     from lumbar.synth.protocols import Protocol
 
-    options = IngestOptions.from_options(workers=1)
-    assert isinstance(options.disc_centres, LocaliserSource)
+    options = IngestOptions.from_options(
+        workers=1, disc_centres="localizer", localiser=_localiser
+    )  # what the command line passes by default
+    assert isinstance(options.disc_centres, LazySource)
     assert IngestOptions.from_options(disc_centres="none").disc_centres is None
+    with pytest.raises(UserError, match="no disc localiser"):
+        IngestOptions.from_options(disc_centres="localizer")
     cohort = protocol_cohorts[Protocol.REVERSED]
     summary = ingest(cohort, tmp_path / "out", options)
     truth = {r["level"]: uid_hash(r["axial_sop_uid"]) for r in read_discs(cohort)}

@@ -4,9 +4,12 @@ summary line and the `--explain` printout (no patient data is ever printed)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from lumbar.ingest.discs import DiscCentreSource
 
 
 def ingest(
@@ -100,6 +103,7 @@ def ingest(
         order=order,
         axial_selection=axial_selection,
         disc_centres=disc_centres,
+        localiser=_localiser,
         rules=rules,
         patients=patients,
         bit_depth=bit_depth,
@@ -135,3 +139,11 @@ def ingest(
         f"{summary.images} images in {out} ({summary.exported} written); "
         f"{summary.problems} problems listed in {out / REPORT_CSV}; {summary.seconds:.1f} s"
     )
+
+
+def _localiser() -> DiscCentreSource:
+    """The bundled disc localiser as ingest's disc-centre source; imported on first use (it
+    brings torch), so an ingest without sagittal T2 series never loads it."""
+    from lumbar.localize import localiser_centres
+
+    return localiser_centres()

@@ -45,7 +45,8 @@ from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from lumbar.grading import DiscLevel
 from lumbar.ingest import IMAGES_COLUMNS, IngestOptions, NoUsableImages, ingest
 from lumbar.ingest.classify import SeriesClass
-from lumbar.ingest.discs import LocaliserSource
+from lumbar.ingest.discs import LazySource
+from lumbar.localize import localiser_centres
 from lumbar.pseudonym import load_secret
 from lumbar.structured.dicomweb import fetch_study, parse_study_url
 from lumbar.structured.export import (
@@ -124,7 +125,7 @@ class Predictor:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # disc centres for the ingest's axial selection: the learnt sagittal localiser, loaded on
     # the first study, so that any scanner's axial layout gives the mid-disc slices
-    disc_centres: Any = field(default_factory=LocaliserSource, repr=False)
+    disc_centres: Any = field(default_factory=lambda: LazySource(localiser_centres), repr=False)
 
     @classmethod
     def load(cls, run_dir: Path, *, roi: str | None = None, layer: str = "features") -> Predictor:

@@ -40,7 +40,7 @@ from lumbar.ingest.discs import (
     CsvDiscCentres,
     DiscCentre,
     DiscCentreSource,
-    LocaliserSource,
+    LazySource,
     SagittalSeries,
     spine_order,
 )
@@ -142,15 +142,16 @@ class IngestOptions:
         *,
         order: str = "instance",
         axial_selection: str = "auto",
-        disc_centres: str | Path | None = "localizer",
+        disc_centres: str | Path | DiscCentreSource | None = None,
+        localiser: Callable[[], DiscCentreSource] | None = None,
         rules: Path | None = None,
         patients: str | None = None,
         **options: Any,
     ) -> IngestOptions:
         """Options as a user spells them: enum values as text, a rules YAML file, the
         patients as "P1,P2" or "@FILE" (`parse_patient_list`), disc centres as `localizer`
-        (the learnt sagittal localiser, the default), `none`, or a CSV (`CsvDiscCentres`);
-        the rest as the fields.
+        (the default: the source `localiser` makes on first use, e.g. the learnt sagittal
+        localiser), `none`, a CSV (`CsvDiscCentres`) or a source; the rest as the fields.
 
         Raises:
             UserError: an unknown frame order or axial selection, an unreadable rules or
@@ -170,7 +171,7 @@ class IngestOptions:
                 f"axial selection must be one of {choices}, got {axial_selection!r}",
                 option="axial_selection",
             ) from None
-        source = disc_centre_source(disc_centres)
+        source = disc_centre_source(disc_centres, localiser)
         return cls(
             order=frame_order,
             axial_selection=axial,
@@ -181,18 +182,29 @@ class IngestOptions:
         )
 
 
-def disc_centre_source(spec: str | Path | None) -> DiscCentreSource | None:
-    """Where disc centres come from, as a user spells it: `localizer` (the learnt sagittal
-    localiser, `LocaliserSource`), `none` (or None), or the path of a CSV (`CsvDiscCentres`).
+def disc_centre_source(
+    spec: str | Path | DiscCentreSource | None,
+    localiser: Callable[[], DiscCentreSource] | None = None,
+) -> DiscCentreSource | None:
+    """Where disc centres come from, as a user spells it: `localizer` (the source `localiser`
+    makes, loaded on first use: `LazySource`), `none` (or None), the path of a CSV
+    (`CsvDiscCentres`), or a source itself.
 
     Raises:
-        UserError: the CSV is missing or malformed.
+        UserError: the CSV is missing or malformed, or `localizer` without a `localiser`.
     """
+    if callable(spec):
+        return spec
     text = str(spec).strip() if spec is not None else "none"
     if text.lower() == "none":
         return None
     if text.lower() in ("localizer", "localiser"):
-        return LocaliserSource()
+        if localiser is None:
+            raise UserError(
+                "no disc localiser was given to this ingest; give disc centres as a CSV or none",
+                option="disc_centres",
+            )
+        return LazySource(localiser)
     return CsvDiscCentres(Path(text))
 
 

@@ -17,6 +17,7 @@ from lumbar.localize.study import (
     LocalizerDiscCentres,
     PatientDisc,
     StudyDiscs,
+    localiser_centres,
     localize_series,
     localize_study,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "bundled_weights",
     "default_localizer",
     "load_localizer",
+    "localiser_centres",
     "localize_series",
     "localize_study",
 ]

@@ -24,7 +24,7 @@ from lumbar.ingest.geometry import SlicePlane
 from lumbar.ingest.read import HeaderProblem, InstanceRecord, iter_files, read_header
 from lumbar.ingest.select import Frame, FrameOrder, SelectionProblem, eq1_frame_number, order_frames
 from lumbar.localize.decode import Disc
-from lumbar.localize.localizer import Localizer, default_localizer
+from lumbar.localize.localizer import Localizer, default_localizer, load_localizer
 
 #: Slices localised around the Eq. 1 central slice (the central one and one each side).
 FUSED_SLICES = 3
@@ -208,3 +208,9 @@ class LocalizerDiscCentres:
             for d in found.discs
             if d.level is not None
         ]
+
+
+def localiser_centres(model: Path | None = None) -> LocalizerDiscCentres:
+    """The learnt localiser (bundled with `model` None, else a run's) as ingest's source of
+    disc centres (`lumbar.ingest.IngestOptions.disc_centres`)."""
+    return LocalizerDiscCentres(default_localizer() if model is None else load_localizer(model))
