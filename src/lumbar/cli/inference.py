@@ -13,34 +13,72 @@ import typer
 
 
 def predict(
-    study: Annotated[Path, typer.Argument(help="Folder of one study's DICOM files.")],
-    model: Annotated[Path, typer.Option("--model", help="Run folder of `lumbar train`.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Sagittal images (PNG, JPEG, DICOM slice), DICOM study folders, or DICOMweb "
+            "study URLs (http://HOST/dicom-web/studies/UID); any number, mixed.",
+            show_default=False,
+        ),
+    ],
     out: Annotated[
+        Path,
+        typer.Option(
+            help="Folder for predictions.csv, summary.html and one folder per input "
+            "(prediction.json, overlay.png, gradcam/)."
+        ),
+    ],
+    model: Annotated[
         Path | None,
-        typer.Option(help="Folder for prediction.json/.csv, summary.html and the heat maps."),
+        typer.Option(
+            "--model",
+            help="A run to use besides the bundled models: `lumbar train` on axial images "
+            "(studies' axial discs graded too), or a localiser or grader run.",
+        ),
     ] = None,
+    gradcam: Annotated[
+        bool, typer.Option("--gradcam/--no-gradcam", help="Grad-CAM map of every disc.")
+    ] = True,
     roi: Annotated[
         str | None,
-        typer.Option(help="Crop override: grid, center:F or none (default: the run's crop)."),
+        typer.Option(help="Axial crop override: grid, center:F or none (default: the run's)."),
     ] = None,
     layer: Annotated[
-        str, typer.Option(help="Grad-CAM layer: features, last_conv, or a module path.")
+        str, typer.Option(help="Axial Grad-CAM layer: features, last_conv, or a module path.")
     ] = "features",
     threads: Annotated[
-        int, typer.Option(help="CPU threads for the model (0: PyTorch's default).")
+        int, typer.Option(help="CPU threads for the models (0: PyTorch's default).")
     ] = 0,
 ) -> None:
-    """Predict each disc of one DICOM study, with class probabilities and Grad-CAM maps."""
-    from lumbar.inference.predict import predict as predict_study
+    """Grade every disc of sagittal images and studies with the bundled models.
 
-    result = predict_study(study, model, out, roi=roi, layer=layer, threads=threads)
-    for disc in result["discs"]:
-        probs = ", ".join(f"{c} {p:.3f}" for c, p in disc["probabilities"].items())
-        typer.echo(f"{disc['level']}: {disc['predicted']} ({probs})")
-    if result["missing_levels"]:
-        typer.echo(f"no axial image for: {', '.join(result['missing_levels'])}")
-    if out is not None:
-        typer.echo(f"wrote {out / 'summary.html'}")
+    Exit code: 0 when every input was predicted; 1 when at least one input failed (each
+    failure is one line; the other inputs are still predicted and written); 2 for a usage
+    error (bad option, model that cannot be loaded, output folder not writable).
+    """
+    from lumbar.inference.batch import load_predict_models, predict_inputs
+    from lumbar.inference.predict import set_threads
+
+    set_threads(threads)
+    models = load_predict_models(model, roi=roi, layer=layer)
+    batch = predict_inputs(inputs, out, models, gradcam=gradcam, echo=typer.echo)
+    for outcome in batch.inputs:
+        if outcome.error:
+            continue
+        for d in outcome.prediction["discs"]:
+            parts = []
+            if d.get("p_abnormal") is not None:
+                parts.append(f"P(abnormal) {d['p_abnormal']:.3f}")
+            if d.get("axial"):
+                probs = ", ".join(f"{c} {p:.3f}" for c, p in d["axial"]["probabilities"].items())
+                parts.append(f"axial {d['axial']['predicted']} ({probs})")
+            typer.echo(f"{outcome.name} {d['level']}: {'; '.join(parts)}")
+    typer.echo(
+        f"{len(batch.inputs) - batch.failed} of {len(batch.inputs)} inputs predicted, "
+        f"{batch.discs} discs; wrote {out / 'summary.html'}"
+    )
+    if batch.failed:
+        raise typer.Exit(1)
 
 
 def export(
