@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from lumbar.errors import UserError
-from lumbar.pseudonym import SECRET_ENV, load_secret, pseudonymize
+from lumbar.pseudonym import SECRET_ENV, SECRET_FILE, load_secret, pseudonymize
 
 
 def test_pseudonym_is_keyed_stable_and_hides_the_id():
@@ -35,3 +35,17 @@ def test_empty_secret_file_is_refused(tmp_path: Path, monkeypatch):
 def test_environment_secret_wins(tmp_path: Path, monkeypatch):
     monkeypatch.setenv(SECRET_ENV, "from-env")
     assert load_secret(tmp_path) == b"from-env"
+
+
+def test_secret_is_private_even_over_a_stale_temporary_file(tmp_path: Path, monkeypatch):
+    """A killed run may leave `.lumbar-secret.<pid>.part` behind with another mode; a later
+    run with the same process id must not inherit that mode."""
+    import os
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    stale = tmp_path / f"{SECRET_FILE}.{os.getpid()}.part"
+    stale.write_text("old\n")
+    stale.chmod(0o644)
+    load_secret(tmp_path, create=True)
+    assert ((tmp_path / SECRET_FILE).stat().st_mode & 0o777) == 0o600
+    assert not stale.exists()

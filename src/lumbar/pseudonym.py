@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from lumbar.errors import UserError
 
 SECRET_ENV = "LUMBAR_PSEUDONYM_SECRET"
 SECRET_FILE = ".lumbar-secret"
+# the temporary file a secret is written under before it is linked into place
+SECRET_TEMP = re.compile(r"^\.lumbar-secret\.\d+\.part$")
 PSEUDONYM_PREFIX = "P"
 PSEUDONYM_HEX_DIGITS = 12
 
@@ -61,10 +64,11 @@ def _create_secret(path: Path) -> None:
     concurrent run created the secret first; then that run's secret is the one used.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")  # matches SECRET_TEMP
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(fd, 0o600)  # also when a killed run left this temporary file behind
             handle.write(secrets.token_hex(32) + "\n")
             handle.flush()
             os.fsync(handle.fileno())

@@ -8,10 +8,12 @@ import pytest
 
 from lumbar.errors import UserError
 from lumbar.ingest.classify import (
+    DESCRIPTOR_PATTERNS,
     Plane,
     SeriesClass,
     SeriesSummary,
     classify_series,
+    clean_descriptor,
     load_rules,
     parse_rules,
     plane_of,
@@ -193,6 +195,49 @@ def test_bad_rules_files_give_one_clear_error(tmp_path: Path, text: str, message
 def test_missing_rules_file(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot read rules file"):
         load_rules(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        ("t2_tse_sag Smith^John 8675309", "T2 TSE SAG"),
+        ("T2 AX (Doe, Jane) 19700101", "T2 AX"),
+        ("Myelography MRM heavy T2", "MYELOGRAPHY MRM T2"),
+        ("3-plane LOC for pt 12345", "3-PLANE LOC"),
+        ("STIR cor Mr Jones", "STIR COR"),
+        ("T2* GRE sag", "GRE SAG"),
+        ("Patient John Smith", ""),
+        ("", ""),
+    ],
+)
+def test_clean_descriptor_keeps_only_the_words_rules_look_for(text: str, cleaned: str) -> None:
+    assert clean_descriptor(text) == cleaned
+
+
+def test_cleaned_descriptor_classifies_like_the_full_text() -> None:
+    """Seeded random descriptions made of the rules' words, look-alikes, separators, names and
+    numbers: every pattern, and so every built-in decision, sees the same in both texts."""
+    import random
+
+    pieces = [
+        "t1", "T2", "t2*", "T12", "st2", "sag", "sagittal", "sagx", "ax", "axial", "tra", "trans",
+        "cor", "coronal", "stir", "flair", "tirm", "dwi", "adc", "dixon", "myel", "myelo", "mrm",
+        "mrmx", "loc", "locx", "scout", "survey", "localizer", "localiser", "3", "3-plane",
+        "plane", "pilot", "tri", "tse", "fse", "se", "gre", "space", "fs", "fat", "sat", "3d",
+        "2d", "x", "Smith", "John", "8675309", "1970", "^", "_", "-", " ", " ", "/", "(", ")", "*",
+    ]  # fmt: skip
+    rng = random.Random(17)
+    for _ in range(4000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        cleaned = clean_descriptor(text)
+        for pattern in DESCRIPTOR_PATTERNS:
+            assert bool(pattern.search(text)) == bool(pattern.search(cleaned)), (text, pattern)
+        for plane in (Plane.SAGITTAL, Plane.UNKNOWN):
+            for te, tr in ((100.0, 3000.0), (None, None), (500.0, 4000.0)):
+                raw = summary(description=text, plane=plane, echo_time=te, repetition_time=tr)
+                clean = summary(description=cleaned, plane=plane, echo_time=te, repetition_time=tr)
+                assert classify_series(raw) == classify_series(clean), text
+        assert "SMITH" not in cleaned and "8675309" not in cleaned
 
 
 DESCRIPTIONS = (

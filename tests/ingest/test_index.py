@@ -52,14 +52,14 @@ def test_changed_and_removed_files_are_reindexed(tmp_path: Path, mr_factory) -> 
         folder / "IM2",
         instance=2,
         sop_uid="1.2.3.4.1.2",
-        description="T2 SAG NEW",
+        description="T2 SAG TSE NEW",
         patient_id="MRN-778899",
     )
     os.utime(folder / "IM2", ns=(1, 1))
     stats, rows, _ = _index(root, out)
     assert stats.read == 1
     assert [r[0] for r in rows] == [f"1.2.3.4.1.{i}" for i in range(2, 7)]
-    assert "T2 SAG NEW" in next(r for r in rows if r[0] == "1.2.3.4.1.2")[4]
+    assert "T2 SAG TSE" in next(r for r in rows if r[0] == "1.2.3.4.1.2")[4]
 
 
 def test_duplicates_and_contradictions_are_reported(tmp_path: Path, mr_factory) -> None:
@@ -117,3 +117,25 @@ def test_a_duplicate_takes_over_when_the_original_goes(tmp_path: Path, mr_factor
     (root / "a").unlink()
     _, rows, problems = _index(root, out)
     assert len(rows) == 1 and problems == []
+
+
+def test_an_older_index_with_free_text_is_deleted_and_the_new_one_is_private(
+    tmp_path: Path,
+) -> None:
+    """An index written before descriptions were cleaned (schema 1) may hold names: it is
+    deleted, not emptied (deleted rows linger in SQLite's free pages), and made mode 0600."""
+    import sqlite3
+
+    path = tmp_path / INDEX_FILE
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta VALUES ('schema', '1')")
+    db.execute("CREATE TABLE series (series_uid TEXT, description TEXT)")
+    db.execute("INSERT INTO series VALUES ('1.2', 'T2 SAG Smith^Johnathan')")
+    db.commit()
+    db.close()
+    path.chmod(0o644)
+    index = StudyIndex.open(path, SECRET)
+    index.close()
+    assert b"Johnathan" not in path.read_bytes()
+    assert path.stat().st_mode & 0o777 == 0o600

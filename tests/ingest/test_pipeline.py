@@ -240,6 +240,106 @@ def test_bad_input_is_reported_and_the_batch_goes_on(phantom_cohort, tmp_path) -
     assert missing and all(r["patient_id"].startswith("P") for r in missing)
 
 
+def test_symlink_loop_in_a_series_folder_loses_no_file(phantom_cohort, tmp_path) -> None:
+    """Issue 17 defect 2: `ln -s zz SE0002/zz` made the walk skip the whole series folder
+    (9 of 57 files indexed, exit 0, nothing reported)."""
+    src = _copy(phantom_cohort, tmp_path / "src")
+    expected = len(iter_files(src))
+    series = src / "patient-0001" / "SE0002"
+    (series / "zz").symlink_to("zz")
+    (series / "dangling").symlink_to("no-such-file")
+    out = tmp_path / "out"
+    summary = ingest(src, out, IngestOptions(workers=1, report_paths=True))
+    assert summary.index.files == expected
+    assert summary.complete_patients == 3
+    report = {r["file"]: r for r in _rows(out / "ingest-report.csv") if r["file"]}
+    assert "loop" in report["patient-0001/SE0002/zz"]["reason"]
+    assert "broken" in report["patient-0001/SE0002/dangling"]["reason"]
+    # without --report-paths the entries are listed under keyed hashes, never by path
+    hashed = tmp_path / "hashed"
+    ingest(src, hashed, IngestOptions(workers=1))
+    text = (hashed / "ingest-report.csv").read_text()
+    assert "loop" in text and "SE0002" not in text and "patient-0001" not in text
+
+
+FREE_TEXT = {
+    "T2 SAG": ("T2 SAG Smith^Johnathan 8675309", "t2_tse_sag for SMITH JOHNATHAN id 8675309"),
+    "T2 AX": ("T2 AX (Doe, Janette) 19700101", "t2_tse_tra Doe Janette"),
+}
+FREE_TEXT_SECRETS = ("smith", "johnathan", "8675309", "doe", "janette", "19700101")
+
+
+def test_free_text_descriptions_reach_neither_the_index_nor_explain(
+    phantom_cohort, tmp_path
+) -> None:
+    """Issue 17 defect 4: names and IDs typed into SeriesDescription/ProtocolName were stored
+    in OUT/.lumbar-index.sqlite (world-readable) and printed by --explain."""
+    import pydicom
+
+    from lumbar.ingest import format_explanation
+    from lumbar.ingest.index import INDEX_FILE
+    from lumbar.pseudonym import SECRET_FILE
+
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort / "patient-0001", src / "patient-0001")
+    for path in iter_files(src):
+        ds = pydicom.dcmread(path)
+        if ds.SeriesDescription in FREE_TEXT:
+            ds.SeriesDescription, ds.ProtocolName = FREE_TEXT[ds.SeriesDescription]
+            ds.save_as(path)
+    out = tmp_path / "out"
+    printed: list[str] = []
+    old_umask = os.umask(0)  # the index must be private whatever the umask
+    try:
+        summary = ingest(
+            src,
+            out,
+            IngestOptions(workers=1),
+            explain=lambda decisions: printed.append(format_explanation(decisions)),
+        )
+    finally:
+        os.umask(old_umask)
+    assert summary.complete_patients == 1  # still classified: T2 SAG and T2 AX are kept
+    chosen = {d.series_class.value: d.summary.description for d in summary.decisions if d.chosen}
+    assert chosen == {"sagittal_t2": "T2 SAG", "axial_t2": "T2 AX", "myelo": "MYELO"}
+    index_files = sorted(out.glob(INDEX_FILE + "*"))
+    stored = b"".join(p.read_bytes() for p in index_files).lower()
+    text = "\n".join(printed).lower()
+    for word in FREE_TEXT_SECRETS:
+        assert word.encode() not in stored, word
+        assert word not in text, word
+    for path in [*index_files, out / SECRET_FILE]:
+        assert (path.stat().st_mode & 0o777) == 0o600, path.name
+
+
+def test_cleaned_descriptors_classify_the_phantom_as_the_full_text_does(
+    phantom_cohort, ingest_result
+) -> None:
+    from collections import defaultdict
+
+    from lumbar.ingest.classify import classify_series, summarize_series
+    from lumbar.ingest.read import HeaderProblem, read_header
+
+    records = defaultdict(list)
+    for path in iter_files(phantom_cohort):
+        try:
+            record = read_header(path)
+        except HeaderProblem:
+            continue
+        records[record.series_uid].append(record)
+    full_text = {}
+    for uid, members in records.items():
+        orientations = [f.orientation for r in members for f in r.frames]
+        full_text[uid] = classify_series(summarize_series(uid, members, orientations))
+    decisions = ingest_result[1].decisions
+    assert len(decisions) == len(full_text) == 15
+    for d in decisions:
+        assert (d.series_class, d.reason) == (
+            full_text[d.summary.series_uid].series_class,
+            full_text[d.summary.series_uid].reason,
+        )
+
+
 def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
     import pydicom
 
@@ -347,6 +447,83 @@ def test_killed_runs_resume_to_the_same_output(phantom_cohort, tmp_path) -> None
     assert _tree(out) == _tree(clean)
     time.sleep(0.5)
     assert not _processes_mentioning(str(out)), "killed runs left worker processes behind"
+
+
+KILLED = 77
+
+
+def _killed_at(step: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the ingest die on the spot (os._exit: no cleanup runs, as with SIGKILL) at `step`."""
+    import lumbar.ingest.index as index_module
+    import lumbar.ingest.pipeline as pipeline_module
+    import lumbar.pseudonym as pseudonym_module
+
+    def die(*_: object, **__: object) -> None:
+        os._exit(KILLED)
+
+    def after(function):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            function(*args, **kwargs)
+            os._exit(KILLED)
+
+        return call
+
+    if step == "out folder made":
+        monkeypatch.setattr(pipeline_module, "load_secret", die)
+    elif step == "secret written, not yet in place":
+        monkeypatch.setattr(pseudonym_module.os, "link", die)
+    elif step == "secret in place, temporary file left":
+        monkeypatch.setattr(pseudonym_module.os, "link", after(os.link))
+    elif step == "secret made, no index":
+        monkeypatch.setattr(pipeline_module, "_remove_partial_files", die)
+    elif step == "index file made, empty":
+        monkeypatch.setattr(index_module.sqlite3, "connect", die)
+    elif step == "index made, nothing indexed":
+        monkeypatch.setattr(pipeline_module, "walk_folder", die)
+    else:
+        raise AssertionError(step)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        "out folder made",
+        "secret written, not yet in place",
+        "secret in place, temporary file left",
+        "secret made, no index",
+        "index file made, empty",
+        "index made, nothing indexed",
+    ],
+)
+def test_kill_while_the_output_folder_is_being_marked(
+    step: str, phantom_cohort, tmp_path, monkeypatch
+) -> None:
+    """Issue 17 defect 6: a kill between creating `.lumbar-secret` and the index left an OUT
+    that the rerun refused as "not empty and not an earlier ingest's output"."""
+    import pydicom
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    src = tmp_path / "src"
+    shutil.copytree(phantom_cohort / "patient-0001", src / "patient-0001", copy_function=os.link)
+    out = tmp_path / "out"
+    pid = os.fork()
+    if pid == 0:  # the run that is killed
+        try:
+            _killed_at(step, monkeypatch)
+            ingest(src, out, IngestOptions(workers=1))
+        finally:
+            os._exit(3)  # the step was never reached
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == KILLED
+    monkeypatch.undo()
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    summary = ingest(src, out, IngestOptions(workers=1))  # the rerun
+    assert summary.complete_patients == 1
+    assert not list(out.glob(".*.part"))
+    first = iter_files(src / "patient-0001")[0]
+    original = str(pydicom.dcmread(first, stop_before_pixels=True).PatientID)
+    expected = pseudonymize(original, load_secret(out))
+    assert {r["patient_id"] for r in _rows(out / "images.csv")} == {expected}
 
 
 def _processes_mentioning(text: str) -> list[int]:

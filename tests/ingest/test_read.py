@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lumbar.ingest.read import HeaderProblem, iter_files, read_header
+from lumbar.ingest.read import HeaderProblem, iter_files, read_header, walk_folder
 
 REAL_MR = [
     "MR_small.dcm",  # explicit little endian, 16-bit
@@ -144,3 +144,54 @@ def test_iter_files_finds_any_name_and_nesting(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
     found = [p.relative_to(tmp_path).as_posix() for p in iter_files(tmp_path)]
     assert found == ["a/IM1", "a/b/c/.hidden", "a/b/x.dcm", "top"]
+
+
+def test_walk_handles_each_entry_on_its_own(tmp_path: Path) -> None:
+    """Issue 17 defect 2: one bad entry (a link loop) made the walk drop its whole folder.
+    Links to files are followed, a folder is walked once by its real path (links to it, and
+    loops, are listed), broken links and special files are listed with a reason."""
+    import os
+
+    root = tmp_path / "src"
+    series = root / "p1" / "SE0002"
+    series.mkdir(parents=True)
+    for name in ("IM1", "IM2", "IM3"):
+        (series / name).write_bytes(b"x")
+    (series / "zz").symlink_to("zz")  # ln -s zz SE0002/zz
+    (series / "a").symlink_to("b")  # a two-link loop
+    (series / "b").symlink_to("a")
+    (series / "gone").symlink_to("missing-target")
+    (series / "up").symlink_to("..", target_is_directory=True)
+    (root / "p1" / "again").symlink_to("SE0002", target_is_directory=True)
+    (series / "IM1-link").symlink_to("IM1")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "IM9").write_bytes(b"x")
+    (root / "linked-folder").symlink_to(outside, target_is_directory=True)
+    os.mkfifo(series / "pipe")
+    walk = walk_folder(root)
+    found = [p.relative_to(root).as_posix() for p in walk.files]
+    assert found == [
+        "linked-folder/IM9",
+        "p1/SE0002/IM1",
+        "p1/SE0002/IM1-link",
+        "p1/SE0002/IM2",
+        "p1/SE0002/IM3",
+    ]
+    reasons = {p.relative_to(root).as_posix(): (sev, why) for p, sev, why in walk.skipped}
+    assert set(reasons) == {
+        "p1/SE0002/zz",
+        "p1/SE0002/a",
+        "p1/SE0002/b",
+        "p1/SE0002/gone",
+        "p1/SE0002/up",
+        "p1/again",
+        "p1/SE0002/pipe",
+    }
+    assert "loop" in reasons["p1/SE0002/zz"][1] and reasons["p1/SE0002/zz"][0] == "warning"
+    assert "loop" in reasons["p1/SE0002/a"][1]
+    assert "broken" in reasons["p1/SE0002/gone"][1]
+    assert "already walked" in reasons["p1/SE0002/up"][1]
+    assert "already walked" in reasons["p1/again"][1]
+    assert "not a regular file" in reasons["p1/SE0002/pipe"][1]
+    assert iter_files(root) == walk.files

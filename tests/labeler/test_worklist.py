@@ -3,7 +3,16 @@ viewer's data, and images served only from the catalog."""
 
 from __future__ import annotations
 
-from .conftest import PATIENTS, save
+import os
+import shutil
+from pathlib import Path
+
+from helpers.ingest_folder import write_ingest
+
+from lumbar.labeler.app import create_app
+from lumbar.labeler.catalog import load_catalog
+
+from .conftest import PATIENTS, login, new_client, save
 
 LEVELS = ("L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1")
 
@@ -53,3 +62,60 @@ def test_image_urls_cannot_traverse(rad1) -> None:  # type: ignore[no-untyped-de
         assert response.status_code in (303, 404), url
         assert b"root:" not in response.content
     assert client.get(f"/patients/{PATIENTS[0]}/images/0").headers["content-type"] == "image/png"
+
+
+SECRET = b"0123456789abcdef-the-pseudonym-secret\n"
+
+
+def test_image_swapped_after_startup_is_never_served(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 defect 5: a catalogued image replaced by a link to the ingest's secret after
+    start-up was served (the per-request check only asked "inside the folder, a file?")."""
+    folder = write_ingest(tmp_path / "ingest")
+    secret = folder / ".lumbar-secret"
+    secret.write_bytes(SECRET)
+    catalog = load_catalog(folder)
+    client = new_client(create_app(store, catalog))
+    login(client, "rad1")
+    url = f"/patients/{PATIENTS[0]}/images/0"
+    image = catalog.image(PATIENTS[0], 0)
+    assert image is not None
+    target = image.path
+    assert client.get(url).content == target.read_bytes()
+
+    def refused() -> None:
+        response = client.get(url)
+        assert response.status_code == 404 and SECRET not in response.content
+
+    target.unlink()
+    target.symlink_to(secret)  # a link to the secret, inside the folder
+    refused()
+    target.unlink()
+    target.symlink_to(os.path.relpath(secret, target.parent))
+    refused()
+    target.unlink()
+    os.link(secret, target)  # a hard link: a regular file, but not the catalogued one
+    refused()
+    decoy = folder / "decoy"  # the patient's folder swapped for a link to another folder
+    decoy.mkdir()
+    shutil.copy(secret, decoy / target.name)
+    moved = folder / "moved"
+    target.parent.rename(moved)
+    target.parent.symlink_to(decoy, target_is_directory=True)
+    refused()
+    # the untouched images are still served
+    other = catalog.image(PATIENTS[1], 0)
+    assert other is not None
+    assert client.get(f"/patients/{PATIENTS[1]}/images/0").content == other.path.read_bytes()
+
+
+def test_catalog_refuses_images_that_are_not_regular_files(tmp_path: Path) -> None:
+    import pytest
+
+    from lumbar.errors import UserError
+
+    folder = write_ingest(tmp_path / "ingest", patients=(PATIENTS[0],))
+    target = folder / PATIENTS[0] / f"{PATIENTS[0]}_3.png"
+    target.unlink()
+    target.mkdir()
+    with pytest.raises(UserError, match="regular"):
+        load_catalog(folder)

@@ -24,7 +24,12 @@ def ingest(
         Path | None, typer.Option(help="YAML file of series classification rules (tried first).")
     ] = None,
     explain: Annotated[
-        bool, typer.Option("--explain", help="Print why each series got its class.")
+        bool,
+        typer.Option(
+            "--explain",
+            help="Print why each series got its class (descriptions cleaned to the words "
+            "classification uses, e.g. 'T2 TSE SAG').",
+        ),
     ] = False,
     order: Annotated[
         str,

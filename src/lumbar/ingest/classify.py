@@ -5,6 +5,12 @@ localizer markers, SeriesDescription, the imaging plane computed from ImageOrien
 and T1/T2 weighting from EchoTime/RepetitionTime. Every decision carries a one-line reason
 (`lumbar ingest --explain`).
 
+SeriesDescription and ProtocolName are free text that may hold a patient's name or ID, so
+ingest keeps only their *cleaned descriptor* (`clean_descriptor`): the words the rules below
+look for (`DESCRIPTOR_PATTERNS`), upper-cased, in order. Classification of the cleaned text is
+the same as of the full text; user rules on `series_description`/`protocol_name` see the
+cleaned text too (e.g. "T2 TSE SAG" for "t2_tse_sag Smith").
+
 A rules file looks like::
 
     rules:                       # tried in order, before the built-in rules
@@ -136,31 +142,38 @@ class Classification:
 _LOCALIZER = re.compile(
     r"(?i)(?<![a-z])(survey|scout|locali[sz]er|loc|3[- ]?plane|tri[- ]?pilot|pilot)(?![a-z])"
 )
-_MYELO = re.compile(r"(?i)myel|(?<![a-z])mrm(?![a-z])")
+_MYELO = re.compile(r"(?i)myel(o(graphy|gram)?)?|(?<![a-z])mrm(?![a-z])")
 _T2 = re.compile(r"(?i)t2(?![*\d])")
 _T1 = re.compile(r"(?i)t1(?!\d)")
 _FLUID_SUPPRESSED = re.compile(r"(?i)(?<![a-z])(stir|flair|tirm|dwi|diffusion|adc|dixon)(?![a-z])")
 _SAG = re.compile(r"(?i)(?<![a-z])sag(ittal)?(?![a-z])")
 _AX = re.compile(r"(?i)(?<![a-z])(ax|axial|tra|trans|transverse)(?![a-z])")
-
-
-_DESCRIPTOR_TOKENS = (_LOCALIZER, _MYELO, _T2, _T1, _FLUID_SUPPRESSED, _SAG, _AX)
+_COR = re.compile(r"(?i)(?<![a-z])cor(onal)?(?![a-z])")
+# Sequence names: not used by the built-in rules, kept so user rules can tell series apart.
+_SEQUENCE = re.compile(
+    r"(?i)(?<![a-z0-9])(tse|fse|frfse|ssfse|se|gre|ffe|space|cube|vista|haste|ciss|fiesta|"
+    r"trufi|fs|fat[- ]?sat|spair|[23]d)(?![a-z0-9])"
+)
+# Everything a cleaned descriptor keeps: the one list of words the rules look for.
+DESCRIPTOR_PATTERNS = (_LOCALIZER, _MYELO, _T2, _T1, _FLUID_SUPPRESSED, _SAG, _AX, _COR, _SEQUENCE)
 
 
 def clean_descriptor(text: str) -> str:
-    """Only the words of a free-text description that classification reads (T1, T2, SAG,
-    AX, MYELO, STIR, LOCALIZER ...), upper-cased, in their order; anything else a sender
-    typed (names, IDs, dates) is dropped. Classifying the cleaned text gives the same class.
+    """Only the words of `text` that classification looks for, upper-cased, space-separated,
+    in order of appearance, each once: "t2_tse_sag Smith^John 123" -> "T2 TSE SAG".
+
+    Each pattern of `DESCRIPTOR_PATTERNS` finds in the result exactly when it finds in `text`,
+    so the built-in rules classify both alike; names, IDs and dates are dropped.
     """
-    found: list[tuple[int, int, str]] = []
-    for pattern in _DESCRIPTOR_TOKENS:
-        found.extend((m.start(), m.end(), m.group(0).upper()) for m in pattern.finditer(text))
+    found = sorted(
+        (match.start(), match.group(0).upper())
+        for pattern in DESCRIPTOR_PATTERNS
+        for match in pattern.finditer(text)
+    )
     words: list[str] = []
-    end = -1
-    for start, stop, word in sorted(found):
-        if start >= end:  # overlapping matches (e.g. "t2" inside a longer one) count once
+    for _, word in found:
+        if word not in words:
             words.append(word)
-            end = stop
     return " ".join(words)
 
 
@@ -243,6 +256,8 @@ def _builtin(
             plane, plane_why = Plane.SAGITTAL, "no orientation; description says sagittal"
         elif _AX.search(text):
             plane, plane_why = Plane.AXIAL, "no orientation; description says axial"
+        elif _COR.search(text):
+            plane, plane_why = Plane.CORONAL, "no orientation; description says coronal"
     if plane is Plane.SAGITTAL:
         return Classification(SeriesClass.SAGITTAL_T2, f"{weighting_why}; sagittal ({plane_why})")
     if plane is Plane.AXIAL:

@@ -1,10 +1,14 @@
 """The SQLite index of studies, series and instances that `lumbar ingest` builds from headers.
 
-The index lives in OUT (`.lumbar-index.sqlite`) and holds no patient name, ID, birth date or
-accession number: patients appear as pseudonyms, source files as keyed hashes of their paths
-(so a folder named after a patient leaves no trace). Files already indexed with the same size
-and modification time are skipped, so a rerun after an interruption only reads what is new.
-Headers are read in worker processes; only the main process writes, one transaction per chunk.
+The index lives in OUT (`.lumbar-index.sqlite`, created readable by its owner only, mode 0600)
+and holds no patient name, ID, birth date or accession number: patients appear as pseudonyms,
+source files as keyed hashes of their paths (so a folder named after a patient leaves no
+trace), and SeriesDescription/ProtocolName only as cleaned descriptors
+(`lumbar.ingest.classify.clean_descriptor`: the words classification looks for, e.g.
+"T2 TSE SAG"), since free text may hold a name. README lists every column. Files already
+indexed with the same size and modification time are skipped, so a rerun after an interruption
+only reads what is new. Headers are read in worker processes; only the main process writes,
+one transaction per chunk.
 """
 
 from __future__ import annotations
@@ -23,11 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lumbar.ingest.classify import clean_descriptor
 from lumbar.ingest.read import HeaderProblem, InstanceRecord, read_header
 from lumbar.pseudonym import pseudonymize
 
 INDEX_FILE = ".lumbar-index.sqlite"
-SCHEMA_VERSION = "2"  # 2: frames carry PixelSpacing
+# SQLite's companion files of the index (write-ahead log, shared memory, rollback journal)
+INDEX_SIDE_FILES = ("-wal", "-shm", "-journal")
+INDEX_MODE = 0o600
+# 2: frames carry PixelSpacing; 3: descriptions cleaned. An index of another schema is
+# deleted, not reused (an older one may hold free text).
+SCHEMA_VERSION = "3"
 CHUNK_FILES = 64
 
 _SCHEMA = """
@@ -50,7 +60,7 @@ CREATE TABLE IF NOT EXISTS series (
     study_uid TEXT NOT NULL,
     patient TEXT NOT NULL,
     series_number INTEGER,
-    description TEXT NOT NULL,
+    description TEXT NOT NULL,      -- cleaned descriptor, e.g. "T2 TSE SAG" (no free text)
     modality TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS instances (
@@ -58,7 +68,7 @@ CREATE TABLE IF NOT EXISTS instances (
     series_uid TEXT NOT NULL,
     patient TEXT NOT NULL,
     file_key TEXT NOT NULL,
-    record TEXT NOT NULL            -- InstanceRecord as JSON, without PatientID
+    record TEXT NOT NULL            -- InstanceRecord as JSON: no PatientID, cleaned descriptors
 );
 CREATE INDEX IF NOT EXISTS instances_series ON instances (series_uid);
 CREATE TABLE IF NOT EXISTS exports (
@@ -113,16 +123,17 @@ class StudyIndex:
 
     @classmethod
     def open(cls, path: Path, secret: bytes) -> StudyIndex:
-        """Open (or create) the index; one made with another secret or schema is emptied."""
-        db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(_SCHEMA)
+        """Open (or create, mode 0600) the index; one made with another secret is emptied,
+        one of another schema deleted (an older one may hold uncleaned descriptions)."""
+        db = _connect(path)
         fingerprint = hashlib.sha256(b"lumbar-secret-check:" + secret).hexdigest()[:16]
         stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        if stored and (
-            stored.get("secret") != fingerprint or stored.get("schema") != SCHEMA_VERSION
-        ):
+        if stored and stored.get("schema") != SCHEMA_VERSION:
+            db.close()
+            for suffix in ("", *INDEX_SIDE_FILES):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            db = _connect(path)
+        elif stored and stored.get("secret") != fingerprint:
             with _transaction(db):
                 for table in ("files", "studies", "series", "instances", "exports", "meta"):
                     db.execute(f"DELETE FROM {table}")
@@ -279,6 +290,29 @@ class StudyIndex:
             self.db.executemany("DELETE FROM exports WHERE name = ?", [(n,) for n in names])
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    """Connect to the index, creating it (and its companion files) readable by the owner only.
+
+    The file is made with mode 0600 before SQLite writes a byte (SQLite then gives its -wal and
+    -shm files the same mode); an existing index and companions are set to 0600 too.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), INDEX_MODE)
+    try:
+        os.fchmod(fd, INDEX_MODE)
+    finally:
+        os.close(fd)
+    for suffix in INDEX_SIDE_FILES:
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            side.chmod(INDEX_MODE)
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.execute("PRAGMA secure_delete=ON")  # forgotten rows are overwritten, not just unlinked
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_SCHEMA)
+    return db
+
+
 class _transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on error (sqlite3 autocommit mode)."""
 
@@ -330,16 +364,12 @@ def read_file_result(path: str, relative: str, secret: bytes) -> FileResult:
 def file_result_from_record(
     record: InstanceRecord, key: str, size: int, mtime_ns: int, secret: bytes
 ) -> FileResult:
-    """Pseudonymise a record's patient and package it for `StudyIndex.add`."""
-    return FileResult(
-        key,
-        size,
-        mtime_ns,
-        "ok",
-        "",
-        pseudonymize(record.patient_id, secret),
-        record.to_json_dict(),
-    )
+    """Pseudonymise a record's patient, clean its free-text descriptions (only the words
+    classification needs are kept) and package it for `StudyIndex.add`."""
+    data = record.to_json_dict()
+    data["series_description"] = clean_descriptor(record.series_description)
+    data["protocol_name"] = clean_descriptor(record.protocol_name)
+    return FileResult(key, size, mtime_ns, "ok", "", pseudonymize(record.patient_id, secret), data)
 
 
 def _read_chunk(items: list[tuple[str, str]]) -> list[FileResult]:

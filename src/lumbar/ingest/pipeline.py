@@ -44,10 +44,11 @@ from lumbar.ingest.index import (
     default_workers,
     die_with_parent,
     index_folder,
+    path_key,
     uid_hash,
 )
 from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
-from lumbar.ingest.read import InstanceRecord, iter_files
+from lumbar.ingest.read import InstanceRecord, walk_folder
 from lumbar.ingest.select import (
     AxialChoice,
     AxialSelection,
@@ -59,7 +60,7 @@ from lumbar.ingest.select import (
     select_myelo,
     select_sagittal,
 )
-from lumbar.pseudonym import load_secret
+from lumbar.pseudonym import SECRET_FILE, SECRET_TEMP, load_secret
 from lumbar.visualize.contact_sheet import write_contact_sheet
 
 IMAGES_CSV = "images.csv"
@@ -381,6 +382,7 @@ def _ingest(
     try:
         workers = default_workers(options.workers)
         keys: dict[str, Path] = {}
+        walk_report: list[ReportRow] = []
         web: DicomWebSource | None = None
         if pacs:
             web = DicomWebSource(text_source)
@@ -397,11 +399,16 @@ def _ingest(
 
             stats = web.index(index, filters, secret, on_progress, on_total)
         else:
-            files = iter_files(root)
+            walk = walk_folder(root)
+            files = walk.files
             advance = progress("indexing headers", len(files)) if progress else None
             stats, keys = index_folder(index, root, files, secret, workers, advance)
+            for path, severity, reason in walk.skipped:  # loops, broken links, ...
+                key = path_key(path.relative_to(root).as_posix(), secret)
+                keys.setdefault(key, path)
+                walk_report.append(ReportRow(file=key, severity=severity, reason=reason))
         summary = IngestSummary(index=stats)
-        report: list[ReportRow] = []
+        report: list[ReportRow] = list(walk_report)
         for file_key, severity, reason in index.problems():
             report.append(ReportRow(file=file_key, severity=severity, reason=reason))
         tasks, decisions = _plan(index, options, report, keys)
@@ -1017,11 +1024,22 @@ def _write_output(target: Path, data: bytes) -> None:
         os.chmod(tmp, OUTPUT_MODE)
 
 
+# what an ingest writes into OUT before its index exists (the secret, in two steps) and the
+# index's own files: a folder holding only these is an earlier ingest killed while starting
+_STARTING_FILES = frozenset(
+    {SECRET_FILE, *(INDEX_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal"))}
+)
+
+
 def _prepare_out(out: Path, force: bool) -> None:
-    """OUT may be absent, empty, or an earlier ingest's output; anything else needs --force."""
+    """OUT may be absent, empty, or an earlier ingest's output (also one killed before its
+    index was made: only lumbar's secret is there); anything else needs --force."""
     if out.exists() and not out.is_dir():
         raise UserError(f"output {out} exists and is not a folder")
-    reusable = (out / INDEX_FILE).exists()
+    reusable = (out / INDEX_FILE).exists() or (
+        out.is_dir()
+        and all(p.name in _STARTING_FILES or SECRET_TEMP.match(p.name) for p in out.iterdir())
+    )
     if out.is_dir() and any(out.iterdir()) and not reusable and not force:
         raise UserError(
             f"output folder {out} is not empty and is not an earlier ingest's output; "

@@ -7,8 +7,10 @@ decoding them.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -458,23 +460,103 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def iter_files(root: Path) -> list[Path]:
-    """Every regular file under `root` (any names, any nesting), sorted, hidden files included.
+@dataclass
+class FolderWalk:
+    """What `walk_folder` found: the files to read, and every entry it left out, with why.
 
-    Symlinked folders are not followed, so a link loop cannot hang the walk.
+    Attributes:
+        files: regular files (and links to them), sorted.
+        skipped: (path, severity, reason) of each entry not read: link loops, broken links,
+            links to a folder already walked, special files, unreadable folders.
     """
-    found: list[Path] = []
-    stack = [Path(root)]
-    while stack:
-        folder = stack.pop()
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str, str]] = field(default_factory=list)
+
+
+def walk_folder(root: Path) -> FolderWalk:
+    """Every file under `root` (any names, any nesting, hidden ones too), each entry on its own.
+
+    Links are followed: a link to a file is read like the file (a file reached twice is then
+    a duplicate SOPInstanceUID, reported by the index), and a link to a folder is walked,
+    wherever it points, but each real folder (device, inode) only once: real paths first, then
+    linked folders in path order, so loops and repeats end. An entry that cannot be used (a
+    link loop, a broken link, a FIFO, an unreadable folder) is listed in `skipped` and the
+    rest of its folder is still walked.
+    """
+    walk = FolderWalk()
+    root = Path(root)
+    try:
+        info = os.stat(root)
+    except OSError as err:
+        walk.skipped.append((root, "error", f"cannot read folder ({err.strerror})"))
+        return walk
+    seen = {(info.st_dev, info.st_ino)}
+    folders = [root]  # real folders, walked first
+    linked: list[Path] = []  # links to folders, walked once the real tree is done
+    while folders or linked:
+        if not folders:
+            linked.sort(reverse=True)
+            link = linked.pop()
+            try:
+                target = os.stat(link)
+            except OSError as err:  # changed since it was seen
+                walk.skipped.append((link, "warning", _link_problem(err)))
+                continue
+            if (target.st_dev, target.st_ino) in seen:
+                walk.skipped.append(
+                    (link, "info", "link to a folder already walked (a loop or a repeat); skipped")
+                )
+                continue
+            seen.add((target.st_dev, target.st_ino))
+            folders.append(link)
+        folder = folders.pop()
         try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                    elif entry.is_file():
-                        found.append(Path(entry.path))
-        except OSError:
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda e: e.name)
+        except OSError as err:
+            walk.skipped.append((Path(folder), "error", f"cannot read folder ({err.strerror})"))
             continue
-    found.sort()
-    return found
+        for entry in entries:
+            path = Path(entry.path)
+            is_link = False
+            try:
+                is_link = entry.is_symlink()
+                if is_link:
+                    target = os.stat(path)  # follows the link; raises on a loop or dangling
+                    mode = target.st_mode
+                else:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError as err:
+                if is_link:
+                    walk.skipped.append((path, "warning", _link_problem(err)))
+                else:
+                    walk.skipped.append((path, "error", f"cannot read ({err.strerror})"))
+                continue
+            if stat.S_ISREG(mode):
+                walk.files.append(path)
+            elif stat.S_ISDIR(mode):
+                if not is_link:
+                    own = entry.stat(follow_symlinks=False)
+                    seen.add((own.st_dev, own.st_ino))
+                    folders.append(path)
+                else:
+                    linked.append(path)
+            else:
+                walk.skipped.append((path, "info", "not a regular file (a FIFO, socket or device)"))
+    walk.files.sort()
+    walk.skipped.sort()
+    return walk
+
+
+def _link_problem(err: OSError) -> str:
+    if err.errno == errno.ELOOP:
+        return "symbolic link loop; skipped"
+    if err.errno == errno.ENOENT:
+        return "broken symbolic link (its target does not exist); skipped"
+    return f"symbolic link cannot be followed ({err.strerror}); skipped"
+
+
+def iter_files(root: Path) -> list[Path]:
+    """The files `walk_folder` finds under `root` (sorted); see it for how links are handled."""
+    return walk_folder(root).files

@@ -18,5 +18,6 @@ without it any client could name its own address and escape the throttle). One s
 serialises SQLite writes without lock waits; for many more raters use PostgreSQL
 (`--db postgresql://user@host/fala`, `pip install lumbar[postgres]`). Only `/login` and the
 static CSS/JS are reachable without a session; images are served by (patient, index) from
-`images.csv`, checked to lie inside the images folder.
+`images.csv`: only the regular files found there at start-up, inside the images folder, reached
+without following links (restart the app after re-ingesting into its folder).
 """

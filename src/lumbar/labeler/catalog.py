@@ -1,8 +1,16 @@
-"""The images the labeler shows: `lumbar ingest`'s `images.csv`, checked and indexed by patient."""
+"""The images the labeler shows: `lumbar ingest`'s `images.csv`, checked and indexed by patient.
+
+Each image is pinned at start-up: its real path inside the folder and its file identity
+(device, inode). `Catalog.read_image` serves exactly that file or nothing, so a file swapped
+after start-up for a link (or a hard link) to anything else, say the pseudonym secret, is
+refused; an image rewritten since start-up is refused too, until the app is restarted.
+"""
 
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,17 +23,20 @@ REQUIRED = ("patient_id", "view", "image")
 # the order a radiologist reads a study in: overview first, then the levels top to bottom
 VIEW_ORDER = {"sagittal_t2": 0, "myelo": 1, "axial_t2": 2}
 VIEW_TITLES = {"sagittal_t2": "Sagittal T2", "myelo": "Myelography", "axial_t2": "Axial T2"}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+IMAGE_SUFFIXES = tuple(IMAGE_TYPES)
 
 
 @dataclass(frozen=True)
 class CatalogImage:
-    """One image of one patient; `key` is its URL-safe id within the patient."""
+    """One image of one patient; `key` is its URL-safe id within the patient, `path` its real
+    path and `identity` the (st_dev, st_ino) of the regular file found there at start-up."""
 
     key: int
     view: str
     level: str | None
     path: Path
+    identity: tuple[int, int]
 
     @property
     def title(self) -> str:
@@ -48,13 +59,46 @@ class Catalog:
             return None
         return images[key]
 
+    def read_image(self, image: CatalogImage) -> bytes | None:
+        """The bytes of the very file catalogued at start-up, else None.
+
+        The path is walked from the folder one component at a time without following any
+        link (O_NOFOLLOW), and the file opened must still be a regular file with the
+        identity recorded at start-up; reading from that descriptor leaves no gap for a swap.
+        """
+        try:
+            parts = image.path.relative_to(self.root).parts
+        except ValueError:
+            return None
+        flags = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        opened: list[int] = []
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            opened.append(fd)
+            for part in parts[:-1]:
+                fd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+                opened.append(fd)
+            fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)  # no hang on a FIFO
+            opened.append(fd)
+            found = os.fstat(fd)
+            if not stat.S_ISREG(found.st_mode) or (found.st_dev, found.st_ino) != image.identity:
+                return None
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                return handle.read()
+        except OSError:  # gone, a link where a folder or the file was, unreadable
+            return None
+        finally:
+            for fd in opened:
+                os.close(fd)
+
 
 def load_catalog(folder: Path) -> Catalog:
     """Read `folder/images.csv` as written by `lumbar ingest`.
 
     Raises:
-        UserError: missing file or columns, non-pseudonym ids, or image paths that leave the
-            folder (absolute, `..`, symbolic links pointing out) or are not PNG/JPEG.
+        UserError: missing file or columns, non-pseudonym ids, image paths that leave the
+            folder (absolute, `..`, symbolic links pointing out) or are not PNG/JPEG, or that
+            are not regular files (missing, a folder, a device).
     """
     root = folder.resolve()
     path = root / IMAGES_CSV
@@ -72,7 +116,8 @@ def load_catalog(folder: Path) -> Catalog:
     bad_id: list[int] = []
     outside: list[int] = []
     bad_level: list[int] = []
-    found: dict[str, list[tuple[str, str | None, Path]]] = {}
+    not_regular: list[int] = []
+    found: dict[str, list[tuple[str, str | None, Path, tuple[int, int]]]] = {}
     for number, row in enumerate(rows, start=2):
         patient = (row.get("patient_id") or "").strip()
         if not PATIENT_ID.match(patient):
@@ -88,6 +133,13 @@ def load_catalog(folder: Path) -> Catalog:
         ):
             outside.append(number)
             continue
+        try:
+            info = os.stat(resolved)
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            not_regular.append(number)
+            continue
         level_text = (row.get("level") or "").strip()
         level = None
         if level_text:
@@ -96,10 +148,12 @@ def load_catalog(folder: Path) -> Catalog:
             except ValueError:
                 bad_level.append(number)
                 continue
-        found.setdefault(patient, []).append(((row.get("view") or "").strip(), level, resolved))
+        view = (row.get("view") or "").strip()
+        found.setdefault(patient, []).append((view, level, resolved, (info.st_dev, info.st_ino)))
     for numbers, what in (
         (bad_id, "patient_id is not a pseudonym (letters, digits, '.', '_', '-')"),
         (outside, "image path is not a PNG/JPEG file inside the images folder"),
+        (not_regular, "image is not a regular file (missing, a folder or a device)"),
         (bad_level, "unknown disc level"),
     ):
         if numbers:
@@ -117,6 +171,7 @@ def load_catalog(folder: Path) -> Catalog:
             ),
         )
         catalog.patients[patient] = [
-            CatalogImage(key=i, view=v, level=lv, path=p) for i, (v, lv, p) in enumerate(ordered)
+            CatalogImage(key=i, view=v, level=lv, path=p, identity=ident)
+            for i, (v, lv, p, ident) in enumerate(ordered)
         ]
     return catalog

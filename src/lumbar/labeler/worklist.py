@@ -9,9 +9,10 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from lumbar.grading import LEVELS, GradeField
+from lumbar.labeler.catalog import IMAGE_TYPES
 from lumbar.labeler.deps import (
     SUGGESTION_NOTE,
     CurrentUser,
@@ -151,9 +152,15 @@ async def image(app: LabelerApp, session: CurrentUser, patient_id: str, key: str
     found = catalog.image(patient_id, int(key)) if key.isdigit() else None
     if found is None:
         return JSONResponse({"detail": "not found"}, status_code=404)
-    path = found.path.resolve()
-    # the catalog was checked at start-up; check again in case a link was swapped since
-    if not path.is_relative_to(catalog.root) or not path.is_file():
-        log.warning("refused image outside the images folder (patient %s)", patient_id)
+    # only the very file catalogued at start-up, reached without following links
+    data = catalog.read_image(found)
+    if data is None:
+        log.warning(
+            "refused image %s of patient %s: not the file catalogued at start-up "
+            "(replaced, linked or gone; restart the app after a new ingest)",
+            found.key,
+            patient_id,
+        )
         return JSONResponse({"detail": "not found"}, status_code=404)
-    return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+    media_type = IMAGE_TYPES[found.path.suffix.lower()]
+    return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
