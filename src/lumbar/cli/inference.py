@@ -98,7 +98,14 @@ def export(
 
 
 def serve(
-    model: Annotated[Path, typer.Option("--model", help="Run folder of `lumbar train`.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="A run besides the bundled models (as for `lumbar predict`): an axial "
+            "`lumbar train` run grades studies' axial images too.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     token_file: Annotated[
@@ -112,7 +119,8 @@ def serve(
         int, typer.Option(help="CPU threads for the model (0: PyTorch's default).")
     ] = 0,
 ) -> None:
-    """Serve predictions over HTTP: POST a study zip, GET its heat maps (bearer token)."""
+    """Serve predictions over HTTP: POST a study zip or a sagittal image, GET its pictures
+    (bearer token)."""
     from lumbar.inference.serve import Limits
     from lumbar.inference.serve import serve as serve_model
 

@@ -216,8 +216,11 @@ def predict_inputs(
     *,
     gradcam: bool = True,
     echo: Callable[[str], None] = print,
+    labels: Sequence[str] | None = None,
 ) -> BatchOutcome:
     """Predict every input into `out` (see the module docstring); one line per failed input.
+
+    `labels` (default: the inputs) are what outputs call each input (the `input` column).
 
     Raises:
         UserError: no inputs, or `out` cannot be written.
@@ -228,7 +231,9 @@ def predict_inputs(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     secret = load_secret(out, create=True)
-    pending = [_pending(given) for given in inputs]
+    if labels is not None and len(labels) != len(inputs):
+        raise ValueError("one label per input")
+    pending = [_pending(g, lb) for g, lb in zip(inputs, labels or inputs, strict=True)]
     with contextlib.ExitStack() as stack:
         for item in pending:
             if item.outcome is None:
@@ -252,11 +257,11 @@ def predict_inputs(
 # ------------------------------------------------------------------ steps
 
 
-def _pending(given: str) -> _Pending:
+def _pending(given: str, label: str) -> _Pending:
     try:
-        return _Pending(given, classify_input(given))
+        return _Pending(label, classify_input(given))
     except UserError as err:
-        return _Pending(given, None, outcome=InputOutcome(given, "unknown", error=str(err)))
+        return _Pending(label, None, outcome=InputOutcome(label, "unknown", error=str(err)))
 
 
 @contextlib.contextmanager
@@ -331,7 +336,10 @@ def _study_slices(folder: Path) -> list[SagittalImage]:
     from lumbar.data.imageio import read_native
     from lumbar.localize.study import central_slices, read_plane, sagittal_t2_files
 
-    central = central_slices(sagittal_t2_files(folder))
+    try:
+        central = central_slices(sagittal_t2_files(folder))
+    except UserError as err:  # its message starts with the folder's name, which may name a person
+        raise UserError(str(err).removeprefix(f"{folder.name}: ")) from None
     images = []
     for path in central:
         plane = read_plane(path)
