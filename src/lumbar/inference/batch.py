@@ -100,8 +100,6 @@ def load_predict_models(
     Raises:
         UserError: `model` is none of these, or cannot be loaded.
     """
-    from lumbar.grader import load_grader
-    from lumbar.localize import load_localizer
     from lumbar.localize.localizer import WEIGHTS_FILE as LOCALIZER_WEIGHTS
 
     localizer_run = grader_run = None
@@ -112,10 +110,15 @@ def load_predict_models(
             axial = Predictor.load(model, roi=roi, layer=layer)
         elif (model / LOCALIZER_WEIGHTS).is_file() or model.name == LOCALIZER_WEIGHTS:
             localizer_run = model
-        else:
+        elif _is_grader_run(model):
             grader_run = model
-    finder = load_localizer(localizer_run)
-    grader = load_grader(grader_run)
+        else:
+            raise UserError(
+                f"{model.name} is not a run folder of `lumbar train` (axial), a disc localiser "
+                "or a sagittal grader",
+                option="model",
+            )
+    finder, grader = load_sagittal(localizer_run, grader_run)
     info: dict[str, Any] = {
         "localizer": _model_name(localizer_run, "bundled disc localiser"),
         "grader": _model_name(grader_run, "bundled sagittal grader"),
@@ -124,6 +127,22 @@ def load_predict_models(
         info["axial"] = axial.model_info()
     cards = [card for card in (_card("lumbar.localize"), _card("lumbar.grader")) if card]
     return PredictModels(finder, grader, axial, info, cards)
+
+
+def load_sagittal(
+    localizer_run: Path | None = None, grader_run: Path | None = None
+) -> tuple[DiscFinder, DiscGrader]:
+    """The disc localiser and the sagittal grader: bundled, or from the runs given."""
+    from lumbar.grader import load_grader
+    from lumbar.localize import load_localizer
+
+    return load_localizer(localizer_run), load_grader(grader_run)
+
+
+def _is_grader_run(model: Path) -> bool:
+    from lumbar.grader import GRADER_WEIGHTS
+
+    return (model / GRADER_WEIGHTS).is_file() or model.name == GRADER_WEIGHTS
 
 
 def _model_name(run: Path | None, bundled: str) -> str:
@@ -135,10 +154,9 @@ def _card(package: str) -> dict[str, str]:
     headed `## ...`), for the summary page; empty when the package ships no card."""
     from importlib import resources
 
-    path = resources.files(package) / "weights" / "MODEL_CARD.md"
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, FileNotFoundError):
+        text = (resources.files(package) / "weights" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    except (OSError, ModuleNotFoundError):
         return {}
     sections: dict[str, list[str]] = {}
     title = ""
