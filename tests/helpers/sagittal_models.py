@@ -75,16 +75,22 @@ class TruthFinder:
 
 @dataclass
 class ToyGrade:
-    probabilities: dict[str, float]
-    distributions: dict[str, dict[str, float]]
-    crop: np.ndarray | None
+    """One disc's grades in the form of `lumbar.grader.DiscResult`."""
+
+    p_abnormal: float
+    findings: dict[str, float]
+    pfirrmann_probabilities: tuple[float, ...]
     heatmap: np.ndarray | None
+    crop_corners: tuple[tuple[float, float], ...]
 
 
 class ToyGrader:
     """P(abnormal) from how dark the disc centre is relative to the slice (a toy rule)."""
 
-    def grade(self, image, discs, spacing_mm, *, gradcam=True):
+    def grade_batch(self, slices, *, gradcam=False):
+        return [self._grade(image, discs, gradcam) for image, discs, _ in slices]
+
+    def _grade(self, image, discs, gradcam):
         image = np.asarray(image, dtype=np.float32)
         top = float(np.percentile(image, 99)) or 1.0
         out = []
@@ -94,21 +100,18 @@ class ToyGrader:
             p = float(np.clip(1.0 - patch.mean() / top, 0.0, 1.0))
             grades = np.array([1 - p, 1 - p, 0.5, p, p]) + 1e-3
             grades /= grades.sum()
-            crop = image[max(0, r - 32) : r + 32, max(0, c - 48) : c + 48] if gradcam else None
             heat = None
             if gradcam:
                 yy, xx = np.mgrid[0:16, 0:16]
                 heat = np.exp(-((yy - 8) ** 2 + (xx - 8) ** 2) / 20.0)
+            corners = ((x - 30, y - 30), (x + 30, y - 30), (x + 30, y + 30), (x - 30, y + 30))
             out.append(
                 ToyGrade(
-                    {"disc_abnormal": p, "bulging": p / 2, "herniation": p / 4, "narrowing": p / 3},
-                    {
-                        "pfirrmann": {
-                            str(g): float(v) for g, v in zip(range(1, 6), grades, strict=True)
-                        }
-                    },
-                    crop,
+                    p,
+                    {"bulging": p / 2, "herniation": p / 4, "narrowing": p / 3},
+                    tuple(float(v) for v in grades),
                     heat,
+                    corners,
                 )
             )
         return out

@@ -133,16 +133,16 @@ def load_sagittal(
     localizer_run: Path | None = None, grader_run: Path | None = None
 ) -> tuple[DiscFinder, DiscGrader]:
     """The disc localiser and the sagittal grader: bundled, or from the runs given."""
-    from lumbar.grader import load_grader
+    from lumbar.grader.model import load_grader
     from lumbar.localize import load_localizer
 
     return load_localizer(localizer_run), load_grader(grader_run)
 
 
 def _is_grader_run(model: Path) -> bool:
-    from lumbar.grader import GRADER_WEIGHTS
+    from lumbar.grader.model import BUNDLED_MODEL
 
-    return (model / GRADER_WEIGHTS).is_file() or model.name == GRADER_WEIGHTS
+    return (model / BUNDLED_MODEL.name).is_file() or model.name == BUNDLED_MODEL.name
 
 
 def _model_name(run: Path | None, bundled: str) -> str:

@@ -19,8 +19,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from lumbar.errors import UserError
-from lumbar.grading import SPINE_LEVELS
+from lumbar.grading import PFIRRMANN_GRADES, SPINE_LEVELS
 from lumbar.inference.inputs import SagittalImage
+from lumbar.visualize.predictions import gray_uint8
 
 __all__ = [
     "MIN_CONFIDENCE",
@@ -31,6 +32,9 @@ __all__ = [
     "grade_slices",
 ]
 
+#: The pixel spacing assumed for an image without one (PNG/JPEG): crops and boxes are sized
+#: from the disc spacing in pixels then, which is the same thing for every disc but one alone.
+UNKNOWN_SPACING = (1.0, 1.0)
 #: A disc is graded only when the localiser's calibrated confidence that it is found and named
 #: right reaches this; an input with no such disc has no prediction.
 MIN_CONFIDENCE = 0.5
@@ -53,16 +57,19 @@ class DiscFinder(Protocol):
 
 
 class DiscGrader(Protocol):
-    """What `grade_slices` needs of a sagittal grader (`lumbar.grader.Grader`)."""
+    """What `grade_slices` needs of a sagittal grader (`lumbar.grader.Grader`): per slice, per
+    disc an object with `p_abnormal`, `findings` ({finding: P}), `pfirrmann_probabilities`
+    (grades 1-5), `heatmap` (Grad-CAM over the crop, or None) and `crop_corners` (the crop's
+    corners in slice pixels: top-left, top-right, bottom-right, bottom-left)."""
 
-    def grade(
+    def grade_batch(
         self,
-        image: np.ndarray,
-        discs: Sequence[tuple[str, float, float]],
-        spacing_mm: tuple[float, float] | None,
+        slices: Sequence[
+            tuple[np.ndarray, Sequence[tuple[str, float, float]], tuple[float, float]]
+        ],
         *,
-        gradcam: bool = True,
-    ) -> Any: ...
+        gradcam: bool = False,
+    ) -> list[list[Any]]: ...
 
 
 @dataclass
@@ -149,49 +156,53 @@ def confident(discs: Sequence[Any]) -> list[Any]:
     return sorted(best.values(), key=lambda d: SPINE_LEVELS.index(d.level))
 
 
-def grade_discs(
-    grader: DiscGrader,
-    image: SagittalImage,
-    found: Sequence[Any],
-    *,
-    gradcam: bool,
-    slices: int = 1,
-) -> SagittalPrediction:
-    """Grade the confident, named discs among `found` on `image`.
+def _no_discs(found: Sequence[Any]) -> NoConfidentDiscs:
+    what = "no discs found" if not found else "no disc found and named with confidence"
+    return NoConfidentDiscs(f"{what} (is this a sagittal lumbar spine image?)")
 
-    Raises:
-        NoConfidentDiscs: none of them is confident and named.
-    """
-    keep = confident(found)
-    if not keep:
-        what = "no discs found" if not found else "no disc found and named with confidence"
-        raise NoConfidentDiscs(f"{what} (is this a sagittal lumbar spine image?)")
-    points = [(d.level, float(d.x), float(d.y)) for d in keep]
-    graded = list(grader.grade(image.pixels, points, image.spacing, gradcam=gradcam))
-    if len(graded) != len(keep):
-        raise RuntimeError(f"the grader returned {len(graded)} results for {len(keep)} discs")
-    boxes = disc_boxes(points, image.spacing)
-    discs = []
-    for d, g, box in zip(keep, graded, boxes, strict=True):
-        mm = getattr(d, "x_mm", None)
-        discs.append(
-            DiscResult(
-                level=d.level,
-                x=float(d.x),
-                y=float(d.y),
-                confidence=float(d.confidence),
-                box=box,
-                probabilities={k: float(v) for k, v in g.probabilities.items()},
-                distributions={
-                    k: {str(c): float(p) for c, p in v.items()}
-                    for k, v in getattr(g, "distributions", {}).items()
-                },
-                crop=getattr(g, "crop", None) if gradcam else None,
-                heatmap=getattr(g, "heatmap", None) if gradcam else None,
-                position_mm=(float(mm), float(d.y_mm), float(d.z_mm)) if mm is not None else None,
-            )
-        )
-    return SagittalPrediction(image.pixels, image.spacing, discs, len(found) - len(keep), slices)
+
+def crop_picture(
+    pixels: np.ndarray, corners: Sequence[tuple[float, float]], size: int
+) -> np.ndarray:
+    """The grader's crop of a disc (its corners in slice pixels) as 8-bit gray, for showing its
+    Grad-CAM: (size, size) uint8."""
+    from PIL import Image
+
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = corners
+    quad = (x0 + 0.5, y0 + 0.5, x3 + 0.5, y3 + 0.5, x2 + 0.5, y2 + 0.5, x1 + 0.5, y1 + 0.5)
+    source = Image.fromarray(gray_uint8(pixels))
+    return np.asarray(
+        source.transform((size, size), Image.Transform.QUAD, quad, Image.Resampling.BILINEAR)
+    )
+
+
+def _disc_result(d: Any, g: Any, box: tuple[tuple[float, float], ...], image: SagittalImage,
+                 gradcam: bool) -> DiscResult:  # fmt: skip
+    heatmap = getattr(g, "heatmap", None) if gradcam else None
+    crop = None
+    if heatmap is not None and getattr(g, "crop_corners", None):
+        crop = crop_picture(image.pixels, g.crop_corners, max(heatmap.shape[0], 96))
+    mm = getattr(d, "x_mm", None)
+    return DiscResult(
+        level=d.level,
+        x=float(d.x),
+        y=float(d.y),
+        confidence=float(d.confidence),
+        box=box,
+        probabilities={
+            "disc_abnormal": float(g.p_abnormal),
+            **{k: float(v) for k, v in g.findings.items()},
+        },
+        distributions={
+            "pfirrmann": {
+                str(grade): float(p)
+                for grade, p in zip(PFIRRMANN_GRADES, g.pfirrmann_probabilities, strict=True)
+            }
+        },
+        crop=crop,
+        heatmap=heatmap,
+        position_mm=(float(mm), float(d.y_mm), float(d.z_mm)) if mm is not None else None,
+    )
 
 
 def grade_slices(
@@ -202,11 +213,12 @@ def grade_slices(
     gradcam: bool = True,
     combine: Callable[[list[list[Any]], Sequence[SagittalImage]], list[Any]] | None = None,
 ) -> list[SagittalPrediction | UserError]:
-    """Localise every slice of every group in one batch, then grade each group.
+    """Localise every slice of every group in one batch, then grade all their discs in one
+    grader batch.
 
     Args:
         groups: one group per input: an image alone, or a study's central sagittal slices
-            (the central one first).
+            (the central one first); discs are graded on the first slice of each.
         combine: `combine(per_slice_discs, group) -> discs` on the group's first slice (the
             localiser's study fusion, patient coordinates for DICOM); default: the first
             slice's discs.
@@ -216,14 +228,37 @@ def grade_slices(
     """
     flat = [image for group in groups for image in group]
     found = finder.find([i.pixels for i in flat], [i.spacing for i in flat])
-    out: list[SagittalPrediction | UserError] = []
+    out: list[SagittalPrediction | UserError | None] = [None] * len(groups)
+    todo: list[tuple[int, list[Any], int]] = []
     start = 0
-    for group in groups:
+    for n, group in enumerate(groups):
         per_slice = found[start : start + len(group)]
         start += len(group)
         try:
             discs = combine(per_slice, group) if combine is not None else per_slice[0]
-            out.append(grade_discs(grader, group[0], discs, gradcam=gradcam, slices=len(group)))
         except UserError as err:
-            out.append(err)
-    return out
+            out[n] = err
+            continue
+        keep = confident(discs)
+        if keep:
+            todo.append((n, keep, len(discs) - len(keep)))
+        else:
+            out[n] = _no_discs(discs)
+    slices = [
+        (
+            groups[n][0].pixels,
+            [(d.level, float(d.x), float(d.y)) for d in keep],
+            groups[n][0].spacing or UNKNOWN_SPACING,
+        )
+        for n, keep, _ in todo
+    ]
+    graded = grader.grade_batch(slices, gradcam=gradcam) if slices else []
+    for (n, keep, unnamed), (_, points, _), grades in zip(todo, slices, graded, strict=True):
+        image = groups[n][0]
+        boxes = disc_boxes(points, image.spacing)
+        discs = [
+            _disc_result(d, g, box, image, gradcam)
+            for d, g, box in zip(keep, grades, boxes, strict=True)
+        ]
+        out[n] = SagittalPrediction(image.pixels, image.spacing, discs, unnamed, len(groups[n]))
+    return [r if r is not None else UserError("not graded") for r in out]
