@@ -2,7 +2,8 @@
 # Install the Debian packages that some tests use (as root, only when missing, as on CI).
 # Elsewhere those tests skip with a visible reason.
 set -euo pipefail
-packages=(orthanc orthanc-dicomweb   # PACS tests (lumbar ingest from DICOMweb)
+packages=(orthanc orthanc-dicomweb   # PACS tests (lumbar ingest from DICOMweb, predict --stow)
+          dicom3tools                 # dciodvfy checks the SR and overlay objects
           postgresql chromium)        # labeler: store tests on PostgreSQL, browser tests
 missing=()
 for p in "${packages[@]}"; do

@@ -212,3 +212,19 @@ def test_loader_on_real_mri(tmp_path: Path) -> None:
     assert 0.05 < (np.asarray(crop) / 255).mean() < 0.8
     # A whole real manifest validates (headers of all real files read).
     assert len(read_manifest(path)) == 6
+
+
+def test_disc_roi_is_placed_per_row_and_checked_up_front(tmp_path: Path) -> None:
+    image = np.zeros((40, 60), dtype=np.uint8)
+    image[18:22, 28:32] = 250  # the "disc" around pixel (29.5, 19.5), 1 mm pixels
+    write_png(tmp_path / "a.png", image)
+    placed = _manifest(
+        tmp_path, ["a.png"], disc_x=[29.5], disc_y=[19.5], row_spacing_mm=[1], col_spacing_mm=[1]
+    )
+    ds = ManifestDataset(placed, SMALL, roi="disc:8", cache="none")
+    pixels = ds.fetch_uint8(np.array([0]))[0, 0]  # 8 mm -> 224 px -> resized to 40x60
+    assert pixels.shape == (40, 60)
+    assert pixels[20, 30] == 250 and pixels[1, 1] < 100  # the disc fills the middle only
+    unplaced = _manifest(tmp_path, ["a.png"], disc_x=[""], disc_y=[""])
+    with pytest.raises(UserError, match="row 2: ROI disc:8 needs the disc position"):
+        ManifestDataset(unplaced, SMALL, roi="disc:8", cache="none")

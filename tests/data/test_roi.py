@@ -19,7 +19,9 @@ from data.conftest import (
     write_png,
 )
 from lumbar.data.roi import (
+    DISC_ROI_PIXELS,
     CenterROI,
+    DiscROI,
     GridROI,
     NoROI,
     crop_manifest,
@@ -202,3 +204,76 @@ def test_crop_manifest_writes_dicom_crops_as_16_bit_png(tmp_path: Path) -> None:
         assert crop.size == (32, 32) and crop.mode.startswith("I;16")
         values = np.asarray(crop)
     assert values.min() == 0 and values.max() == 65535  # stretched, full 16-bit precision
+
+
+def _dot_image(height: int, width: int, spacing: float, centre_mm: tuple[float, float]):
+    """A black image with a 10 mm bright square whose centre is `centre_mm` from pixel (0, 0)."""
+    image = np.zeros((height, width), dtype=np.uint8)
+    ys, xs = np.mgrid[0:height, 0:width] * spacing
+    inside = (np.abs(xs - centre_mm[0]) <= 5) & (np.abs(ys - centre_mm[1]) <= 5)
+    image[inside] = 200
+    return image
+
+
+def test_disc_roi_crops_millimetres_around_the_disc_whatever_the_matrix() -> None:
+    roi = parse_roi("disc:40")
+    assert isinstance(roi, DiscROI) and roi.spec == "disc:40" and roi.pixels == DISC_ROI_PIXELS
+    crops = []
+    for size, spacing in ((256, 0.8), (512, 0.4)):
+        image = _dot_image(size, size, spacing, (60.0, 90.0))
+        row = {"disc_x": str(60 / spacing), "disc_y": str(90 / spacing),
+               "row_spacing_mm": str(spacing), "col_spacing_mm": str(spacing)}  # fmt: skip
+        crop = roi.for_row(row)(image)
+        assert crop.shape == (224, 224) and crop.dtype == np.uint8
+        crops.append(crop.astype(float))
+        bright = np.argwhere(crop > 100)
+        # the 10 mm square is a quarter of 40 mm: 56 px wide, centred in the crop
+        assert bright.mean(axis=0) == pytest.approx((111.5, 111.5), abs=1.0)
+        assert 52 <= np.ptp(bright[:, 0]) + 1 <= 60
+    assert np.abs(crops[0] - crops[1]).mean() < 4.0
+
+
+def test_disc_roi_pads_outside_the_image_and_keeps_channels() -> None:
+    image = np.full((20, 30, 3), 90, dtype=np.uint8)
+    placed = DiscROI(20, pixels=16).for_row(
+        {"disc_x": "0", "disc_y": "0", "row_spacing_mm": "1", "col_spacing_mm": "1"}
+    )
+    crop = placed(image)
+    assert crop.shape == (16, 16, 3)
+    assert crop[0, 0].tolist() == [0, 0, 0] and crop[-1, -1].tolist() == [90, 90, 90]
+    assert placed.box(30, 20) == (-10, -10, 10, 10)
+
+
+def test_disc_roi_needs_each_rows_disc_position() -> None:
+    roi = DiscROI(60)
+    with pytest.raises(ValueError, match="needs the disc position and PixelSpacing"):
+        roi.for_row({"disc_x": "", "disc_y": "3", "row_spacing_mm": "1", "col_spacing_mm": "1"})
+    with pytest.raises(ValueError, match="needs each image's disc position"):
+        roi(np.zeros((4, 4)))
+    for bad in ("disc:0", "disc:-3", "disc:x", "disc:900"):
+        with pytest.raises(UserError):
+            parse_roi(bad)
+
+
+def test_crop_manifest_with_disc_roi(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", _dot_image(100, 120, 0.5, (30.0, 20.0)))
+    write_png(tmp_path / "b.png", _dot_image(100, 120, 0.5, (30.0, 20.0)))
+    columns = ("image", "patient_id", "view", "disc_x", "disc_y", "row_spacing_mm",
+               "col_spacing_mm")  # fmt: skip
+    write_csv(
+        tmp_path / "m.csv",
+        columns,
+        [
+            ("a.png", "P1", "axial_t2", 60, 40, 0.5, 0.5),
+            ("b.png", "P2", "axial_t2", "", "", "", ""),
+        ],
+    )
+    with pytest.raises(UserError, match=r"m\.csv: row 3: ROI disc:30 needs the disc position"):
+        crop_manifest(tmp_path / "m.csv", tmp_path / "roi", DiscROI(30))
+    write_csv(tmp_path / "m.csv", columns, [("a.png", "P1", "axial_t2", 60, 40, 0.5, 0.5)])
+    manifest, count = crop_manifest(tmp_path / "m.csv", tmp_path / "roi", DiscROI(30))
+    rows = read_csv(manifest)
+    assert count == 1 and rows[0]["roi"] == "disc:30"
+    with Image.open(manifest.parent / rows[0]["image"]) as crop:
+        assert crop.size == (224, 224)
+        assert np.asarray(crop)[112, 112] == 200

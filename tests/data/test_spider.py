@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from helpers.shared_data import SHARED_DATA
 
 from lumbar.data.spider import read_spider, spider_folds
 from lumbar.errors import UserError
 from lumbar.grading import SPINE_LEVELS
-from tests.helpers.shared_data import SHARED_DATA
 
 SPIDER = SHARED_DATA / "spider-sagittal"
 needs_spider = pytest.mark.skipif(

@@ -36,7 +36,7 @@ def finder(phantom_cohort: Path, phantom: Path) -> TruthFinder:
     if (SPIDER / "discs.csv").is_file():
         truth.add_spider(SPIDER, SPIDER_IMAGES)
     patient = _patient_id(phantom)
-    truth.add_phantom(batch_module._study_slices(phantom), phantom_cohort / "discs.csv", patient)
+    truth.add_phantom(batch_module._study_slices(phantom)[0], phantom_cohort / "discs.csv", patient)
     return truth
 
 
@@ -149,7 +149,7 @@ def test_cli_exit_code_and_no_gradcam(
     bad = runner.invoke(
         app, ["predict", image, str(tmp_path / "nope.png"), "--out", str(tmp_path / "b")]
     )
-    assert bad.exit_code == 1 and "nope.png: no such file or folder" in bad.output
+    assert bad.exit_code == 2 and "nope.png: no such file or folder" in bad.output
     assert (tmp_path / "b" / "104_t2" / "prediction.json").is_file()
     help_text = runner.invoke(app, ["predict", "--help"]).output
     assert "Exit code" in help_text

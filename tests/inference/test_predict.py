@@ -100,8 +100,8 @@ def test_cli_one_line_errors(tmp_path: Path, tiny_run: Path, no_bundled: None) -
     empty.mkdir()
     out = ["--out", str(tmp_path / "o")]
     result = runner.invoke(app, ["predict", str(empty), "--model", str(tiny_run), *out])
-    assert result.exit_code == 1
-    assert f"{empty}: the folder holds no readable DICOM image" in result.output
+    assert result.exit_code == 2
+    assert f"error: {empty}: the folder holds no readable DICOM image" in result.output
     result = runner.invoke(app, ["predict", str(empty), "--model", str(empty), *out])
     assert isinstance(result.exception, UserError) and "not a run folder" in str(result.exception)
 

@@ -1,11 +1,20 @@
 """The Annex E engine walked over every row of the packaged Table E.1-1, at the top level and
-inside a kept sequence, plus the table's and the safe list's own consistency."""
+inside a kept sequence; the table's and the safe list's own consistency; and an independent
+check: the same files de-identified by Orthanc's /anonymize (its Basic Profile), where any
+attribute Orthanc removes or empties and lumbar keeps fails, unless an option lumbar declares
+explains it (tests/helpers/orthanc.py skips this where Orthanc is not installed)."""
 
 from __future__ import annotations
 
+import io
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.dicom_leaks import identified_mr, leaky_mr
+from helpers.orthanc import post_json, running_orthanc, upload
 
 from lumbar.ingest.classify import clean_descriptor
 from lumbar.ingest.confidentiality import (
@@ -201,3 +210,127 @@ def test_date_shift_is_keyed_per_patient() -> None:
     assert a == date_shift_days("P1", SECRET)
     assert len({date_shift_days(f"P{i}", SECRET) for i in range(50)}) > 40
     assert date_shift_days("P1", b"other") != a or date_shift_days("P2", b"other") != a
+
+
+# ------------------------------------------------------------------ cross-check with Orthanc
+
+# Attributes Orthanc (PS3.15 2021b, Basic Profile only) removes or empties and lumbar keeps
+# on purpose, each for an option lumbar declares; `_justified` checks the kept value really
+# is the option's, so an exception cannot hide a leak.
+SHIFTED_BY_MODIFIED_DATES = "date moved back by the patient's keyed shift (Modified Dates)"
+TIME_KEPT_BY_MODIFIED_DATES = "time of day kept: whole-day shifts (Modified Dates)"
+CLEANED_DESCRIPTOR = "only classification words kept (Clean Descriptors)"
+
+
+# The justified exceptions, listed: attribute -> the option that keeps it.
+JUSTIFIED = {
+    **dict.fromkeys(
+        ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "AcquisitionDateTime"),
+        SHIFTED_BY_MODIFIED_DATES,
+    ),
+    **dict.fromkeys(
+        ("StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime"), TIME_KEPT_BY_MODIFIED_DATES
+    ),
+    **dict.fromkeys(("StudyDescription", "SeriesDescription", "ProtocolName"), CLEANED_DESCRIPTOR),
+}
+
+
+def _justified(keyword: str, vr: str, original: Any, kept: Any) -> str | None:
+    """The listed option that explains why lumbar keeps an attribute Orthanc drops, when the
+    kept value is what that option makes of the original; else None."""
+    reason = JUSTIFIED.get(keyword)
+    if reason == SHIFTED_BY_MODIFIED_DATES and vr in ("DA", "DT"):
+        ok = bool(kept) and str(kept)[:8] != str(original)[:8] and str(kept)[:8].isdigit()
+    elif reason == TIME_KEPT_BY_MODIFIED_DATES:
+        ok = vr == "TM" and kept == original
+    elif reason == CLEANED_DESCRIPTOR:
+        ok = kept == clean_descriptor(str(original))
+    else:
+        ok = False
+    return reason if ok else None
+
+
+def _flatten(ds: Any, prefix: str = "") -> dict[str, tuple[str, str, Any]]:
+    """path -> (keyword, VR, value) of every element, sequences walked ("(0008,1140)[0]...")."""
+    out = {}
+    for elem in ds:
+        path = f"{prefix}({elem.tag.group:04X},{elem.tag.element:04X})"
+        if elem.VR == "SQ":
+            out[path] = (elem.keyword, "SQ", len(elem.value))
+            for number, item in enumerate(elem.value):
+                out.update(_flatten(item, f"{path}[{number}]"))
+        else:
+            out[path] = (elem.keyword, elem.VR, elem.value)
+    return out
+
+
+def _empty(value: Any) -> bool:
+    return (value in (None, "", b"", 0) and not isinstance(value, bool)) or value == []
+
+
+def _compare(
+    original: Any, orthanc: Any, lumbar: Any
+) -> tuple[list[str], set[str], set[str], Counter]:
+    """(failures, paths compared, paths Orthanc drops, exceptions used) for one instance."""
+    before, by_orthanc, by_lumbar = _flatten(original), _flatten(orthanc), _flatten(lumbar)
+    failures, used, dropped_paths = [], Counter(), set()
+    for path, (keyword, vr, value) in before.items():
+        dropped = path not in by_orthanc or _empty(by_orthanc[path][2])
+        if not dropped or _empty(value) or path.startswith("(0002,"):
+            continue
+        dropped_paths.add(path)
+        if path not in by_lumbar or _empty(by_lumbar[path][2]):
+            continue
+        reason = _justified(keyword, vr, value, by_lumbar[path][2])
+        if reason is None:
+            failures.append(f"{path} {keyword}: Orthanc drops it, lumbar keeps it")
+        else:
+            used[f"{keyword}: {reason}"] += 1
+    return failures, set(before), dropped_paths, used
+
+
+@pytest.fixture(scope="module")
+def orthanc_rest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_orthanc(tmp_path_factory.mktemp("orthanc")) as base:
+        yield base
+
+
+def test_lumbar_keeps_nothing_that_orthanc_removes(orthanc_rest, phantom_cohort) -> None:
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    from lumbar.ingest.deid import deidentify
+    from lumbar.ingest.read import iter_files
+    from lumbar.pseudonym import pseudonymize
+
+    sources: list[bytes] = []
+    patient = sorted(p for p in phantom_cohort.iterdir() if p.is_dir())[0]
+    sources += [p.read_bytes() for p in iter_files(patient)]
+    for name in ("MR_small.dcm", "MR2_J2KI.dcm", "emri_small_RLE.dcm"):
+        if get_testdata_file(name):
+            sources.append(Path(get_testdata_file(name)).read_bytes())
+    for ds in (identified_mr(), leaky_mr()):
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        sources.append(buffer.getvalue())
+    failures, compared, dropped, used = [], set(), set(), Counter()
+    for data in sources:
+        original = pydicom.dcmread(io.BytesIO(data))
+        instance = upload(orthanc_rest, data)
+        anonymized = post_json(orthanc_rest, f"/instances/{instance}/anonymize", {})
+        by_orthanc = pydicom.dcmread(io.BytesIO(anonymized))
+        pseudonym = pseudonymize(str(original.get("PatientID", "")), SECRET)
+        by_lumbar = deidentify(pydicom.dcmread(io.BytesIO(data)), pseudonym, SECRET)
+        found, paths, gone, exceptions = _compare(original, by_orthanc, by_lumbar)
+        failures += found
+        compared |= {p.split("[")[0] for p in paths}
+        dropped |= {p.split("[")[0] for p in gone}
+        used.update(exceptions)
+    print(
+        f"\n{len(sources)} instances, {len(compared)} distinct attributes compared, "
+        f"{len(dropped)} of them removed or emptied by Orthanc"
+    )
+    for line, count in sorted(used.items()):
+        print(f"  justified x{count}: {line}")
+    assert failures == []
+    assert len(sources) > 50 and len(compared) > 80

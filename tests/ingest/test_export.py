@@ -161,3 +161,49 @@ def test_png_is_deterministic(real_dicom) -> None:
 
     ds = pydicom.dcmread(real_dicom("MR_small.dcm"))
     assert render_frame(ds, 0) == render_frame(ds, 0)
+
+
+# Damage that crashed decoders when fuzzing (issue 17): each case runs in a child process, so
+# a decoder that aborts the process (GDCM) fails the test instead of ending the test run.
+_CHILD = """
+import sys
+import pydicom
+from pydicom.data import get_testdata_file
+from lumbar.ingest.export import PixelProblem, render_frame
+ds = pydicom.dcmread(get_testdata_file(sys.argv[1]))
+setattr(ds, sys.argv[2], int(sys.argv[3]))
+try:
+    render_frame(ds, 0)
+    print("decoded")
+except PixelProblem as problem:
+    print("PixelProblem:", problem)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "keyword", "value", "reason"),
+    [
+        # header larger than the JPEG-LS frame: GDCM aborted the process (SIGABRT)
+        ("MR_small_jpeg_ls_lossless.dcm", "Rows", 128, "differs from"),
+        ("MR_small_jpeg_ls_lossless.dcm", "Columns", 200, "differs from"),
+        # header smaller than the RLE frame: pylibjpeg-rle panicked (a BaseException)
+        ("MR_small_RLE.dcm", "Rows", 32, "cannot decode"),
+        ("MR_small.dcm", "Rows", 9000, "larger than"),
+        ("MR_small.dcm", "NumberOfFrames", 100001, "NumberOfFrames"),
+    ],
+)
+def test_damage_that_crashed_decoders_is_a_pixel_problem(
+    real_dicom, name, keyword, value, reason
+) -> None:
+    import subprocess
+    import sys
+
+    real_dicom(name)  # skips when pydicom-data is absent
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, name, keyword, str(value)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-600:]
+    assert proc.stdout.startswith("PixelProblem:") and reason in proc.stdout, proc.stdout

@@ -1,93 +1,30 @@
 """`lumbar ingest` from a real Orthanc PACS over DICOMweb, compared with a folder ingest.
 
-Orthanc runs on a free loopback port with a temporary storage folder and the DICOMweb plugin.
-Where the Debian packages `orthanc` and `orthanc-dicomweb` are not installed (`make test`
-installs them when run as root) these tests are skipped, with that reason shown.
+Orthanc runs with the DICOMweb plugin through tests/helpers/orthanc.py, which skips these tests
+with the reason shown where the Debian packages `orthanc` and `orthanc-dicomweb` are absent.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import shutil
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.orthanc import free_port, running_orthanc, upload_files
 
 from lumbar.errors import UserError
 from lumbar.ingest import IngestOptions, ingest
 from lumbar.ingest.read import iter_files
 from lumbar.pseudonym import SECRET_ENV
 
-ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
-PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def orthanc(tmp_path_factory: pytest.TempPathFactory, phantom_cohort: Path) -> Iterator[str]:
     """URL of a fresh Orthanc's DICOMweb root, with the phantom cohort uploaded."""
-    if not Path(ORTHANC).is_file():
-        pytest.skip("Orthanc is not installed (Debian package orthanc; `make test` as root)")
-    if not PLUGIN.is_file():
-        pytest.skip(f"Orthanc DICOMweb plugin {PLUGIN} missing (Debian package orthanc-dicomweb)")
-    home = tmp_path_factory.mktemp("orthanc")
-    port = _free_port()
-    config = {
-        "Name": "lumbar-test",
-        "StorageDirectory": str(home / "storage"),
-        "IndexDirectory": str(home / "storage"),
-        "HttpPort": port,
-        "DicomServerEnabled": False,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "HttpDescribeErrors": True,
-        "Plugins": [str(PLUGIN)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Host": f"127.0.0.1:{port}"},
-    }
-    (home / "orthanc.json").write_text(json.dumps(config))
-    log = (home / "orthanc.log").open("w")
-    proc = subprocess.Popen([ORTHANC, str(home / "orthanc.json")], stdout=log, stderr=log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/system", timeout=2).read()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        f"Orthanc did not start: {(home / 'orthanc.log').read_text()[-800:]}"
-                    )
-                time.sleep(0.2)
-        for path in iter_files(phantom_cohort):
-            if path.suffix == ".csv":
-                continue
-            request = urllib.request.Request(
-                f"{base}/instances", data=path.read_bytes(), method="POST"
-            )
-            request.add_header("Content-Type", "application/dicom")
-            urllib.request.urlopen(request, timeout=30).read()
+    with running_orthanc(tmp_path_factory.mktemp("orthanc"), dicomweb=True) as base:
+        upload_files(base, iter_files(phantom_cohort))
         yield f"{base}/dicom-web"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
@@ -128,6 +65,6 @@ def test_dicomweb_filters(orthanc, phantom_cohort, tmp_path, fixed_secret) -> No
 
 
 def test_unreachable_pacs_is_one_clear_error(tmp_path) -> None:
-    port = _free_port()
+    port = free_port()
     with pytest.raises(UserError, match="cannot reach DICOMweb service"):
         ingest(f"http://127.0.0.1:{port}/dicom-web", tmp_path / "out")

@@ -352,9 +352,8 @@ def test_patient_missing_a_series_is_reported(phantom_cohort, tmp_path) -> None:
     summary = ingest(src, out, IngestOptions(workers=1))
     assert summary.complete_patients == 2
     rows = _rows(out / "ingest-report.csv")
-    assert [r["reason"] for r in rows if r["patient_id"]] == [
-        "missing series: no myelo series found"
-    ]
+    problems = [r["reason"] for r in rows if r["patient_id"] and r["severity"] != "info"]
+    assert problems == ["missing series: no myelo series found"]
     assert len(_rows(out / "images.csv")) == 22
 
 
@@ -639,6 +638,63 @@ def test_pydicom_warnings_are_silenced_during_ingest(capfd) -> None:
     assert not [w for w in caught if path in str(w.message)]
 
 
+def test_auto_picks_the_true_mid_disc_slice_on_every_protocol(protocol_cohorts, tmp_path) -> None:
+    """Each scanner protocol of the phantom: auto takes each disc's true mid-disc slice (from
+    discs.csv), by Eq. 2 only where the layout is the paper's, and reports uncovered discs."""
+    from helpers.protocol_cohorts import read_discs
+
+    from lumbar.ingest.discs import CsvDiscCentres
+    from lumbar.ingest.index import uid_hash
+    from lumbar.synth.protocols import Protocol
+
+    paper_layout = (Protocol.PAPER, Protocol.NOSAGT2, Protocol.THORACIC, Protocol.CUTSACRUM)
+    expected_rule = dict.fromkeys(paper_layout, "eq2")
+    for protocol, cohort in protocol_cohorts.items():
+        out = tmp_path / protocol.value
+        options = IngestOptions(workers=1, disc_centres=CsvDiscCentres(cohort / "discs.csv"))
+        summary = ingest(cohort, out, options)
+        truth = {r["level"]: r["axial_sop_uid"] for r in read_discs(cohort)}
+        axial = {r.level: r for r in summary.selected if r.view == "axial_t2"}
+        covered = {level for level, uid in truth.items() if uid}
+        assert set(axial) == covered, protocol
+        for level, row in axial.items():
+            assert row.source_uid_hash == uid_hash(truth[level]), (protocol, level)
+            assert row.selection_rule == expected_rule.get(protocol, "geometry"), protocol
+            if protocol is not Protocol.NOSAGT2:
+                assert abs(float(row.disc_distance_mm)) < 2.5
+                assert float(row.disc_x) > 0 and float(row.disc_y) > 0
+        errors = [r.reason for r in summary.report if r.severity == "error"]
+        if protocol is Protocol.LOWER3:
+            assert [e.split(" (")[0] for e in errors] == [
+                "axial_t2: L1-L2: no axial slice crosses the disc",
+                "axial_t2: L2-L3: no axial slice crosses the disc",
+            ]
+        elif protocol is Protocol.NOSAGT2:
+            assert errors == ["missing series: no sagittal_t2 series found"]
+            notes = [r.reason for r in summary.report if r.severity == "info" and r.patient_id]
+            assert notes == [
+                "axial images chosen by Eq. 2 (paper layout), not checked: no sagittal T2 series"
+            ]
+        else:
+            assert errors == [], protocol
+
+
+def test_paper_selection_is_todays_eq2_and_misses_on_other_layouts(protocol_cohorts, tmp_path):
+    from helpers.protocol_cohorts import read_discs
+
+    from lumbar.ingest.index import uid_hash
+    from lumbar.synth.protocols import Protocol
+
+    paper = IngestOptions.from_options(axial_selection="paper", workers=1)
+    cohort = protocol_cohorts[Protocol.REVERSED]
+    summary = ingest(cohort, tmp_path / "reversed", paper)
+    truth = {r["level"]: uid_hash(r["axial_sop_uid"]) for r in read_discs(cohort)}
+    axial = {r.level: r for r in summary.selected if r.view == "axial_t2"}
+    assert axial["L3-L4"].source_uid_hash == truth["L3-L4"]  # the middle stack only
+    assert axial["L1-L2"].source_uid_hash == truth["L5-S1"]  # Eq. 2 counts from the wrong end
+    assert {r.selection_rule for r in axial.values()} == {"eq2"}
+
+
 def _insert_before_pixel_data(path: Path, element: bytes) -> None:
     """Splice a raw explicit-VR little-endian element in front of (7FE0,0010)."""
     data = path.read_bytes()
@@ -666,3 +722,31 @@ def test_a_malformed_element_in_one_file_does_not_stop_the_dicom_export(
     failed = [r for r in _rows(out / REPORT_CSV) if "not exported" in r["reason"]]
     assert len(failed) == 8
     assert all(r["file"].startswith("patient-0002/") and r["patient_id"] for r in failed)
+
+
+def test_a_decoder_that_kills_its_worker_costs_only_its_images(
+    phantom_cohort, tmp_path, monkeypatch
+) -> None:
+    import faulthandler
+
+    import pydicom
+
+    import lumbar.ingest.pipeline as pipeline
+
+    first = next(p for p in sorted((phantom_cohort / "patient-0001").rglob("*")) if p.is_file())
+    victim = str(pydicom.dcmread(first, stop_before_pixels=True).PatientID)
+    render = pipeline.render_frame
+
+    def crashing_render(ds, frame, bit_depth=8):
+        # Stands for a native decoder bug: the (forked) worker process dies on these images.
+        if str(ds.PatientID) == victim and str(ds.SeriesDescription) == "MYELO":
+            faulthandler.disable()  # no stack dump from the worker on the terminal
+            os.abort()
+        return render(ds, frame, bit_depth)
+
+    monkeypatch.setattr(pipeline, "render_frame", crashing_render)  # inherited by the workers
+    out = tmp_path / "out"
+    summary = ingest(phantom_cohort, out, IngestOptions(workers=2, report_paths=True))
+    assert len(_rows(out / "images.csv")) == len(summary.selected) == 22
+    crashed = [r for r in _rows(out / REPORT_CSV) if "crashed" in r["reason"]]
+    assert len(crashed) == 2 and all(r["file"].startswith("patient-0001/") for r in crashed)

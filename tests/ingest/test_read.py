@@ -195,3 +195,9 @@ def test_walk_handles_each_entry_on_its_own(tmp_path: Path) -> None:
     assert "already walked" in reasons["p1/again"][1]
     assert "not a regular file" in reasons["p1/SE0002/pipe"][1]
     assert iter_files(root) == walk.files
+
+
+def test_absurd_number_of_frames_is_reported_at_once(tmp_path: Path, mr_factory) -> None:
+    path = mr_factory(tmp_path / "a.dcm", NumberOfFrames=150_000)
+    with pytest.raises(HeaderProblem, match="NumberOfFrames"):
+        read_header(path)

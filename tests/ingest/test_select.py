@@ -1,20 +1,26 @@
-"""The paper's selection method: Eq. 1, Eq. 2 / Table 1, myelography, ordering and stacks."""
+"""Image selection: Eq. 1, Eq. 2 / Table 1, myelography, ordering, stacks, geometry and auto."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from lumbar.grading import DiscLevel
+from lumbar.ingest.discs import DiscCentre
 from lumbar.ingest.select import (
     AxialSelection,
     Frame,
     FrameOrder,
+    Rule,
     SelectionProblem,
     eq1_frame_number,
     eq2_frame_number,
+    paper_layout,
     select_axial,
+    select_axial_geometry,
+    select_axial_images,
     select_myelo,
     select_sagittal,
     split_stacks,
@@ -154,3 +160,154 @@ def test_stacks_need_geometry() -> None:
     series = [Frame(f"a{i}", 0, i, None, None) for i in range(25)]
     with pytest.raises(SelectionProblem, match="lack ImagePositionPatient"):
         select_axial(series, FrameOrder.INSTANCE, AxialSelection.STACKS)
+
+
+# --------------------------------------------------------------------- geometry and auto
+
+LEVEL_Z = {  # disc centres 35 mm apart along z, L5-S1 lowest
+    DiscLevel.L5_S1: 0.0,
+    DiscLevel.L4_L5: 35.0,
+    DiscLevel.L3_L4: 70.0,
+    DiscLevel.L2_L3: 105.0,
+    DiscLevel.L1_L2: 140.0,
+}
+
+
+def centres(levels=tuple(DiscLevel), dz: float = 0.0) -> list[DiscCentre]:
+    return [DiscCentre(lv.value, np.array([0.0, 0.0, LEVEL_Z[lv] + dz]), 1.0) for lv in levels]
+
+
+def paper_frames(gap: float = 4.0, reverse: bool = False, per_disc: int = 5) -> list[Frame]:
+    """Per-disc stacks of `per_disc` slices centred on each disc, stored from L5-S1 up."""
+    out = []
+    for lv in sorted(DiscLevel, key=lambda lv: lv.eq2_index):
+        for k in range(per_disc):
+            z = LEVEL_Z[lv] + (k - (per_disc - 1) / 2) * gap
+            out.append((z, f"{lv.code}.{k}"))
+    if reverse:
+        out.reverse()
+    return [
+        Frame(uid, 0, i, (-50.0, -50.0, z), AX, (0.5, 0.5), (200, 200))
+        for i, (z, uid) in enumerate(out, start=1)
+    ]
+
+
+def test_geometry_takes_the_slice_nearest_each_disc_with_distance_angle_and_pixel() -> None:
+    result = select_axial_geometry(paper_frames(per_disc=4), centres(dz=0.5))
+    assert result.missing == []
+    for lv, choice in result.chosen.items():
+        # four slices at -6, -2, +2, +6 mm: the disc (shifted +0.5 mm) is nearest the +2 mm one
+        assert choice.frame.sop_uid == f"{lv.code}.2"
+        assert choice.distance_mm == pytest.approx(-1.5)
+        assert choice.angle_deg == pytest.approx(0.0)
+        assert choice.pixel == pytest.approx((100.0, 100.0))  # (0, 0) is 50 mm = 100 px in
+        assert choice.rule is Rule.GEOMETRY
+
+
+def test_geometry_reports_a_disc_no_slice_crosses_and_a_disc_without_centre() -> None:
+    lower = [f for f in paper_frames() if f.sop_uid[:2] in ("51", "45", "34")]
+    result = select_axial_geometry(lower, centres(levels=tuple(DiscLevel)[1:]))
+    assert set(result.chosen) == {DiscLevel.L3_L4, DiscLevel.L4_L5, DiscLevel.L5_S1}
+    assert result.missing[0] == "L1-L2: no disc centre found on the sagittal images"
+    assert result.missing[1].startswith("L2-L3: no axial slice crosses the disc (nearest slice 27")
+
+
+def test_geometry_angle_is_between_slice_and_disc_plane() -> None:
+    # spine axis tilted 20 degrees in the y-z plane; untilted axial slices through each disc
+    a = math.radians(20)
+    tilted_centres = [
+        DiscCentre(
+            lv.value, np.array([0.0, LEVEL_Z[lv] * math.sin(a), LEVEL_Z[lv] * math.cos(a)]), 1.0
+        )
+        for lv in DiscLevel
+    ]
+    frames_ = [
+        Frame(f"{lv.code}", 0, i, (0.0, 0.0, float(c.xyz_mm[2])), AX)
+        for i, (lv, c) in enumerate(zip(DiscLevel, tilted_centres, strict=True), start=1)
+    ]
+    result = select_axial_geometry(frames_, tilted_centres)
+    assert all(c.angle_deg == pytest.approx(20.0) for c in result.chosen.values())
+    assert all(c.pixel is None for c in result.chosen.values())  # no PixelSpacing
+
+
+def test_auto_keeps_eq2_where_the_layout_is_the_papers_and_geometry_agrees() -> None:
+    result = select_axial_images(
+        paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, centres()
+    )
+    assert {c.rule for c in result.chosen.values()} == {Rule.EQ2}
+    assert {lv: c.frame.instance_number for lv, c in result.chosen.items()} == {
+        lv: eq2_frame_number(lv) for lv in DiscLevel
+    }
+    assert all("geometry agrees" in c.reason for c in result.chosen.values())
+
+
+def test_auto_uses_geometry_for_a_reversed_series_even_without_centres_it_refuses_eq2() -> None:
+    frames_ = paper_frames(reverse=True)
+    result = select_axial_images(frames_, FrameOrder.INSTANCE, AxialSelection.AUTO, centres())
+    assert {c.rule for c in result.chosen.values()} == {Rule.GEOMETRY}
+    assert all(c.frame.sop_uid == f"{lv.code}.2" for lv, c in result.chosen.items())
+    assert all("not stored from L5-S1 upward" in c.reason for c in result.chosen.values())
+    with pytest.raises(SelectionProblem, match=r"not the paper's .* no disc centres"):
+        select_axial_images(frames_, FrameOrder.INSTANCE, AxialSelection.AUTO, [], "no T2 SAG")
+
+
+def test_auto_without_centres_uses_eq2_on_the_papers_layout_and_notes_it() -> None:
+    result = select_axial_images(
+        paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, None, "no sagittal T2 series"
+    )
+    assert {c.rule for c in result.chosen.values()} == {Rule.EQ2}
+    assert result.notes == [
+        "axial images chosen by Eq. 2 (paper layout), not checked: no sagittal T2 series"
+    ]
+
+
+def test_auto_drops_eq2_when_its_frame_misses_the_disc() -> None:
+    # the paper's layout, but the centres say every disc lies 2 slices higher
+    result = select_axial_images(
+        paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, centres(dz=8.0)
+    )
+    assert {c.rule for c in result.chosen.values()} == {Rule.GEOMETRY}
+    assert result.warnings[0].startswith("paper layout, but Eq. 2's frames miss their discs")
+    assert all(c.frame.sop_uid == f"{lv.code}.4" for lv, c in result.chosen.items())
+
+
+def test_paper_layout_checks() -> None:
+    assert paper_layout(paper_frames(), FrameOrder.INSTANCE)[0]
+    assert paper_layout(paper_frames(per_disc=4), FrameOrder.INSTANCE) == (
+        False,
+        "20 images, not the paper's 25",
+    )
+    assert not paper_layout(paper_frames(reverse=True), FrameOrder.INSTANCE)[0]
+    assert paper_layout(paper_frames(reverse=True), FrameOrder.POSITION)[0]
+    assert (
+        select_axial_images(
+            paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, centres(), series_count=2
+        )
+        .chosen[DiscLevel.L1_L2]
+        .reason.endswith("not the paper's layout (axial T2 split over 2 series)")
+    )
+
+
+def test_geometry_needs_positions_and_centres() -> None:
+    with pytest.raises(SelectionProblem, match="lack ImagePositionPatient"):
+        select_axial_geometry(frames(25, orientation=None), centres())
+    with pytest.raises(SelectionProblem, match="needs disc centres and has none \\(why\\)"):
+        select_axial_images(paper_frames(), FrameOrder.INSTANCE, AxialSelection.GEOMETRY, [], "why")
+
+
+def test_geometry_prefers_the_middle_of_a_discs_own_odd_stack_when_it_crosses_too() -> None:
+    # five slices 4 mm apart centred on each disc; the centres are 2.5 mm off along the spine
+    result = select_axial_geometry(paper_frames(), centres(dz=2.5))
+    for lv, choice in result.chosen.items():
+        assert choice.frame.sop_uid == f"{lv.code}.2"
+        assert choice.distance_mm == pytest.approx(2.5)
+        assert choice.reason.startswith("middle slice of the disc's own stack (nearest slice -1.5")
+    # 3 mm off: the middle slice no longer crosses (limit 4 / 2 + 1 mm), the nearest is taken
+    far = select_axial_geometry(paper_frames(), centres(dz=3.5))
+    assert all(c.frame.sop_uid == f"{lv.code}.3" for lv, c in far.chosen.items())
+    # one continuous stack is no disc's own: the nearest slice
+    parallel = [Frame(f"p{i}", 0, i, (0.0, 0.0, i * 4.0), AX) for i in range(-5, 40)]
+    result = select_axial_geometry(parallel, centres(dz=1.5))
+    assert len(result.chosen) == 5
+    assert all(abs(c.distance_mm) <= 2.0 for c in result.chosen.values())
+    assert all(c.reason.startswith("nearest slice: ") for c in result.chosen.values())

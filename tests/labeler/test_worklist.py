@@ -47,6 +47,7 @@ def test_patient_page_has_images_forms_and_token(rad1) -> None:  # type: ignore[
     assert "Sequestration" in page.text  # Table 3 names come from lumbar.grading
     assert "/static/viewer.js" in page.text
     assert client.get("/static/viewer.js").status_code == 200
+    assert '"disc_markers": {}' in page.text  # the fixture's ingest localised no discs
 
 
 def test_image_urls_cannot_traverse(rad1) -> None:  # type: ignore[no-untyped-def]

@@ -41,6 +41,11 @@ def test_truth_mid_disc_image_is_the_nearest_axial_plane_within_half_a_gap(
         images = {ds.SOPInstanceUID: ds for group in _axial_images(cohort).values() for ds in group}
         for row in read_discs(cohort):
             assert row["protocol"] == protocol.value
+            if row["level"] not in {lv.value for lv in LEVELS}:  # thoracic: no axial slices
+                assert (
+                    protocol in (Protocol.THORACIC, Protocol.CUTSACRUM) and not row["axial_sop_uid"]
+                )
+                continue
             centre = np.array([float(row["x_mm"]), float(row["y_mm"]), float(row["z_mm"])])
             distances = {
                 uid: abs(float(SlicePlane.from_dataset(ds).signed_distance(centre)))
@@ -87,3 +92,33 @@ def test_mixed_draws_every_protocol_and_unknown_names_are_a_user_error() -> None
     assert patient_protocol(Protocol.SPLIT, 0, 3) is Protocol.SPLIT
     with pytest.raises(UserError, match="unknown protocol 'oblique'"):
         Protocol.parse("oblique")
+
+
+def test_sagittal_fields_of_view_show_thoracic_levels_or_cut_the_sacrum(
+    protocol_cohorts: dict[Protocol, Path],
+) -> None:
+    lumbar = [lv.value for lv in LEVELS]
+    for protocol in (Protocol.PAPER, Protocol.THORACIC, Protocol.CUTSACRUM):
+        cohort = protocol_cohorts[protocol]
+        rows = read_discs(cohort)
+        sagittal = sorted(
+            (cohort / "patient-0001").glob("SE*/IM*"),
+        )
+        images = [pydicom.dcmread(p, stop_before_pixels=True) for p in sagittal]
+        t2 = sorted(
+            (d for d in images if d.SeriesDescription == "T2 SAG"),
+            key=lambda d: int(d.InstanceNumber),
+        )
+        middle = SlicePlane.from_dataset(t2[len(t2) // 2])
+        bottom = middle.pixel_to_patient(0, int(t2[0].Rows) - 1)[2]  # z of the lowest row
+        l5s1 = next(float(r["z_mm"]) for r in rows if r["level"] == "L5-S1")
+        if protocol is Protocol.PAPER:
+            assert [r["level"] for r in rows] == lumbar
+            assert l5s1 - bottom > 25  # the whole sacrum below L5-S1 is in view
+        else:
+            assert [r["level"] for r in rows] == ["T9-T10", "T10-T11", "T11-T12", "T12-L1", *lumbar]
+        if protocol is Protocol.THORACIC:
+            assert all(r["sagittal_visible"] == "1" for r in rows)
+        if protocol is Protocol.CUTSACRUM:
+            assert 10 < l5s1 - bottom < 24  # the lower edge runs through S1
+            assert all(r["sagittal_visible"] == "1" for r in rows if r["level"] in lumbar)

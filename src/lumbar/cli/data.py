@@ -138,7 +138,10 @@ def roi(
     ] = None,
     mode: Annotated[
         str,
-        typer.Option(help="grid (the paper's Eq. 3 blocks), center:F (centred fraction F), none."),
+        typer.Option(
+            help="grid (the paper's Eq. 3 blocks), center:F (centred fraction F), disc:MM "
+            "(MM x MM mm around the disc centre from `lumbar ingest`, resampled to 224 px), none."
+        ),
     ] = "grid",
     figure: Annotated[
         Path | None,

@@ -22,12 +22,13 @@ def predict(
         ),
     ],
     out: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             help="Folder for predictions.csv, summary.html and one folder per input "
-            "(prediction.json, overlay.png, gradcam/)."
+            "(prediction.json, overlay.png, gradcam/); without it only the structured "
+            "outputs asked for are made.",
         ),
-    ],
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Option(
@@ -49,19 +50,63 @@ def predict(
     threads: Annotated[
         int, typer.Option(help="CPU threads for the models (0: PyTorch's default).")
     ] = 0,
+    dicom_sr: Annotated[
+        Path | None,
+        typer.Option(
+            "--dicom-sr",
+            help="Folder for a DICOM SR (TID 1500) and an overlay Secondary Capture series.",
+        ),
+    ] = None,
+    fhir: Annotated[
+        Path | None, typer.Option("--fhir", help="File for a FHIR R4 DiagnosticReport (JSON).")
+    ] = None,
+    stow: Annotated[
+        str | None,
+        typer.Option(
+            "--stow",
+            help="DICOMweb root (http://HOST/dicom-web): store the SR and overlay series "
+            "there, into the source study (STOW-RS).",
+        ),
+    ] = None,
+    identity: Annotated[
+        str,
+        typer.Option(
+            "--identity",
+            help="research: SR/overlay/FHIR pseudonymised as `lumbar ingest` does; hospital: "
+            "they carry the source study's own identifiers (for the hospital's own PACS).",
+        ),
+    ] = "research",
 ) -> None:
     """Grade every disc of sagittal images and studies with the bundled models.
 
-    Exit code: 0 when every input was predicted; 1 when at least one input failed (each
-    failure is one line; the other inputs are still predicted and written); 2 for a usage
-    error (bad option, model that cannot be loaded, output folder not writable).
+    Exit code: 0 when every input was predicted; 2 when an input failed (one line each on
+    standard error; the other inputs are still predicted and written) or the call itself is
+    wrong (an option, a model that cannot be loaded, an output folder that cannot be made).
     """
+    from lumbar.errors import UserError
     from lumbar.inference.batch import load_predict_models, predict_inputs
     from lumbar.inference.predict import set_threads
+    from lumbar.structured.export import StructuredOptions
+    from lumbar.structured.identity import Identity
 
+    try:
+        mode = Identity(identity)
+    except ValueError:
+        raise UserError(
+            f"identity must be hospital or research, got {identity!r}", option="identity"
+        ) from None
+    options = StructuredOptions(dicom_sr=dicom_sr, fhir=fhir, stow=stow, identity=mode)
+    if out is None and not options.wanted():
+        raise UserError(
+            "give an output folder, or a structured output (DICOM SR, FHIR, STOW-RS)",
+            option="out",
+        )
     set_threads(threads)
     models = load_predict_models(model, roi=roi, layer=layer)
-    batch = predict_inputs(inputs, out, models, gradcam=gradcam, echo=typer.echo)
+    batch = predict_inputs(
+        inputs, out, models, gradcam=gradcam, echo=typer.echo,
+        fail=lambda line: typer.echo(f"error: {line}", err=True), structured=options,
+    )  # fmt: skip
     for outcome in batch.inputs:
         if outcome.error:
             continue
@@ -73,12 +118,13 @@ def predict(
                 probs = ", ".join(f"{c} {p:.3f}" for c, p in d["axial"]["probabilities"].items())
                 parts.append(f"axial {d['axial']['predicted']} ({probs})")
             typer.echo(f"{outcome.name} {d['level']}: {'; '.join(parts)}")
+    wrote = f"; wrote {out / 'summary.html'}" if out is not None else ""
     typer.echo(
         f"{len(batch.inputs) - batch.failed} of {len(batch.inputs)} inputs predicted, "
-        f"{batch.discs} discs; wrote {out / 'summary.html'}"
+        f"{batch.discs} discs{wrote}"
     )
     if batch.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(UserError.exit_code)
 
 
 def export(

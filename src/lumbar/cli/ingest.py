@@ -53,7 +53,11 @@ def ingest(
     bit_depth: Annotated[int, typer.Option(help="PNG bit depth: 8 or 16.")] = 8,
     export_dicom: Annotated[
         bool,
-        typer.Option("--export-dicom", help="Also write de-identified DICOM (PS3.15 Annex E)."),
+        typer.Option(
+            "--export-dicom",
+            help="Also write DICOM de-identified by PS3.15 Annex E (Basic Profile, Modified "
+            "Dates and Clean Descriptors options).",
+        ),
     ] = False,
     study_date: Annotated[
         str | None, typer.Option(help="Study date range YYYYMMDD-YYYYMMDD (either end optional).")
@@ -81,7 +85,12 @@ def ingest(
         typer.Option(help="Also draw the selected images (12 patients) into this PNG."),
     ] = None,
 ) -> None:
-    """Index DICOM, pick the paper's 8 images per patient (Eq. 1-2), de-identify and export."""
+    """Index DICOM, pick the paper's 8 images per patient (Eq. 1-2), de-identify and export.
+
+    Exit code 0: images.csv lists at least one image (unusable files: ingest-report.csv).
+    Exit code 2: nothing usable was found, or an option is wrong.
+    Exit code 130: interrupted.
+    """
     from lumbar.ingest import REPORT_CSV, IngestOptions, format_explanation
     from lumbar.ingest import ingest as run_ingest
     from lumbar.progress import RateBars

@@ -40,7 +40,8 @@ def synth(
             help="lumbar: how the axial T2 series are acquired: paper (5 slices per disc, the "
             "paper's layout), angled (3-6 per disc), parallel (one continuous stack), lower3 "
             "(L3-S1 only), reversed (stored head first), split (two series), nosagt2 (no "
-            "sagittal T2), or mixed (one of these per patient). discs.csv holds the truth."
+            "sagittal T2); thoracic (sagittal view up to T9) or cutsacrum (sagittal view cuts "
+            "the sacrum); or mixed (one of these per patient). discs.csv holds the truth."
         ),
     ] = "paper",
 ) -> None:

@@ -239,6 +239,14 @@ class ManifestDataset(Dataset):
         self.paths = [self.manifest.image_path(i) for i in range(len(self.manifest))]
         self.preprocessing = preprocessing
         self.roi = parse_roi(roi)
+        unplaced = []
+        for i, row in enumerate(self.manifest.rows):
+            try:
+                self.roi.for_row(row)
+            except ValueError as err:
+                unplaced.append((i, str(err)))
+        if unplaced:
+            raise self.manifest.error([i for i, _ in unplaced], unplaced[0][1])
         self.augmentation = augmentation
         self.color: Color = color
         self.seed = int(seed)
@@ -293,7 +301,11 @@ class ManifestDataset(Dataset):
 
     def _load(self, index: int) -> np.ndarray:
         try:
-            return load_image(self.paths[index], self.roi, self.preprocessing, self.color)
+            roi = self.roi.for_row(self.manifest.rows[index])
+        except ValueError as err:
+            raise self.manifest.error([index], str(err)) from None
+        try:
+            return load_image(self.paths[index], roi, self.preprocessing, self.color)
         except Exception as err:
             raise self.manifest.error(
                 [index], f"image could not be decoded ({type(err).__name__})"

@@ -11,7 +11,11 @@ i.e. block rows 3-7 and block columns 5-8 (1-based): the pixel box x 328-656, y 
 touch it.) Other image sizes get the same grid scaled proportionally.
 
 Crops are small classes validated at construction (TorchIO style) that work on numpy arrays
-(H, W) or (H, W, C); `parse_roi` reads the CLI spelling: `grid`, `center:0.6`, `none`.
+(H, W) or (H, W, C); `parse_roi` reads the CLI spelling: `grid`, `center:0.6`, `disc:MM`,
+`none`. `disc:MM` is a physical crop: MM x MM millimetres centred on the disc centre that
+`lumbar ingest` projected into each axial image (images.csv's disc_x, disc_y and PixelSpacing),
+resampled to `DISC_ROI_PIXELS` square, so crops are comparable across matrix sizes and fields
+of view; it needs each row's disc position (`ROI.for_row`).
 
 Example:
     >>> GridROI().box(1061, 752)
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,8 @@ def eq3_blocks() -> tuple[int, ...]:
 
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom (right/bottom exclusive)
+DISC_ROI_PIXELS = 224  # side of a disc ROI crop: the backbones' usual input size
+DISC_ROI_COLUMNS = ("disc_x", "disc_y", "row_spacing_mm", "col_spacing_mm")
 
 
 class ROI:
@@ -63,6 +69,10 @@ class ROI:
             raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
         left, top, right, bottom = self.box(image.shape[1], image.shape[0])
         return image[top:bottom, left:right]
+
+    def for_row(self, row: Mapping[str, str]) -> ROI:
+        """The crop for one manifest row; the same crop unless it depends on the image's disc."""
+        return self
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
@@ -174,8 +184,136 @@ class GridROI(ROI):
         )
 
 
+class DiscROI(ROI):
+    """MM x MM millimetres centred on the disc, resampled to `pixels` square (`disc:MM`).
+
+    Each image's crop comes from `for_row` (its disc position and PixelSpacing); calling the
+    unplaced ROI is an error, since without the disc there is nothing to centre on.
+
+    Args:
+        mm: side of the square in millimetres, in (0, 500].
+        pixels: side of the output in pixels, at least 16.
+    """
+
+    def __init__(self, mm: float, pixels: int = DISC_ROI_PIXELS) -> None:
+        if not (isinstance(mm, int | float) and math.isfinite(mm) and 0 < mm <= 500):
+            raise ValueError(f"disc ROI size must be in (0, 500] mm, got {mm!r}")
+        if pixels < 16:
+            raise ValueError(f"disc ROI output must be at least 16 pixels, got {pixels}")
+        self.mm = float(mm)
+        self.pixels = int(pixels)
+        self.spec = f"disc:{self.mm:g}"
+
+    def box(self, width: int, height: int) -> Box:
+        raise ValueError(f"ROI {self.spec} needs each image's disc position (for_row)")
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        raise ValueError(f"ROI {self.spec} needs each image's disc position (for_row)")
+
+    def for_row(self, row: Mapping[str, str]) -> ROI:
+        """This ROI placed on the row's disc.
+
+        Raises:
+            ValueError: the row lacks a disc position or PixelSpacing (images.csv of an ingest
+                that chose the image without disc centres, e.g. `--axial-selection paper`).
+        """
+        try:
+            x, y, row_mm, col_mm = (float(row.get(c) or "nan") for c in DISC_ROI_COLUMNS)
+        except ValueError:
+            x = y = row_mm = col_mm = math.nan
+        if not all(math.isfinite(v) for v in (x, y, row_mm, col_mm)) or min(row_mm, col_mm) <= 0:
+            raise ValueError(
+                f"ROI {self.spec} needs the disc position and PixelSpacing ("
+                + ", ".join(DISC_ROI_COLUMNS)
+                + ") that `lumbar ingest --axial-selection auto|geometry` writes"
+            )
+        return PlacedDiscROI(self, (x, y), (row_mm, col_mm))
+
+
+class PlacedDiscROI(ROI):
+    """A `DiscROI` on one image: disc centre (x = column, y = row) and PixelSpacing (row, col)."""
+
+    def __init__(
+        self, roi: DiscROI, centre: tuple[float, float], spacing: tuple[float, float]
+    ) -> None:
+        self.roi = roi
+        self.centre = centre
+        self.spacing = spacing
+        self.spec = roi.spec
+
+    def box(self, width: int, height: int) -> Box:
+        """The crop's pixel box in the image (may reach beyond it; outside is black)."""
+        half_x = self.roi.mm / 2 / self.spacing[1]
+        half_y = self.roi.mm / 2 / self.spacing[0]
+        x, y = self.centre
+        return (
+            math.floor(x - half_x + 0.5),
+            math.floor(y - half_y + 0.5),
+            math.floor(x + half_x + 0.5),
+            math.floor(y + half_y + 0.5),
+        )
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Bilinear resampling of the MM x MM square to pixels x pixels (zero outside)."""
+        if image.ndim not in (2, 3):
+            raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
+        n = self.roi.pixels
+        step = self.roi.mm / n  # mm per output pixel; output pixel centres at (i + 0.5) * step
+        offsets = (np.arange(n) + 0.5) * step - self.roi.mm / 2
+        xs = self.centre[0] + offsets / self.spacing[1]
+        ys = self.centre[1] + offsets / self.spacing[0]
+        return _bilinear(image, ys, xs)
+
+
+def _bilinear(image: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """image sampled at rows `ys` x columns `xs` (pixel centres at integers), 0 outside."""
+    height, width = image.shape[:2]
+    data = image.astype(np.float32)
+    if data.ndim == 2:
+        data = data[..., None]
+    y0 = np.floor(ys).astype(int)
+    x0 = np.floor(xs).astype(int)
+    fy = (ys - y0).astype(np.float32)[:, None, None]
+    fx = (xs - x0).astype(np.float32)[None, :, None]
+
+    def at(yi: np.ndarray, xi: np.ndarray) -> np.ndarray:
+        valid = (
+            (yi >= 0)[:, None] & (yi < height)[:, None] & (xi >= 0)[None, :] & (xi < width)[None, :]
+        )
+        values = data[np.clip(yi, 0, height - 1)][:, np.clip(xi, 0, width - 1)]
+        return values * valid[..., None]
+
+    out = (
+        at(y0, x0) * (1 - fy) * (1 - fx)
+        + at(y0, x0 + 1) * (1 - fy) * fx
+        + at(y0 + 1, x0) * fy * (1 - fx)
+        + at(y0 + 1, x0 + 1) * fy * fx
+    )
+    if np.issubdtype(image.dtype, np.integer):
+        info = np.iinfo(image.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    out = out.astype(image.dtype)
+    return out[..., 0] if image.ndim == 2 else out
+
+
+def image_roi(spec: str | ROI | None, where: str) -> ROI:
+    """`parse_roi` for a place that crops images without their manifest rows (`where`).
+
+    Raises:
+        UserError: a bad spelling, or `disc:MM`, which needs each image's disc position.
+    """
+    roi = parse_roi(spec)
+    if isinstance(roi, DiscROI):
+        raise UserError(
+            f"ROI {roi.spec} needs each image's disc position, which {where} does not have yet; "
+            "use grid, center:F or none"
+        )
+    return roi
+
+
 def parse_roi(spec: str | ROI | None) -> ROI:
-    """An ROI from its CLI spelling: `none`, `grid` (Eq. 3), `grid:31,32,...`, `center:F`.
+    """An ROI from its CLI spelling: `none`, `grid` (Eq. 3), `grid:31,32,...`, `center:F`,
+    `disc:MM` (MM x MM mm around the disc).
 
     Raises:
         UserError: an unknown spelling or a bad fraction/block list.
@@ -192,9 +330,14 @@ def parse_roi(spec: str | ROI | None) -> ROI:
             return GridROI(int(b) for b in text[5:].split(",") if b.strip())
         if text.startswith(("center:", "centre:")):
             return CenterROI(float(text.split(":", 1)[1]))
+        if text.startswith("disc:"):
+            return DiscROI(float(text.split(":", 1)[1]))
     except ValueError as err:
         raise UserError(f"ROI {spec!r}: {err}") from None
-    raise UserError(f"unknown ROI {spec!r}; use grid, center:F (0 < F <= 1) or none")
+    raise UserError(
+        f"unknown ROI {spec!r}; use grid, center:F (0 < F <= 1), disc:MM (mm around the disc) "
+        "or none"
+    )
 
 
 def crop_manifest(
@@ -244,7 +387,11 @@ def crop_manifest(
                 pixels = read_native(manifest.image_path(i))
             except Exception:
                 raise manifest.error([i], "image file could not be decoded") from None
-            crop = roi(pixels)
+            try:
+                placed = roi.for_row(row)
+            except ValueError as err:
+                raise manifest.error([i], str(err)) from None
+            crop = placed(pixels)
             if crop.dtype == np.float32:  # DICOM: keep precision in a 16-bit PNG
                 low, high = float(crop.min()), float(crop.max())
                 scale = 65535.0 / (high - low) if high > low else 0.0

@@ -18,7 +18,7 @@ from lumbar import runs
 from lumbar.data.dataset import load_image
 from lumbar.data.imageio import read_uint8
 from lumbar.data.manifest import read_manifest
-from lumbar.data.roi import parse_roi
+from lumbar.data.roi import PlacedDiscROI, image_roi, parse_roi
 from lumbar.data.targets import get_target
 from lumbar.errors import UserError
 from lumbar.explain.gradcam import GradCAM
@@ -146,7 +146,7 @@ def explain_run(
     summary: dict[str, Any] = {"runs": {}, "images": len(items)}
     for run, label in zip(runs, names, strict=True):
         model, config = load_run(run)
-        crop = parse_roi(roi if roi is not None else config.get("roi", "none"))
+        crop = image_roi(roi if roi is not None else config.get("roi", "none"), "explain")
         classes = class_names(config)
         cam = GradCAM(model, layer)
         (out / label).mkdir(exist_ok=True)
@@ -319,8 +319,20 @@ def items_from_manifest(
                 raise UserError(f"lesion image {patient}/{stem}.png not found in the ingest folder")
             with Image.open(original) as img:
                 width, height = img.size
-            left, top, _, _ = parse_roi(row.get("roi") or "none").box(width, height)
-            box = (box[0] - left, box[1] - top, box[2] - left, box[3] - top)
+            try:
+                crop = parse_roi(row.get("roi") or "none").for_row(row)
+            except ValueError as err:
+                raise manifest.error([i], str(err)) from None
+            left, top, right, bottom = crop.box(width, height)
+            # a disc ROI is resampled to a fixed size: scale the box with it
+            sx = crop.roi.pixels / (right - left) if isinstance(crop, PlacedDiscROI) else 1.0
+            sy = crop.roi.pixels / (bottom - top) if isinstance(crop, PlacedDiscROI) else 1.0
+            box = (
+                (box[0] - left) * sx,
+                (box[1] - top) * sy,
+                (box[2] - left) * sx,
+                (box[3] - top) * sy,
+            )
         if lesions_only and box is None:
             continue
         cls = None

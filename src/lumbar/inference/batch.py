@@ -15,6 +15,7 @@ Per-input names are safe and pseudonymous (`lumbar.inference.inputs`). With an a
 from __future__ import annotations
 
 import contextlib
+import secrets
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -47,6 +48,16 @@ from lumbar.inference.sagittal import (
 )
 from lumbar.inference.summary import summary_page
 from lumbar.pseudonym import load_secret, pseudonymize
+from lumbar.structured.dicomweb import fetch_study, parse_study_url
+from lumbar.structured.export import (
+    StructuredOptions,
+    algorithm_info,
+    build_sagittal_prediction,
+    export_structured,
+    prepare_outputs,
+    sagittal_algorithm,
+    write_structured,
+)
 from lumbar.visualize.overlays import overlay
 from lumbar.visualize.predictions import draw_graded_discs, gray_uint8
 
@@ -222,6 +233,8 @@ class _Pending:
     group: list[SagittalImage] = field(default_factory=list)
     name: str = ""
     sagittal_error: str = ""
+    folder: Path | None = None
+    central: Path | None = None
     axial: dict[str, Any] | None = None
     axial_error: str = ""
     outcome: InputOutcome | None = None
@@ -229,16 +242,25 @@ class _Pending:
 
 def predict_inputs(
     inputs: Sequence[str],
-    out: Path,
+    out: Path | None,
     models: PredictModels,
     *,
     gradcam: bool = True,
     echo: Callable[[str], None] = print,
+    fail: Callable[[str], None] | None = None,
     labels: Sequence[str] | None = None,
+    structured: StructuredOptions | None = None,
 ) -> BatchOutcome:
     """Predict every input into `out` (see the module docstring); one line per failed input.
 
-    `labels` (default: the inputs) are what outputs call each input (the `input` column).
+    Args:
+        out: the output folder (None: research outputs are not written, e.g. when only a
+            DICOM SR is sent back to the PACS).
+        echo, fail: where progress lines and the failed inputs' lines go (fail: echo).
+        labels: what outputs call each input (the `input` column); default: the inputs as
+            given, a DICOMweb URL with its study UID (a hospital identifier) left out.
+        structured: DICOM SR, overlay series, FHIR and STOW-RS per study
+            (`lumbar.structured`); a study whose structured outputs fail counts as failed.
 
     Raises:
         UserError: no inputs, or `out` cannot be written.
@@ -246,30 +268,109 @@ def predict_inputs(
     if not inputs:
         raise UserError("give at least one input: an image, a study folder or a study URL")
     start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    secret = load_secret(out, create=True)
+    fail = fail or echo
+    secret = _secret(out)
     if labels is not None and len(labels) != len(inputs):
         raise ValueError("one label per input")
-    pending = [_pending(g, lb) for g, lb in zip(inputs, labels or inputs, strict=True)]
+    shown = labels or [redact_url(given) for given in inputs]
+    pending = [_pending(g, lb) for g, lb in zip(inputs, shown, strict=True)]
+    wanted = structured is not None and structured.wanted()
+    if wanted:
+        assert structured is not None
+        prepare_outputs(structured)
     with contextlib.ExitStack() as stack:
         for item in pending:
             if item.outcome is None:
-                _prepare(item, models, secret, stack)
+                _prepare(item, models, secret, stack, sources=wanted)
         _grade(pending, models, gradcam)
-    outcomes = [item.outcome for item in pending if item.outcome is not None]
-    names = unique_names([o.name or "failed" for o in outcomes])
-    for outcome, name in zip(outcomes, names, strict=True):
+        outcomes = [item.outcome for item in pending if item.outcome is not None]
+        names = unique_names([o.name or "failed" for o in outcomes])
+        for outcome, name in zip(outcomes, names, strict=True):
+            if not outcome.error:
+                outcome.name = name
+                outcome.prediction["name"] = name
+        if wanted:
+            assert structured is not None
+            for item in pending:
+                _export(item, models, structured, secret, echo)
+    for outcome in outcomes:
         if outcome.error:
-            echo(f"{outcome.given}: {outcome.error}")
-            continue
-        outcome.name = name
-        outcome.prediction["name"] = name
-        _write_input(out / name, outcome)
+            fail(f"{outcome.given}: {outcome.error}")
+        elif out is not None:
+            _write_input(Path(out) / outcome.name, outcome)
     batch = BatchOutcome(outcomes, time.perf_counter() - start)
-    _write_tables(out, batch)
-    write_text_atomic(out / SUMMARY_HTML, summary_page(batch, models))
+    if out is not None:
+        _write_tables(Path(out), batch)
+        write_text_atomic(Path(out) / SUMMARY_HTML, summary_page(batch, models))
     return batch
+
+
+def redact_url(given: str) -> str:
+    """`given`, except a DICOMweb study URL's UID (a hospital identifier): `ROOT/studies/-`."""
+    if not given.startswith(("http://", "https://")):
+        return given
+    try:
+        parsed = parse_study_url(given)
+    except UserError:
+        return given
+    return given if parsed is None else f"{parsed[0]}/studies/-"
+
+
+def _secret(out: Path | None) -> bytes:
+    """The pseudonym secret: $LUMBAR_PSEUDONYM_SECRET, else out/.lumbar-secret (made on first
+    use, as `lumbar ingest` does); without `out`, a secret for this run alone."""
+    if out is None:
+        try:
+            return load_secret(None)
+        except UserError:
+            return secrets.token_hex(32).encode("ascii")
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create folder {out}: {err.strerror}", option="out") from None
+    return load_secret(Path(out), create=True)
+
+
+def _export(
+    item: _Pending,
+    models: PredictModels,
+    options: StructuredOptions,
+    secret: bytes,
+    echo: Callable[[str], None],
+) -> None:
+    """The structured outputs of one study (SR, overlay series, FHIR, STOW-RS): from the
+    sagittal discs, with the axial run's findings beside them where there is one."""
+    outcome = item.outcome
+    if outcome is None or outcome.error or item.folder is None:
+        return
+    try:
+        if item.axial is not None and not outcome.prediction.get("image"):
+            info = algorithm_info(models.axial.run_dir, models.axial.config)  # type: ignore[union-attr]
+            export_structured(
+                item.axial,
+                item.folder,
+                info,
+                models.axial.classes,
+                options,
+                echo,  # type: ignore[union-attr]
+            )
+            return
+        assert item.central is not None
+        axial = None
+        if item.axial is not None:
+            assert models.axial is not None
+            axial = (
+                item.axial,
+                algorithm_info(models.axial.run_dir, models.axial.config),
+                models.axial.classes,
+            )
+        built = build_sagittal_prediction(
+            outcome.prediction["discs"], item.central, item.folder, sagittal_algorithm(),
+            options.identity, secret, axial=axial,
+        )  # fmt: skip
+        write_structured(*built, options, outcome.name, echo)
+    except UserError as err:
+        outcome.error = str(err)
 
 
 # ------------------------------------------------------------------ steps
@@ -289,8 +390,6 @@ def _study_folder(source: PredictInput) -> Iterator[Path]:
         assert source.path is not None
         yield source.path
         return
-    from lumbar.structured.dicomweb import fetch_study, parse_study_url
-
     parsed = parse_study_url(source.given)
     assert parsed is not None
     with tempfile.TemporaryDirectory(prefix="lumbar-study-") as tmp:
@@ -299,7 +398,12 @@ def _study_folder(source: PredictInput) -> Iterator[Path]:
 
 
 def _prepare(
-    item: _Pending, models: PredictModels, secret: bytes, stack: contextlib.ExitStack
+    item: _Pending,
+    models: PredictModels,
+    secret: bytes,
+    stack: contextlib.ExitStack,
+    *,
+    sources: bool = False,
 ) -> None:
     """Read what the input holds for the models: its sagittal slice(s), its axial grading."""
     source = item.source
@@ -311,17 +415,18 @@ def _prepare(
             item.name = safe_stem(source.path.stem)
             return
         folder = stack.enter_context(_study_folder(source))
+        item.folder = folder
         item.name = _study_name(folder, secret)
     except UserError as err:
         item.outcome = InputOutcome(item.given, source.kind.value, error=str(err))
         return
     try:
-        item.group = _study_slices(folder)
+        item.group, item.central = _study_slices(folder)
     except UserError as err:
         item.sagittal_error = str(err)
     if models.axial is not None:
         try:
-            item.axial = models.axial.predict_study(folder, None)
+            item.axial = models.axial.predict_study(folder, None, sources=sources)
         except UserError as err:
             item.axial_error = str(err)
     if not item.group and item.axial is None:
@@ -345,8 +450,9 @@ def _study_name(folder: Path, secret: bytes) -> str:
     raise UserError("the folder holds no readable DICOM image")
 
 
-def _study_slices(folder: Path) -> list[SagittalImage]:
-    """The central sagittal T2 slices of a study (the central one first), read.
+def _study_slices(folder: Path) -> tuple[list[SagittalImage], Path]:
+    """The central sagittal T2 slices of a study (the central one first), read, and the
+    central one's file.
 
     Raises:
         UserError: no sagittal T2 series, or its images lack geometry or cannot be read.
@@ -366,7 +472,7 @@ def _study_slices(folder: Path) -> list[SagittalImage]:
         except (OSError, ValueError) as err:
             raise UserError(f"cannot read a sagittal T2 image ({err})") from None
         images.append(SagittalImage(pixels, (plane.row_spacing, plane.col_spacing), plane))
-    return images
+    return images, central[0]
 
 
 def _combine(per_slice: list[list[Any]], group: Sequence[SagittalImage]) -> list[Any]:

@@ -5,7 +5,9 @@ indexes it, classifies its series, selects the paper's axial frames per disc lev
 windows and de-identifies them, into a private temporary folder. Each axial image is cropped
 with the run's ROI, prepared by the training loader's `load_image`, classified, and explained
 with `lumbar.explain.GradCAM`. The result is written as `prediction.json`, `prediction.csv`,
-one-page `summary.html`, and the five images with their heat maps.
+one-page `summary.html`, and the five images with their heat maps. On request the same
+prediction also becomes a DICOM SR, an overlay series and a FHIR report, sent back to the PACS
+if asked (`lumbar.structured`); a study may also be given as a DICOMweb study URL.
 
 A `Predictor` holds a loaded model and is reused across studies (the HTTP service keeps one);
 its model runs one study at a time (`Predictor.lock`) and so does the ingest step (see
@@ -20,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import io
@@ -27,7 +30,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,21 +38,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from lumbar.data.roi import parse_roi
+from lumbar.data.roi import image_roi
 from lumbar.errors import UserError
 from lumbar.explain import GradCAM, class_names, load_run, prepare_image
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from lumbar.grading import DiscLevel
 from lumbar.ingest import IngestOptions, NoUsableImages, ingest
 from lumbar.ingest.classify import SeriesClass
+from lumbar.pseudonym import load_secret
+from lumbar.structured.dicomweb import fetch_study, parse_study_url
+from lumbar.structured.export import (
+    StructuredOptions,
+    algorithm_info,
+    export_structured,
+    prepare_outputs,
+)
 from lumbar.visualize.overlays import overlay
 
-__all__ = ["Predictor", "predict", "run_roi", "set_threads"]
+__all__ = ["Predictor", "predict", "run_roi", "set_threads", "study_folder"]
 
 PREDICTION_JSON = "prediction.json"
 PREDICTION_CSV = "prediction.csv"
 SUMMARY_HTML = "summary.html"
 AXIAL_VIEW = SeriesClass.AXIAL_T2.value
+SAGITTAL_VIEW = SeriesClass.SAGITTAL_T2.value
 
 # `lumbar.ingest` keeps per-process state in module globals (the header reader's pseudonym
 # secret, its keyword tables), so two ingests in threads of one process would mix them up.
@@ -127,7 +139,7 @@ class Predictor:
             model=model,
             config=config,
             run_dir=Path(run_dir),
-            roi=parse_roi(spec),
+            roi=image_roi(spec, "prediction"),
             roi_source=source,
             classes=class_names(config),
             layer=layer,
@@ -155,7 +167,12 @@ class Predictor:
         }
 
     def predict_study(
-        self, study: Path, out: Path | None = None, *, work: Path | None = None
+        self,
+        study: Path,
+        out: Path | None = None,
+        *,
+        work: Path | None = None,
+        sources: bool = False,
     ) -> dict[str, Any]:
         """Predict every axial disc image of one study; write the outputs to `out` if given.
 
@@ -164,6 +181,9 @@ class Predictor:
             out: output folder (created; its files are replaced).
             work: folder for the intermediate ingest (default: a private temporary folder,
                 removed afterwards).
+            sources: also return, under "_sources", which source instances were used (hashes
+                of their SOP Instance UIDs), each axial crop box and heat map, and the pseudonym
+                secret the ingest used: what `lumbar.structured` needs for SR, SC and FHIR.
 
         Returns:
             The prediction (the content of prediction.json), plus, under the key "_images",
@@ -177,9 +197,11 @@ class Predictor:
         own_work = work is None
         work_dir = Path(tempfile.mkdtemp(prefix="lumbar-predict-")) if own_work else Path(work)
         try:
-            axial, patient, found = self._ingest(Path(study), work_dir / "ingest")
+            axial, patient, found, used = self._ingest(Path(study), work_dir / "ingest")
             ingest_seconds = time.perf_counter() - start
-            discs, pictures = self._classify(axial)
+            discs, pictures, maps = self._classify([(level, path) for level, path, _ in axial])
+            if sources:
+                used["secret"] = load_secret(work_dir / "ingest")
         finally:
             if own_work:
                 shutil.rmtree(work_dir, ignore_errors=True)
@@ -197,12 +219,20 @@ class Predictor:
         if out is not None:
             self.write(result, pictures, Path(out))
         result["_images"] = pictures
+        if sources:
+            result["_sources"] = {
+                **used,
+                "axial": {lv: {**maps[lv], "uid_hash": h} for lv, _, h in axial},
+            }
         return result
 
     # ------------------------------------------------------------------ steps
 
-    def _ingest(self, study: Path, work: Path) -> tuple[list[tuple[str, Path]], str, list[str]]:
-        """(level, image) of the selected axial frames, the pseudonym, the views found.
+    def _ingest(
+        self, study: Path, work: Path
+    ) -> tuple[list[tuple[str, Path, str]], str, list[str], dict[str, Any]]:
+        """(level, image, source UID hash) of the selected axial frames, the pseudonym, the views
+        found, and {"sagittal": UID hash of the selected sagittal frame or None}.
 
         The selection comes from the ingest's result in memory; its PNGs are in `work`.
         """
@@ -222,7 +252,12 @@ class Predictor:
                 f"the folder holds {len(patients)} patients; `lumbar predict` takes one study"
             )
         found = sorted({image.view for image in summary.selected})
-        axial = [(im.level, work / im.image) for im in summary.selected if im.view == AXIAL_VIEW]
+        axial = [
+            (im.level, work / im.image, im.source_uid_hash)
+            for im in summary.selected
+            if im.view == AXIAL_VIEW
+        ]
+        sagittal = [im.source_uid_hash for im in summary.selected if im.view == SAGITTAL_VIEW]
         if not axial:
             reasons = {
                 row.reason
@@ -234,19 +269,21 @@ class Predictor:
                 f"the study has no usable axial T2 series{why}; found only: "
                 f"{', '.join(found) or 'nothing usable'}"
             )
-        return axial, patients[0], found
+        return axial, patients[0], found, {"sagittal": sagittal[0] if sagittal else None}
 
     def _classify(
         self, axial: list[tuple[str, Path]]
-    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, bytes]]]:
-        """Per-level class probabilities and Grad-CAM overlays, in one batch."""
+    ) -> tuple[list[dict[str, Any]], dict[str, dict[str, bytes]], dict[str, dict[str, Any]]]:
+        """Per-level class probabilities and Grad-CAM overlays, in one batch, and per level the
+        crop box in the full image and the heat map (values 0-1, at the model's input size)."""
         prepared = [prepare_image(path, self.roi, self.model.preprocessing) for _, path in axial]
         batch = torch.cat([x for _, x in prepared])
         with self.lock:
             result = GradCAM(self.model, self.layer)(batch)
         discs: list[dict[str, Any]] = []
         pictures: dict[str, dict[str, bytes]] = {}
-        for k, (level, _) in enumerate(axial):
+        maps: dict[str, dict[str, Any]] = {}
+        for k, (level, path) in enumerate(axial):
             display = prepared[k][0]
             probs = result.probabilities[k]
             predicted = int(np.argmax(probs))
@@ -272,7 +309,8 @@ class Predictor:
                 "image": _png(display),
                 "heatmap": _png(overlay(display, heat)),
             }
-        return discs, pictures
+            maps[level] = {"box": self.roi.box(*_image_size(path)), "heatmap": heat}
+        return discs, pictures, maps
 
     # ------------------------------------------------------------------ output
 
@@ -305,27 +343,66 @@ class Predictor:
 
 
 def predict(
-    study: Path,
+    study: str | Path,
     model: Path,
     out: Path | None = None,
     *,
     roi: str | None = None,
     layer: str = "features",
     threads: int = 0,
+    structured: StructuredOptions | None = None,
+    echo: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`lumbar predict`: load the run `model`, predict every disc of one study, and write the
     outputs to `out` when given (see `Predictor.predict_study`).
 
+    `study` is a folder, or a DICOMweb study URL (`http://host/dicom-web/studies/UID`), fetched
+    by WADO-RS into a temporary folder first. `structured` asks for a DICOM SR and overlay
+    series, a FHIR report and/or STOW-RS to a PACS (`lumbar.structured`); what they did is
+    returned under "structured".
+
     Raises:
-        UserError: a bad thread count, run folder, ROI or layer, or a study without usable
-            axial images.
+        UserError: a bad thread count, run folder, ROI or layer, a study without usable
+            axial images, an unreachable DICOMweb service or unknown study, a PACS refusal.
     """
     set_threads(threads)
-    return Predictor.load(model, roi=roi, layer=layer).predict_study(study, out)
+    predictor = Predictor.load(model, roi=roi, layer=layer)
+    wanted = structured if structured is not None and structured.wanted() else None
+    if wanted is not None:
+        prepare_outputs(wanted)
+    with study_folder(study) as folder:
+        result = predictor.predict_study(folder, out, sources=wanted is not None)
+        if wanted is not None:
+            info = algorithm_info(predictor.run_dir, predictor.config)
+            done = export_structured(result, folder, info, predictor.classes, wanted, echo=echo)
+            result["structured"] = done
+            result.pop("_sources", None)
+    return result
+
+
+@contextlib.contextmanager
+def study_folder(study: str | Path) -> Iterator[Path]:
+    """The study as a folder: a folder as given, a DICOMweb study URL fetched into a private
+    temporary folder (removed afterwards)."""
+    parsed = parse_study_url(str(study))
+    if parsed is None:
+        yield Path(study)
+        return
+    with tempfile.TemporaryDirectory(prefix="lumbar-study-") as tmp:
+        fetch_study(*parsed, Path(tmp) / "study")
+        yield Path(tmp) / "study"
 
 
 def _levels() -> list[str]:
     return [lv.value for lv in DiscLevel]
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, from its header."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
 
 
 def _png(pixels: np.ndarray) -> bytes:

@@ -15,6 +15,8 @@ import numpy as np
 
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
+MAX_FRAME_SIDE = 8192  # pixels; larger frames are refused before decoding
+MAX_FRAMES = 100_000
 
 
 class PixelProblem(Exception):
@@ -24,15 +26,31 @@ class PixelProblem(Exception):
 def frame_pixels(ds: Any, frame: int) -> np.ndarray:
     """The stored pixels of one frame (0-based), decoded with whatever plugin is installed.
 
+    Sizes are checked before any decoder runs: a frame over MAX_FRAME_SIDE pixels a side, more
+    than MAX_FRAMES frames, or a JPEG/JPEG-LS frame whose own size differs from Rows/Columns
+    (GDCM aborts the whole process on that) is refused. A decoder written in Rust that panics
+    (pylibjpeg-rle raises pyo3's PanicException, a BaseException) is a PixelProblem too.
+
     Raises:
         PixelProblem: missing, truncated or undecodable pixel data, or a frame out of range.
     """
     if "PixelData" not in ds and "FloatPixelData" not in ds:
         raise PixelProblem("missing pixel data")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    rows, columns = _header_int(ds, "Rows"), _header_int(ds, "Columns")
+    if not rows or not columns:
+        raise PixelProblem("no Rows/Columns")
+    if rows > MAX_FRAME_SIDE or columns > MAX_FRAME_SIDE:
+        raise PixelProblem(f"frame {rows}x{columns} is larger than {MAX_FRAME_SIDE} a side")
+    frames = _header_int(ds, "NumberOfFrames") or 1
+    if frames > MAX_FRAMES:
+        raise PixelProblem(f"NumberOfFrames {frames} is more than {MAX_FRAMES}")
     if not 0 <= frame < frames:
         raise PixelProblem(f"frame {frame + 1} requested of {frames}")
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    name = syntax.name if syntax is not None else "unknown transfer syntax"
     try:
+        if syntax is not None and str(syntax) in JPEG_SYNTAXES:
+            _check_jpeg_frame(ds, frame, frames, rows, columns)
         from pydicom.pixels import pixel_array
 
         # Colour data comes back as RGB (YBR converted); one frame decoded, not the whole file.
@@ -40,10 +58,82 @@ def frame_pixels(ds: Any, frame: int) -> np.ndarray:
     except PixelProblem:
         raise
     except Exception as err:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = syntax.name if syntax is not None else "unknown transfer syntax"
         text = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
         raise PixelProblem(f"cannot decode pixel data ({name}): {text}") from None
+    except BaseException as err:
+        if type(err).__module__ != "pyo3_runtime":  # only a Rust panic, never Ctrl-C
+            raise
+        raise PixelProblem(f"cannot decode pixel data ({name}): decoder failed") from None
+
+
+# JPEG (baseline, extended, lossless, lossless SV1) and JPEG-LS: frames carry their own size.
+JPEG_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.57",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.80",
+        "1.2.840.10008.1.2.4.81",
+    }
+)
+# Start-of-frame markers: SOF0-SOF15 but DHT (C4), JPG (C8) and DAC (CC); and JPEG-LS SOF55.
+_SOF_MARKERS = frozenset(set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC} | {0xF7})
+
+
+def _check_jpeg_frame(ds: Any, frame: int, frames: int, rows: int, columns: int) -> None:
+    """Refuse a JPEG/JPEG-LS frame whose start-of-frame size is not Rows x Columns."""
+    from pydicom.encaps import get_frame
+
+    data = get_frame(ds.PixelData, frame, number_of_frames=frames)
+    size = _jpeg_frame_size(data)
+    if size is None:
+        raise PixelProblem("compressed frame has no JPEG frame header")
+    if size != (rows, columns):
+        raise PixelProblem(
+            f"compressed frame is {size[0]}x{size[1]}, which differs from Rows x Columns "
+            f"{rows}x{columns}"
+        )
+
+
+def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from the first start-of-frame segment of a JPEG codestream, or None."""
+    at = 2 if data[:2] == b"\xff\xd8" else 0
+    if not at:
+        return None
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD9)):  # no length
+            at += 2
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker in _SOF_MARKERS:
+            if at + 9 > len(data):
+                return None
+            return (
+                int.from_bytes(data[at + 5 : at + 7], "big"),
+                int.from_bytes(data[at + 7 : at + 9], "big"),
+            )
+        if marker == 0xDA or length < 2:  # start of scan before any frame header
+            return None
+        at += 2 + length
+    return None
+
+
+def _header_int(ds: Any, keyword: str) -> int | None:
+    """An integer header value, or None when absent or unreadable."""
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+    except Exception:
+        raise PixelProblem(f"unreadable {keyword}") from None
 
 
 def windowed(ds: Any, pixels: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,15 @@ from lumbar.ingest.classify import (
     summarize_series,
 )
 from lumbar.ingest.deid import BurnedInAnnotation, DeidentificationProblem, deidentify
-from lumbar.ingest.discs import CsvDiscCentres, DiscCentre, DiscCentreSource, SagittalSeries
+from lumbar.ingest.discs import (
+    CsvDiscCentres,
+    DiscCentre,
+    DiscCentreSource,
+    SagittalSeries,
+    spine_order,
+)
 from lumbar.ingest.export import PixelProblem, render_frame
+from lumbar.ingest.geometry import SlicePlane
 from lumbar.ingest.index import (
     INDEX_FILE,
     IndexStats,
@@ -65,6 +73,9 @@ from lumbar.visualize.contact_sheet import write_contact_sheet
 
 IMAGES_CSV = "images.csv"
 REPORT_CSV = "ingest-report.csv"
+DISCS_CSV = "discs.csv"
+DISCS_COLUMNS = ("patient_id", "level", "image", "x", "y", "width", "height", "confidence",
+                 "x_mm", "y_mm", "z_mm")  # fmt: skip
 IMAGES_COLUMNS = (
     "patient_id",
     "view",
@@ -293,6 +304,7 @@ class IngestSummary:
     selected: list[IngestedImage] = field(default_factory=list)
     report: list[ReportRow] = field(default_factory=list)
     contact_sheet_patients: int = 0
+    discs: list[DiscMarker] = field(default_factory=list)
 
 
 class NoUsableImages(UserError):
@@ -411,7 +423,8 @@ def _ingest(
         report: list[ReportRow] = list(walk_report)
         for file_key, severity, reason in index.problems():
             report.append(ReportRow(file=file_key, severity=severity, reason=reason))
-        tasks, decisions = _plan(index, options, report, keys)
+        markers: list[DiscMarker] = []
+        tasks, decisions = _plan(index, options, report, keys, markers)
         summary.decisions = decisions
         summary.patients = len({d.patient for d in decisions})
         done = _export(index, tasks, out, options, secret, keys, web, workers, report, progress)
@@ -429,6 +442,12 @@ def _ingest(
         summary.report = _sorted_report(report)
         _write_images_csv(out, summary.selected)
         _write_report(out, summary.report)
+        exported = {image.image for image in summary.selected}
+        summary.discs = [m for m in markers if m.image in exported]
+        _write_output(
+            out / DISCS_CSV,
+            csv_text(DISCS_COLUMNS, [m.as_tuple() for m in summary.discs]).encode(),
+        )
         summary.problems = sum(1 for r in report if r.severity in ("error", "warning"))
         summary.seconds = time.perf_counter() - start
     finally:
@@ -449,6 +468,7 @@ def _plan(
     options: IngestOptions,
     report: list[ReportRow],
     keys: dict[str, Path] | None = None,
+    markers: list[DiscMarker] | None = None,
 ) -> tuple[list[ExportTask], list[SeriesDecision]]:
     """Classify every series, choose one per view and patient, and select the frames."""
     by_series: dict[str, list[tuple[str, str, InstanceRecord]]] = defaultdict(list)
@@ -478,7 +498,9 @@ def _plan(
         per_patient[patient].append((decision, members))
     tasks: list[ExportTask] = []
     for patient in sorted(per_patient):
-        tasks.extend(_plan_patient(patient, per_patient[patient], options, report, keys or {}))
+        tasks.extend(
+            _plan_patient(patient, per_patient[patient], options, report, keys or {}, markers)
+        )
     return tasks, decisions
 
 
@@ -491,9 +513,10 @@ def _plan_patient(
     options: IngestOptions,
     report: list[ReportRow],
     keys: dict[str, Path],
+    markers: list[DiscMarker] | None = None,
 ) -> list[ExportTask]:
     tasks: list[ExportTask] = []
-    sagittal: tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]] | None = None
+    sagittal: _Sagittal | None = None
     for view in _VIEW_ORDER:
         candidates = [(d, m) for d, m in series if d.series_class is view]
         if not candidates:
@@ -518,7 +541,9 @@ def _plan_patient(
             AxialSelection.GEOMETRY,
             AxialSelection.AUTO,
         ):
-            tasks.extend(_plan_axial_geometry(patient, candidates, sagittal, options, report, keys))
+            tasks.extend(
+                _plan_axial_geometry(patient, candidates, sagittal, options, report, keys, markers)
+            )
             continue
         failures = []
         for decision, members in candidates:
@@ -537,7 +562,7 @@ def _plan_patient(
                 continue
             decision.chosen = True
             if view is SeriesClass.SAGITTAL_T2:
-                sagittal = (decision, members)
+                sagittal = _Sagittal(decision, members, picked[0][2].frame, f"{patient}_3")
             for warning in warnings:
                 report.append(
                     ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
@@ -646,10 +671,11 @@ def _task(
 def _plan_axial_geometry(
     patient: str,
     candidates: list[tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]]],
-    sagittal: tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]] | None,
+    sagittal: _Sagittal | None,
     options: IngestOptions,
     report: list[ReportRow],
     keys: dict[str, Path],
+    markers: list[DiscMarker] | None = None,
 ) -> list[ExportTask]:
     """Axial images by `geometry` or `auto`: every axial T2 series of one study together (a
     protocol may split the stacks over series), measured against the sagittal disc centres."""
@@ -659,9 +685,9 @@ def _plan_axial_geometry(
     for decision, members in candidates:  # candidates are sorted: most recent study first
         by_study[members[0][2].study_uid].append((decision, members))
     studies = list(by_study)
-    if sagittal is not None and sagittal[1][0][2].study_uid in by_study:
-        studies.remove(sagittal[1][0][2].study_uid)
-        studies.insert(0, sagittal[1][0][2].study_uid)
+    if sagittal is not None and sagittal.study_uid in by_study:
+        studies.remove(sagittal.study_uid)
+        studies.insert(0, sagittal.study_uid)
     failures = []
     for study_uid in studies:
         group = by_study[study_uid]
@@ -698,6 +724,8 @@ def _plan_axial_geometry(
             report.append(
                 ReportRow(patient_id=patient, series=label, severity="warning", reason=warning)
             )
+        for note in result.notes:
+            report.append(ReportRow(patient_id=patient, series=label, severity="info", reason=note))
         for missing in result.missing:
             report.append(
                 ReportRow(
@@ -707,6 +735,8 @@ def _plan_axial_geometry(
                     reason=f"{view.value}: {missing}",
                 )
             )
+        if centres and sagittal is not None and markers is not None:
+            markers.extend(_disc_markers(patient, sagittal, centres))
         tasks = []
         for level in DiscLevel:
             choice = result.chosen.get(level)
@@ -727,24 +757,96 @@ def _plan_axial_geometry(
     return []
 
 
+@dataclass(frozen=True)
+class _Sagittal:
+    """The patient's chosen sagittal T2 series: its members, Eq. 1 frame and output stem."""
+
+    decision: SeriesDecision
+    members: list[tuple[str, str, InstanceRecord]]
+    frame: Frame
+    name: str
+
+    @property
+    def study_uid(self) -> str:
+        return self.members[0][2].study_uid
+
+
+@dataclass(frozen=True)
+class DiscMarker:
+    """A disc centre on the patient's exported sagittal image: a row of OUT/discs.csv
+    (`DISCS_COLUMNS`), which FaLa uses to put its level markers on the discs."""
+
+    patient_id: str
+    level: str
+    image: str
+    x: float
+    y: float
+    width: int
+    height: int
+    confidence: float
+    x_mm: float
+    y_mm: float
+    z_mm: float
+
+    def as_tuple(self) -> tuple[str, ...]:
+        return (
+            self.patient_id,
+            self.level,
+            self.image,
+            f"{self.x:.2f}",
+            f"{self.y:.2f}",
+            str(self.width),
+            str(self.height),
+            f"{self.confidence:.3f}",
+            f"{self.x_mm:.2f}",
+            f"{self.y_mm:.2f}",
+            f"{self.z_mm:.2f}",
+        )
+
+
+def _disc_markers(patient: str, sagittal: _Sagittal, centres: list[DiscCentre]) -> list[DiscMarker]:
+    """The centres projected into the sagittal image (none without PixelSpacing)."""
+    frame = sagittal.frame
+    if frame.spacing is None or frame.size is None:
+        return []
+    plane = SlicePlane.from_tags(frame.position, frame.orientation, frame.spacing)
+    rows, cols = frame.size
+    markers = []
+    for centre in spine_order(centres):
+        x, y = plane.patient_to_pixel(centre.xyz_mm)
+        markers.append(
+            DiscMarker(
+                patient,
+                centre.level,
+                f"{patient}/{sagittal.name}.png",
+                float(x),
+                float(y),
+                cols,
+                rows,
+                centre.confidence,
+                *(float(v) for v in centre.xyz_mm),
+            )
+        )
+    return markers
+
+
 def _disc_centres(
     study_uid: str,
-    sagittal: tuple[SeriesDecision, list[tuple[str, str, InstanceRecord]]] | None,
+    sagittal: _Sagittal | None,
     options: IngestOptions,
     keys: dict[str, Path],
 ) -> tuple[list[DiscCentre], str]:
     """The disc centres of a study from its sagittal T2 series, or none and why."""
     if sagittal is None:
         return [], "no sagittal T2 series"
-    decision, members = sagittal
-    if members[0][2].study_uid != study_uid:
+    if sagittal.study_uid != study_uid:
         return [], "the sagittal T2 series belongs to another study"
     if options.disc_centres is None:
         return [], "no disc localiser or disc centres given"
-    paths = tuple(keys[k] for _, k, _ in members if k in keys)
+    paths = tuple(keys[k] for _, k, _ in sagittal.members if k in keys)
     try:
         centres = options.disc_centres(
-            SagittalSeries(study_uid, decision.summary.series_uid, paths)
+            SagittalSeries(study_uid, sagittal.decision.summary.series_uid, paths)
         )
     except UserError as err:
         return [], f"disc centres: {err}"
@@ -792,8 +894,7 @@ def _export(
             results_iter = pool.map(lambda job: _export_job(job, web), jobs)
             results = _collect(results_iter, index, advance)
     elif workers > 1 and len(jobs) > 8:
-        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
-            results = _collect(pool.map(_export_job, jobs, chunksize=8), index, advance)
+        results = _export_in_processes(jobs, workers, index, advance)
     else:
         results = _collect(map(_export_job, jobs), index, advance)
     by_name = {task.name: task for task in tasks}
@@ -813,10 +914,47 @@ def _export(
     return len(todo) - len(failed)
 
 
-def _collect(
-    results: Any, index: StudyIndex, advance: Callable[[int], None] | None
+CRASHED = "the image decoder crashed on this file (its process died); not exported"
+
+
+def _export_in_processes(
+    jobs: list[dict[str, Any]],
+    workers: int,
+    index: StudyIndex,
+    advance: Callable[[int], None] | None,
 ) -> list[tuple[str, list[tuple[str, str, int]], str]]:
-    collected = []
+    """Export in a process pool; if a native decoder kills a worker (the pool breaks), the
+    jobs without a result are redone one process each, so only the image whose decoding
+    kills its process is lost, and it is reported."""
+    collected: list[tuple[str, list[tuple[str, str, int]], str]] = []
+    try:
+        with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent) as pool:
+            _collect(pool.map(_export_job, jobs, chunksize=8), index, advance, collected)
+    except BrokenProcessPool:
+        done = {name for name, _, _ in collected}
+        isolated = (_export_isolated(job) for job in jobs if job["name"] not in done)
+        _collect(isolated, index, advance, collected)
+    return collected
+
+
+def _export_isolated(job: dict[str, Any]) -> tuple[str, list[tuple[str, str, int]], str]:
+    """One export job in a process of its own; a crash there is that image's problem."""
+    try:
+        with ProcessPoolExecutor(max_workers=1, initializer=die_with_parent) as pool:
+            return pool.submit(_export_job, job).result()
+    except BrokenProcessPool:
+        return job["name"], [], CRASHED
+
+
+def _collect(
+    results: Any,
+    index: StudyIndex,
+    advance: Callable[[int], None] | None,
+    collected: list[tuple[str, list[tuple[str, str, int]], str]] | None = None,
+) -> list[tuple[str, list[tuple[str, str, int]], str]]:
+    """Record each result's outputs in the index as it arrives (into `collected`, so what
+    arrived before a failure is kept)."""
+    collected = [] if collected is None else collected
     for result in results:
         _, written, _ = result
         if written:

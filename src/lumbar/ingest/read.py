@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from lumbar.ingest.export import MAX_FRAMES
+
 # Media Storage Directory Storage (DICOMDIR): an index, not an image.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 ENHANCED_MR_SOP_CLASSES = frozenset(
@@ -178,6 +180,9 @@ def record_from_dataset(ds: Any) -> InstanceRecord:
     if not rows or not columns:
         name = _sop_class_name(sop_class)
         raise HeaderProblem(f"not an image ({name}: no Rows/Columns)", severity="info")
+    frames = h.int("NumberOfFrames") or 1
+    if frames > MAX_FRAMES:
+        raise HeaderProblem(f"implausible NumberOfFrames {frames} (more than {MAX_FRAMES})")
     patient_id = h.text("PatientID")
     warnings = []
     if not patient_id:
@@ -198,7 +203,7 @@ def record_from_dataset(ds: Any) -> InstanceRecord:
         protocol_name=h.text("ProtocolName"),
         image_type="\\".join(h.texts("ImageType")),
         instance_number=h.int("InstanceNumber"),
-        number_of_frames=max(1, h.int("NumberOfFrames") or 1),
+        number_of_frames=max(1, frames),
         rows=rows,
         columns=columns,
     )

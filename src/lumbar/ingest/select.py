@@ -260,6 +260,11 @@ def select_axial_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]
     crosses the disc (within half its stack's spacing + `CROSSING_TOLERANCE_MM`); a disc no
     slice crosses, or without a centre, is listed in `missing`, never guessed.
 
+    A disc's own stack (every slice of it nearer this disc than any other) with an odd number
+    of slices was centred on the disc by the operator: its middle slice is taken instead of the
+    nearest whenever it crosses the disc too, so that a centre a millimetre off along the spine
+    (a localiser's error) does not move the choice to a neighbouring slice.
+
     Raises:
         SelectionProblem: no frames, or a frame without position or orientation.
     """
@@ -270,7 +275,11 @@ def select_axial_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]
     points = np.array([c.xyz_mm for c in ordered], dtype=float).reshape(-1, 3)
     distances = disc_distances(frames, points)
     axes = spine_axes(points) if len(ordered) >= 2 else None
-    spacing = _stack_spacing(frames)
+    stacks = split_stacks(frames)
+    spacing = _stack_spacing(frames, stacks)
+    position = {(f.sop_uid, f.frame): i for i, f in enumerate(frames)}
+    stack_of = {(f.sop_uid, f.frame): stack for stack in stacks for f in stack}
+    nearest_disc = np.argmin(np.abs(distances), axis=1)
     chosen: dict[DiscLevel, AxialChoice] = {}
     missing: list[str] = []
     for level in DiscLevel:
@@ -288,13 +297,22 @@ def select_axial_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]
                 f"{abs(d):.1f} mm from its centre)"
             )
             continue
+        how = "nearest slice"
+        stack = stack_of[(frame.sop_uid, frame.frame)]
+        own = all(nearest_disc[position[(f.sop_uid, f.frame)]] == j for f in stack)
+        if own and len(stack) % 2 == 1:
+            m = position[(stack[len(stack) // 2].sop_uid, stack[len(stack) // 2].frame)]
+            if m != k and abs(float(distances[m, j])) <= limit:
+                frame, d = frames[m], float(distances[m, j])
+                nearest = _mm(float(distances[k, j]))
+                how = f"middle slice of the disc's own stack (nearest slice {nearest} mm)"
         pixel = _project_pixel(frame, centre.xyz_mm)
         if pixel is not None and frame.size is not None and not _inside(pixel, frame.size):
             missing.append(f"{level.value}: the disc centre lies outside the nearest slice's image")
             continue
         angle = plane_angle_deg(_normal(frame.orientation), axes[j]) if axes is not None else None
-        reason = f"nearest slice to the disc centre ({_mm(d)} mm"
-        reason += f", {angle:.0f} deg to the disc)" if angle is not None else ")"
+        reason = f"{how}: {_mm(d)} mm from the disc centre"
+        reason += f", {angle:.0f} deg to the disc" if angle is not None else ""
         chosen[level] = AxialChoice(frame, Rule.GEOMETRY, reason, d, angle, pixel)
     return AxialResult(chosen, [], missing)
 
@@ -418,10 +436,10 @@ def _mm(value: float) -> str:
     return "0.0" if text in ("+0.0", "-0.0") else text
 
 
-def _stack_spacing(frames: Sequence[Frame]) -> list[float]:
+def _stack_spacing(frames: Sequence[Frame], stacks: list[list[Frame]] | None = None) -> list[float]:
     """Each frame's slice spacing (mm): the median gap within its stack."""
     by_key: dict[tuple[str, int], float] = {}
-    for stack in split_stacks(frames):
+    for stack in stacks if stacks is not None else split_stacks(frames):
         normal = _normal(stack[0].orientation)
         offsets = [_project(f.position, normal) for f in stack]
         gaps = [b - a for a, b in itertools.pairwise(offsets) if b - a > 1e-3]

@@ -1,4 +1,5 @@
-"""The images the labeler shows: `lumbar ingest`'s `images.csv`, checked and indexed by patient.
+"""The images the labeler shows: `lumbar ingest`'s `images.csv`, checked and indexed by patient,
+and where its discs lie on each patient's sagittal image (`discs.csv`, when ingest knew them).
 
 Each image is pinned at start-up: its real path inside the folder and its file identity
 (device, inode). `Catalog.read_image` serves exactly that file or nothing, so a file swapped
@@ -15,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lumbar.errors import UserError
-from lumbar.grading import DiscLevel
+from lumbar.grading import SPINE_LEVELS, DiscLevel
 from lumbar.labeler.store import PATIENT_ID
 
 IMAGES_CSV = "images.csv"
+DISCS_CSV = "discs.csv"
 REQUIRED = ("patient_id", "view", "image")
 # the order a radiologist reads a study in: overview first, then the levels top to bottom
 VIEW_ORDER = {"sagittal_t2": 0, "myelo": 1, "axial_t2": 2}
@@ -51,6 +53,8 @@ class Catalog:
 
     root: Path
     patients: dict[str, list[CatalogImage]] = field(default_factory=dict)
+    # patient -> disc level -> (x, y) on its sagittal image as fractions of width and height
+    disc_markers: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     def image(self, patient_id: str, key: int) -> CatalogImage | None:
         """One image, or None when the patient or key is unknown."""
@@ -174,4 +178,40 @@ def load_catalog(folder: Path) -> Catalog:
             CatalogImage(key=i, view=v, level=lv, path=p, identity=ident)
             for i, (v, lv, p, ident) in enumerate(ordered)
         ]
+    catalog.disc_markers = _disc_markers(root, catalog)
     return catalog
+
+
+def _disc_markers(root: Path, catalog: Catalog) -> dict[str, dict[str, tuple[float, float]]]:
+    """Disc positions on each patient's sagittal image from `discs.csv` (optional: absent,
+    unreadable rows or rows for another image are skipped; the markers then start at guessed
+    heights, as before)."""
+    path = root / DISCS_CSV
+    if path.is_symlink() or not path.is_file():  # ingest writes a plain file, never a link
+        return {}
+    sagittal = {
+        patient: next((im.path for im in images if im.view == "sagittal_t2"), None)
+        for patient, images in catalog.patients.items()
+    }
+    markers: dict[str, dict[str, tuple[float, float]]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            patient = (row.get("patient_id") or "").strip()
+            level = (row.get("level") or "").strip()
+            image = sagittal.get(patient)
+            if level not in SPINE_LEVELS or image is None:
+                continue
+            if (root / (row.get("image") or "")).resolve() != image:
+                continue
+            try:
+                x, y = float(row["x"]), float(row["y"])
+                width, height = float(row["width"]), float(row["height"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if width > 0 and height > 0 and 0 <= x < width and 0 <= y < height:
+                # pixel centres sit at integer positions: the fraction of the pixel's centre
+                markers.setdefault(patient, {})[level] = (
+                    (x + 0.5) / width,
+                    (y + 0.5) / height,
+                )
+    return markers

@@ -127,6 +127,11 @@ async def patient_page(
         ],
         "gradings": gradings,
         "others": others,
+        # where ingest found each disc on the sagittal image (fractions), for the level markers
+        "disc_markers": {
+            level: {"x": x, "y": y}
+            for level, (x, y) in app.catalog.disc_markers.get(patient_id, {}).items()
+        },
         "next": f"/next?after={quote(patient_id)}",
         # only where to fetch them: the page loads at once, the model runs in the background
         "suggestions": (

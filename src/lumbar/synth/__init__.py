@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from lumbar.errors import UserError
 from lumbar.files import staged_dir, write_text_atomic
-from lumbar.grading import LEVELS, GradeField
+from lumbar.grading import LEVELS, SPINE_LEVELS, GradeField
 from lumbar.synth.protocols import Protocol, nearest_plane, patient_protocol
 
 if TYPE_CHECKING:
-    from lumbar.synth.series import Series, StudyBuilder
+    from lumbar.synth.series import Frame, Series, StudyBuilder
 
 DISCS_CSV = "discs.csv"
+LEVEL_NAMES = frozenset(level.value for level in LEVELS)
 
 LABEL_COLUMNS = ("patient_id", "level", *(f.value for f in GradeField))
 LESION_COLUMNS = ("patient_id", "level", "series", "instance", "x0", "y0", "x1", "y1")
@@ -38,6 +39,7 @@ DISC_COLUMNS = (
     "x_mm",
     "y_mm",
     "z_mm",
+    "sagittal_visible",
     "axial_series",
     "axial_instance",
     "axial_sop_uid",
@@ -112,8 +114,9 @@ def _synthesize_patient(args: tuple[Path, int, int, Protocol]) -> _PatientResult
 def _true_discs(
     builder: StudyBuilder, series: list[Series], study_uid: str
 ) -> list[dict[str, object]]:
-    """Rows of discs.csv for one study: each disc's true centre (patient mm) and the axial T2
-    image nearest it (the true mid-disc slice), empty where no axial slice crosses the disc."""
+    """Rows of discs.csv for one study, from the head down: each drawn disc's true centre
+    (patient mm), whether it lies inside the mid-sagittal T2 image ("" without a T2 SAG), and
+    the axial T2 image nearest it (the true mid-disc slice), empty where no slice crosses it."""
     from lumbar.synth.dicom_out import sop_instance_uid
 
     axial = [
@@ -124,25 +127,44 @@ def _true_discs(
     ]
     planes = [(f.position, f.row_dir, f.col_dir) for _, _, f in axial]
     gaps = [s.spacing_between or s.thickness for s, _, _ in axial]
+    sagittal = [s for s in series if s.description == "T2 SAG"]
+    middle = sagittal[0].frames[len(sagittal[0].frames) // 2] if sagittal else None
+    centres = {
+        **builder.upper_disc_centres(),
+        **{level.value: pose.centre for level, pose in builder.disc_poses().items()},
+    }
     rows: list[dict[str, object]] = []
-    for level, pose in builder.disc_poses().items():
-        nearest = nearest_plane(pose.centre, planes, gaps)
+    for level, centre in sorted(centres.items(), key=lambda kv: SPINE_LEVELS.index(kv[0])):
+        nearest = nearest_plane(centre, planes, gaps) if level in LEVEL_NAMES else None
         s, instance, _ = axial[nearest] if nearest is not None else (None, 0, None)
         rows.append(
             {
                 "patient_id": builder.patient.identity.patient_id,
                 "study_uid": study_uid,
                 "protocol": builder.protocol.value,
-                "level": level.value,
-                "x_mm": round(pose.centre[0], 3),
-                "y_mm": round(pose.centre[1], 3),
-                "z_mm": round(pose.centre[2], 3),
+                "level": level,
+                "x_mm": round(centre[0], 3),
+                "y_mm": round(centre[1], 3),
+                "z_mm": round(centre[2], 3),
+                "sagittal_visible": "" if middle is None else int(_inside(middle, centre)),
                 "axial_series": s.description if s is not None else "",
                 "axial_instance": instance if s is not None else "",
                 "axial_sop_uid": sop_instance_uid(builder.patient, s, instance) if s else "",
             }
         )
     return rows
+
+
+def _inside(frame: Frame, point: tuple[float, float, float]) -> bool:
+    """Whether `point` projects inside the frame's image (a sagittal slice's field of view)."""
+    from lumbar.ingest.geometry import SlicePlane
+
+    plane = SlicePlane.from_tags(
+        frame.position, (*frame.row_dir, *frame.col_dir), (frame.spacing, frame.spacing)
+    )
+    x, y = plane.patient_to_pixel(point)
+    rows, cols = frame.pixels.shape
+    return bool(0 <= x <= cols - 1 and 0 <= y <= rows - 1)
 
 
 def _worker_signals() -> None:

@@ -5,7 +5,10 @@ upward (`paper`, the default and what Eq. 2 counts on). Other sites do otherwise
 variant here is one way real exports break Eq. 2: a different number of slices per disc
 (`angled`: 3 to 6), one continuous untilted stack (`parallel`), only the three lowest levels
 (`lower3`), slices stored from the head down (`reversed`), the stacks split over two series
-(`split`), or no sagittal T2 at all (`nosagt2`). `mixed` draws one of them per patient.
+(`split`), or no sagittal T2 at all (`nosagt2`). Two vary the sagittal field of view instead
+(with the paper's axial series): up to T9 (`thoracic`), or with its lower edge through the
+sacrum (`cutsacrum`), which is what naming discs upward from L5-S1 must survive. `mixed` draws
+one of them per patient.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class Protocol(StrEnum):
     REVERSED = "reversed"
     SPLIT = "split"
     NOSAGT2 = "nosagt2"
+    THORACIC = "thoracic"
+    CUTSACRUM = "cutsacrum"
     MIXED = "mixed"
 
     @classmethod
@@ -116,7 +121,8 @@ def plan_axial(
 ) -> list[AxialSeriesPlan]:
     """The axial T2 series of a non-paper protocol, drawn with `rng` (see the module docstring).
 
-    `paper` and `nosagt2` keep the paper's own series, built elsewhere byte for byte as before.
+    `paper`, `nosagt2`, `thoracic` and `cutsacrum` keep the paper's own series, built
+    elsewhere byte for byte as before.
     """
     bottom_up = list(reversed(LEVELS))  # L5-S1 first, as the paper stores them
     if protocol is Protocol.PARALLEL:

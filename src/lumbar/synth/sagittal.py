@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,15 +37,25 @@ class Segment:
 
 @dataclass(frozen=True)
 class SpineCurve:
-    """Vertebral bodies T12..S1 and the five lumbar discs between L1 and S1."""
+    """Vertebral bodies T12..S1 and the five lumbar discs between L1 and S1; with thoracic
+    levels, also the bodies above T12 (`upper_bodies`, T11 upward) and the discs T12-L1 upward
+    (`upper_discs`, by `grading.SPINE_LEVELS` name)."""
 
     bodies: tuple[Segment, ...]
     discs: dict[DiscLevel, Segment]
     disc_heights: dict[DiscLevel, float]
+    upper_bodies: tuple[Segment, ...] = ()
+    upper_discs: dict[str, Segment] = field(default_factory=dict)
 
 
-def spine_curve(anatomy: Anatomy, lesions: dict[DiscLevel, DiscLesion]) -> SpineCurve:
-    """Stack the vertebrae along a lordotic curve; degenerated discs are lower."""
+THORACIC_BODIES = ("T11", "T10", "T9")  # drawn above T12 when a field of view reaches them
+
+
+def spine_curve(
+    anatomy: Anatomy, lesions: dict[DiscLevel, DiscLesion], thoracic: bool = False
+) -> SpineCurve:
+    """Stack the vertebrae along a lordotic curve; degenerated discs are lower. With
+    `thoracic`, continue the curve upward (kyphosis) to T9 with healthy discs."""
     s = anatomy.scale
     heights: dict[DiscLevel, float] = {}
     for k, level in enumerate(LEVELS):
@@ -74,7 +84,18 @@ def spine_curve(anatomy: Anatomy, lesions: dict[DiscLevel, DiscLesion]) -> Spine
         upper, lower = centres_v[k + 1], centres_v[k + 2]
         v = (upper + BODY_HALF_HEIGHT * s + lower - BODY_HALF_HEIGHT * s) / 2
         discs[level] = Segment(u_at(v), v, -tilt_at(v))
-    return SpineCurve(bodies=bodies, discs=discs, disc_heights=heights)
+    if not thoracic:
+        return SpineCurve(bodies=bodies, discs=discs, disc_heights=heights)
+    upper_v = [centres_v[1], centres_v[0]]  # L1, T12, then upward
+    for _ in THORACIC_BODIES:
+        upper_v.append(upper_v[-1] - 2 * BODY_HALF_HEIGHT * s - anatomy.disc_height * 0.75 * s)
+    upper_bodies = tuple(Segment(u_at(v), v, -tilt_at(v)) for v in upper_v[2:])
+    names = ("T12-L1", "T11-T12", "T10-T11", "T9-T10")
+    upper_discs = {}
+    for name, lower, upper in zip(names, upper_v[:-1], upper_v[1:], strict=True):
+        v = (upper + BODY_HALF_HEIGHT * s + lower - BODY_HALF_HEIGHT * s) / 2
+        upper_discs[name] = Segment(u_at(v), v, -tilt_at(v))
+    return SpineCurve(bodies, discs, heights, upper_bodies, upper_discs)
 
 
 def _along(seg: Segment, du: float, dv: float) -> tuple[float, float]:
@@ -129,10 +150,12 @@ def paint_sagittal(
     lesions: dict[DiscLevel, DiscLesion],
     x: float,
     rng: np.random.Generator,
+    thoracic: bool = False,
 ) -> None:
-    """Paint, over the shared background, the sagittal slice at `x` mm from the midline."""
+    """Paint, over the shared background, the sagittal slice at `x` mm from the midline;
+    with `thoracic`, also T9-T11 and the healthy discs T9-T10 to T12-L1 above the lumbar spine."""
     s = anatomy.scale
-    curve = spine_curve(anatomy, lesions)
+    curve = spine_curve(anatomy, lesions, thoracic)
     ax = abs(x)
     midline = max(0.0, 1.0 - ax / (11.0 * s))  # canal and spinous process fade out laterally
     lateral = 1.0 if 11 * s < ax < 30 * s else 0.0  # pedicles, foramina, facet columns
@@ -284,3 +307,45 @@ def paint_sagittal(
                 fu, fv, 4.5 * s * (0.5 + 0.5 * f), 8.5 * s * f + 1.0, sig(T.FAT), seg.tilt
             )
             canvas.ellipse(fu - 0.5, fv - 3 * s * f, 2.2 * s, 2.2 * s, sig(T.NERVE), seg.tilt)
+    if curve.upper_bodies:
+        _paint_upper_spine(canvas, sig, curve, s, midline, body_w, canal_u)
+
+
+def _paint_upper_spine(
+    canvas: Canvas,
+    sig: Signal,
+    curve: SpineCurve,
+    s: float,
+    midline: float,
+    body_w: float,
+    canal_u: float,
+) -> None:
+    """The thoracic bodies above T12, healthy discs T12-L1 upward, the cord and the arches."""
+    if body_w > 0:
+        half_ap = BODY_HALF_AP * s * 0.9 * (0.6 + 0.4 * body_w)
+        for seg in curve.upper_bodies:
+            half_h = BODY_HALF_HEIGHT * s * 0.92
+            canvas.rounded_rect(seg.u, seg.v, half_ap, half_h, 3, sig(T.CORTEX), seg.tilt)
+            canvas.rounded_rect(
+                seg.u, seg.v, half_ap - 1.4, half_h - 1.4, 2.5, sig(T.MARROW), seg.tilt
+            )
+        for seg in curve.upper_discs.values():
+            h = 3.0 * s
+            canvas.rounded_rect(seg.u, seg.v, half_ap, h, h * 0.9, sig(T.ANNULUS), seg.tilt)
+            canvas.ellipse(seg.u + 1, seg.v, half_ap * 0.7, h * 0.6, sig(T.NUCLEUS), seg.tilt)
+    if midline > 0:
+        for seg in curve.upper_bodies:
+            cu = seg.u + canal_u
+            canvas.rounded_rect(
+                cu, seg.v, 7.5 * s, 24 * s, 3, sig(T.CSF), seg.tilt, opacity=midline
+            )
+            canvas.rounded_rect(
+                cu - 0.5, seg.v, 3.5 * s, 24 * s, 2, sig(T.NERVE), seg.tilt, opacity=midline
+            )  # the spinal cord
+            su, sv = cu + 20 * s, seg.v + 8
+            canvas.rounded_rect(
+                su, sv, 13 * s, 6 * s, 3, sig(T.CORTEX), seg.tilt + 0.5, opacity=midline
+            )
+            canvas.rounded_rect(
+                su, sv, 11.5 * s, 4.5 * s, 3, sig(T.MARROW), seg.tilt + 0.5, opacity=midline
+            )

@@ -138,7 +138,7 @@ class StudyBuilder:
                     self.sagittal("T2 SAG", self.t2, self.anatomy.sagittal_frames, stream=2)
                 )
             series.append(self.sagittal("T1 SAG", self.t1, 11, stream=3))
-            if self.protocol is Protocol.NOSAGT2:
+            if self.protocol in (Protocol.NOSAGT2, Protocol.THORACIC, Protocol.CUTSACRUM):
                 series.append(self.axial_t2())
             else:
                 series.extend(self.axial_planned())
@@ -261,8 +261,7 @@ class StudyBuilder:
         rng = self._rng(stream)
         thickness = float(rng.uniform(3.5, 4.5))
         gap = thickness + float(rng.uniform(0.3, 1.0))
-        size = a.sagittal_matrix
-        grid = Grid((size, size), a.sagittal_fov / size, (12.0, 28.0))
+        grid = self._sagittal_grid()
         background = Canvas(grid)
         paint_sagittal_background(background, sig, a, rng)
         row: Vector = (0.0, 1.0, 0.0)
@@ -273,7 +272,7 @@ class StudyBuilder:
             x = (k - (n - 1) / 2) * gap
             canvas = Canvas(grid)
             canvas.image = background.image.copy()
-            paint_sagittal(canvas, sig, a, self.patient.grades, self.lesions, x, rng)
+            paint_sagittal(canvas, sig, a, self.patient.grades, self.lesions, x, rng, self.thoracic)
             pixels = scanner.acquire(canvas)
             series.frames.append(
                 Frame(
@@ -281,6 +280,32 @@ class StudyBuilder:
                 )
             )
         return series
+
+    @property
+    def thoracic(self) -> bool:
+        """Whether the sagittal field of view reaches above T12 (so T9-T11 are drawn)."""
+        return self.protocol in (Protocol.THORACIC, Protocol.CUTSACRUM)
+
+    def _sagittal_grid(self) -> Grid:
+        """The sagittal field of view: the lumbar spine and sacrum (paper); up to T9 with the
+        sacrum (`thoracic`); or moved up so that its lower edge cuts the sacrum (`cutsacrum`)."""
+        a = self.anatomy
+        size = a.sagittal_matrix
+        if self.protocol is Protocol.THORACIC:
+            fov = a.sagittal_fov * 1.3
+            return Grid((size, size), fov / size, (12.0, 28.0 - 0.2 * fov))
+        if self.protocol is Protocol.CUTSACRUM:
+            below = float(self._rng(11).uniform(12.0, 22.0))  # lower edge under L5-S1, in S1
+            bottom = self.curve.discs[DiscLevel.L5_S1].v + below
+            return Grid((size, size), a.sagittal_fov / size, (12.0, bottom - a.sagittal_fov / 2))
+        return Grid((size, size), a.sagittal_fov / size, (12.0, 28.0))
+
+    def upper_disc_centres(self) -> dict[str, Vector]:
+        """True centres of the discs drawn above L1-L2 (T12-L1 upward), by level name."""
+        if not self.thoracic:
+            return {}
+        curve = _spine_curve(self.anatomy, self.lesions, thoracic=True)
+        return {name: (0.0, seg.u, -seg.v) for name, seg in curve.upper_discs.items()}
 
     def myelo(self) -> Series:
         """Two or three thick-slab MR myelograms: coronal and oblique projections."""

@@ -161,19 +161,25 @@
     }
   }
 
-  // Level markers on the sagittal image: fractions of the image height, stored per patient in
-  // this browser (the app does not know where the discs are; a rater can move them with L).
-  const markerKey = "fala-markers-" + data.patient;
-  const defaultMarkers = Object.fromEntries(data.levels.map((lv, i) => [lv, 0.3 + i * 0.11]));
-  let markers = { ...defaultMarkers };
+  // Level markers on the sagittal image: fractions of the image height. They start on the discs
+  // ingest localised (data.disc_markers) and at guessed heights where it did not; a rater can
+  // move one with L, which is stored per patient in this browser.
+  const markerKey = "fala-moved-markers-" + data.patient; // only the levels a rater moved
+  const located = data.disc_markers || {};
+  const defaultMarkers = Object.fromEntries(
+    data.levels.map((lv, i) => [lv, located[lv] ? located[lv].y : 0.3 + i * 0.11]),
+  );
+  let moved = {};
   try {
-    Object.assign(markers, JSON.parse(localStorage.getItem(markerKey) || "{}"));
+    moved = JSON.parse(localStorage.getItem(markerKey) || "{}") || {};
   } catch (err) {
-    markers = { ...defaultMarkers };
+    moved = {};
   }
+  const markers = { ...defaultMarkers, ...moved };
   function setMarker(level, v) {
     markers[level] = Math.min(1, Math.max(0, v));
-    localStorage.setItem(markerKey, JSON.stringify(markers));
+    moved[level] = markers[level];
+    localStorage.setItem(markerKey, JSON.stringify(moved));
   }
 
   const sagInfo = data.images.find((im) => im.view === "sagittal_t2") || data.images[0];
@@ -195,9 +201,17 @@
         ctx.fillStyle = "rgba(255, 196, 0, 0.12)";
         ctx.fillRect(0, y - 10, w, 20);
       }
+      if (located[lv] && !(lv in moved)) {
+        // the localised disc centre itself, while the marker still sits on it
+        const [cx, cy] = toScreen(located[lv].x, located[lv].y);
+        ctx.setLineDash([]);
+        ctx.beginPath();
+        ctx.arc(cx, cy, active ? 5 : 3.5, 0, 2 * Math.PI);
+        ctx.stroke();
+      }
       ctx.font = (active ? "bold " : "") + "12px system-ui, sans-serif";
       ctx.fillStyle = active ? "#ffc400" : "rgba(160, 200, 255, 0.8)";
-      ctx.fillText(lv, 8, y - 4);
+      ctx.fillText(located[lv] ? lv : lv + " (guessed)", 8, y - 4);
     });
     ctx.setLineDash([]);
   };
