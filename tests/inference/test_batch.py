@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import pydicom
@@ -122,13 +123,19 @@ def test_no_spine_no_sagittal_series_and_missing_input(
         first = sorted(series.iterdir())[0]
         if "SAG" in str(pydicom.dcmread(first, stop_before_pixels=True).SeriesDescription):
             shutil.rmtree(series)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/dicom-web/studies/1.2.826.0.1.3680043.8.498.12345"
     lines: list[str] = []
-    inputs = [str(blank), str(no_sagittal), str(tmp_path / "gone.png")]
+    inputs = [str(blank), str(no_sagittal), str(tmp_path / "gone.png"), url]
     batch = predict_inputs(inputs, tmp_path / "out", toy_models(finder), echo=lines.append)
-    assert batch.failed == 3 and len(lines) == 3
+    assert batch.failed == 4 and len(lines) == 4
     assert "no discs found" in lines[0]
     assert lines[1] == f"{no_sagittal}: no sagittal T2 series found"
     assert lines[2].endswith("no such file or folder")
+    assert lines[3].startswith(f"http://127.0.0.1:{port}/dicom-web/studies/-: cannot reach")
+    assert "12345" not in (tmp_path / "out" / "inputs.csv").read_text()  # no study UID
     assert _rows(tmp_path / "out" / "predictions.csv") == []
     assert not [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
 

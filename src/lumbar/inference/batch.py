@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ from lumbar.inference.inputs import (
     safe_stem,
     unique_names,
 )
-from lumbar.inference.predict import Predictor
+from lumbar.inference.predict import Predictor, study_folder
 from lumbar.inference.sagittal import (
     DiscFinder,
     DiscGrader,
@@ -48,7 +47,7 @@ from lumbar.inference.sagittal import (
 )
 from lumbar.inference.summary import summary_page
 from lumbar.pseudonym import load_secret, pseudonymize
-from lumbar.structured.dicomweb import fetch_study, parse_study_url
+from lumbar.structured.dicomweb import parse_study_url
 from lumbar.structured.export import (
     StructuredOptions,
     algorithm_info,
@@ -383,20 +382,6 @@ def _pending(given: str, label: str) -> _Pending:
         return _Pending(label, None, outcome=InputOutcome(label, "unknown", error=str(err)))
 
 
-@contextlib.contextmanager
-def _study_folder(source: PredictInput) -> Iterator[Path]:
-    """The study as a local folder: as given, or fetched from DICOMweb into a temporary one."""
-    if source.kind is not InputKind.URL:
-        assert source.path is not None
-        yield source.path
-        return
-    parsed = parse_study_url(source.given)
-    assert parsed is not None
-    with tempfile.TemporaryDirectory(prefix="lumbar-study-") as tmp:
-        fetch_study(*parsed, Path(tmp) / "study")
-        yield Path(tmp) / "study"
-
-
 def _prepare(
     item: _Pending,
     models: PredictModels,
@@ -414,7 +399,7 @@ def _prepare(
             item.group = [read_sagittal_image(source.path)]
             item.name = safe_stem(source.path.stem)
             return
-        folder = stack.enter_context(_study_folder(source))
+        folder = stack.enter_context(study_folder(source.path or source.given))
         item.folder = folder
         item.name = _study_name(folder, secret)
     except UserError as err:
