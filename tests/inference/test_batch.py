@@ -102,7 +102,7 @@ def test_images_study_and_bad_file_in_one_call(
     statuses = {r["input"]: r["status"] for r in _rows(out / "inputs.csv")}
     assert statuses[str(bad)].startswith("failed: not an image")
     page = (out / "summary.html").read_text()
-    assert "not for clinical use" in page and "src='data:image/png;base64," in page
+    assert "not for clinical use" in page and "src='data:image/jpeg;base64," in page
     for name in ("104_t2", "106_t1", study_name):
         section = page.split(f"<h2>{name} ")[1].split("</section>")[0]
         levels = [r["level"] for r in rows if r["name"] == name]

@@ -21,17 +21,33 @@ INTENDED_USE = (
 )
 
 
-def _img(data: bytes, alt: str, css: str = "") -> str:
-    b64 = base64.b64encode(data).decode("ascii")
+#: Longest side of the pictures inlined in the page (JPEG): the page stays small for many inputs;
+#: the full-size PNGs are in each input's folder.
+OVERLAY_SIDE = 480
+CAM_SIDE = 128
+
+
+def _img(data: bytes, alt: str, side: int, css: str = "") -> str:
+    """A PNG shrunk to `side` pixels and inlined as JPEG."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as picture:
+        picture = picture.convert("RGB")
+        picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=85)
+    b64 = base64.b64encode(buffer.getvalue()).decode("ascii")
     cls = f" class='{css}'" if css else ""
-    return f"<img{cls} src='data:image/png;base64,{b64}' alt='{html.escape(alt)}'>"
+    return f"<img{cls} src='data:image/jpeg;base64,{b64}' alt='{html.escape(alt)}'>"
 
 
 def _fmt(value: Any) -> str:
     return "" if value is None else f"{value:.3f}"
 
 
-def _disc_rows(outcome: Any) -> str:
+def _disc_rows(outcome: Any, with_axial: bool) -> str:
     esc = html.escape
     rows = []
     for d in outcome.prediction.get("discs", []):
@@ -48,7 +64,9 @@ def _disc_rows(outcome: Any) -> str:
             f"<tr class='{css}'><td>{esc(d['level'])}</td><td>{_fmt(p)}</td>"
             f"<td>{esc(str(grade))}</td><td>{_fmt(probs.get('bulging'))}</td>"
             f"<td>{_fmt(probs.get('herniation'))}</td><td>{_fmt(probs.get('narrowing'))}</td>"
-            f"<td>{_fmt(d.get('confidence'))}</td><td>{axial_text}</td></tr>"
+            f"<td>{_fmt(d.get('confidence'))}</td>"
+            + (f"<td>{axial_text}</td>" if with_axial else "")
+            + "</tr>"
         )
     return "".join(rows)
 
@@ -64,11 +82,14 @@ def _section(outcome: Any) -> str:
             parts.append(f"<p class='warn'>{esc(key.split('_')[0])}: {esc(pred[key])}</p>")
     parts.append("<div class='row'>")
     if outcome.overlay:
-        parts.append(_img(outcome.overlay, f"{outcome.name} sagittal overlay", "overlay"))
+        alt = f"{outcome.name} sagittal overlay"
+        parts.append(_img(outcome.overlay, alt, OVERLAY_SIDE, "overlay"))
+    with_axial = any(d.get("axial") for d in pred.get("discs", []))
     parts.append(
         "<table><tr><th>level</th><th>P(abnormal)</th><th>Pfirrmann</th><th>P(bulging)</th>"
         "<th>P(herniation)</th><th>P(narrowing)</th><th>localiser confidence</th>"
-        f"<th>axial</th></tr>{_disc_rows(outcome)}</table></div>"
+        + ("<th>axial run</th>" if with_axial else "")
+        + f"</tr>{_disc_rows(outcome, with_axial)}</table></div>"
     )
     if pred.get("unnamed_discs"):
         parts.append(
@@ -76,7 +97,8 @@ def _section(outcome: Any) -> str:
             "confident: not graded.</p>"
         )
     cams = [
-        f"<figure>{_img(data, f'{key} Grad-CAM')}<figcaption>{esc(key)}</figcaption></figure>"
+        f"<figure>{_img(data, f'{key} Grad-CAM', CAM_SIDE)}<figcaption>{esc(key)}</figcaption>"
+        "</figure>"
         for key, data in outcome.gradcams.items()
     ]
     if cams:
