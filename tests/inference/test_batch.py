@@ -58,13 +58,16 @@ def test_images_study_and_bad_file_in_one_call(
     images = [str(SPIDER / "images" / name) for name in SPIDER_IMAGES]
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
-    inputs = [*images, str(phantom), str(bad)]
+    dicom_slice = tmp_path / "slice.dcm"  # the study's central sagittal slice, on its own
+    shutil.copy(batch_module._study_slices(phantom)[1], dicom_slice)
+    inputs = [*images, str(phantom), str(bad), str(dicom_slice)]
     lines: list[str] = []
     calls = len(finder.calls)
     out = tmp_path / "out"
     batch = predict_inputs(inputs, out, toy_models(finder), echo=lines.append)
 
-    assert finder.calls[calls:] == [2 + 3]  # one localiser batch: 2 images + 3 study slices
+    # one localiser batch: 2 PNGs + 3 study slices + 1 DICOM slice
+    assert finder.calls[calls:] == [2 + 3 + 1]
     assert batch.failed == 1 and lines == [f"{bad}: " + batch.inputs[3].error]
     assert "not an image" in lines[0]
     rows = _rows(out / "predictions.csv")
@@ -73,7 +76,7 @@ def test_images_study_and_bad_file_in_one_call(
         rows[0]
     )
     assert next(r["input"] for r in rows if r["name"] == "104_t2") == images[0]
-    assert {r["input"] for r in rows} == {*images, str(phantom)}  # exactly as given
+    assert {r["input"] for r in rows} == {*images, str(phantom), str(dicom_slice)}  # as given
     spider_levels = {
         name: [r["level"] for r in rows if r["input"].endswith(name)] for name in SPIDER_IMAGES
     }
@@ -94,6 +97,13 @@ def test_images_study_and_bad_file_in_one_call(
             assert len(disc["box"]) == 4 and abs(sum(disc["pfirrmann"].values()) - 1) < 1e-3
     study = json.loads((out / study_name / "prediction.json").read_text())
     assert study["image"]["slices"] == 3 and len(study["discs"][0]["position_mm"]) == 3
+    single = json.loads((out / "slice" / "prediction.json").read_text())
+    assert (
+        single["kind"] == "image" and single["image"]["spacing_mm"] == study["image"]["spacing_mm"]
+    )
+    for alone, fused in zip(single["discs"], study["discs"], strict=True):
+        assert alone["level"] == fused["level"]  # same slice, same discs, in patient mm too
+        assert alone["position_mm"] == pytest.approx(fused["position_mm"], abs=0.05)
     patient = _patient_id(phantom)
     for path in out.rglob("*"):  # the phantom's PatientID appears in no output
         if path.is_file() and path.name != ".lumbar-secret":
