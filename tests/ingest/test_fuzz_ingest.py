@@ -81,3 +81,61 @@ def test_nothing_usable_among_damaged_files_exits_2(tmp_path) -> None:
     write_mutants(real, str(src), 60, SEED + 7)
     out = tmp_path / "out"
     assert _check(src, out, _ingest_cli(src, out)) == 0
+
+
+COMPRESSED_MR = (
+    "MR_small_RLE.dcm",
+    "emri_small_RLE.dcm",
+    "MR_small_jpeg_ls_lossless.dcm",
+    "emri_small_jpeg_ls_lossless.dcm",
+    "MR_small_jp2klossless.dcm",
+    "emri_small_jpeg_2k_lossless.dcm",
+)
+_DECODE_MUTANTS = """
+import io, random, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import pydicom
+from helpers.dicom_mutator import mutate, real_mr_sources
+from lumbar.ingest.deid import deidentify
+from lumbar.ingest.export import render_frame
+from lumbar.ingest.read import HeaderProblem, read_header
+names = set(sys.argv[4:])
+sources = [s for s in real_mr_sources() if s[0] in names]
+rng = random.Random(int(sys.argv[2]))
+decoded = 0
+for _ in range(int(sys.argv[3])):
+    name, data = sources[rng.randrange(len(sources))]
+    mutant, _ = mutate(data, rng.randrange(2**32))
+    with tempfile.NamedTemporaryFile(suffix=".dcm") as handle:
+        handle.write(mutant)
+        handle.flush()
+        try:
+            read_header(handle.name)
+        except HeaderProblem:
+            continue
+    try:  # as the export does: any Exception is that image's reported problem
+        ds = pydicom.dcmread(io.BytesIO(mutant), force=True)
+        render_frame(ds, 0)
+        decoded += 1
+        deidentify(ds, "P1", b"secret")
+    except Exception:
+        pass
+print("decoded", decoded)
+"""
+
+
+def test_decoders_survive_damaged_compressed_files(real_dicom) -> None:
+    """Mutants of RLE, JPEG-LS and JPEG 2000 files through the export's decode and de-
+    identification steps in a child process: no decoder may kill the process or raise past
+    `except Exception` (a Rust panic, a GDCM abort)."""
+    for name in COMPRESSED_MR:
+        real_dicom(name)  # skips when pydicom-data is absent
+    tests = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", _DECODE_MUTANTS, str(tests), str(SEED), "400", *COMPRESSED_MR],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert int(proc.stdout.split()[-1]) > 50  # most mutants still reach the decoders

@@ -4,8 +4,9 @@
   identifiers (PatientID, PatientName, StudyInstanceUID, the source instances' UIDs), so a
   viewer files them beside the images they describe. They stay inside the hospital.
 - `research` (default): everything is pseudonymised exactly as `lumbar ingest --export-dicom`
-  does it (`lumbar.ingest.deid.deidentify`: keyed pseudonym, keyed UIDs, no names or dates), so
-  a research SR refers to the instances of the de-identified export made with the same secret.
+  does it (`lumbar.ingest.deid.deidentify`: keyed pseudonym, keyed UIDs, no names, dates
+  shifted by a keyed per-patient offset), so a research SR refers to the instances of the
+  de-identified export made with the same secret.
 """
 
 from __future__ import annotations
