@@ -170,3 +170,19 @@ def test_cli_exit_code_and_no_gradcam(
     assert (tmp_path / "b" / "104_t2" / "prediction.json").is_file()
     help_text = runner.invoke(app, ["predict", "--help"]).output
     assert "Exit code" in help_text
+
+
+@needs_spider
+def test_inputs_in_chunks_keep_distinct_names(
+    finder: TruthFinder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch_module, "CHUNK", 2)
+    images = [str(SPIDER / "images" / name) for name in [*SPIDER_IMAGES, SPIDER_IMAGES[0]]]
+    calls = len(finder.calls)
+    batch = predict_inputs(images, tmp_path / "out", toy_models(finder), gradcam=False)
+    assert finder.calls[calls:] == [2, 1]  # one localiser batch per chunk
+    assert [o.name for o in batch.inputs] == ["104_t2", "106_t1", "104_t2-2"]
+    assert {r["name"] for r in _rows(tmp_path / "out" / "predictions.csv")} == {
+        "104_t2", "106_t1", "104_t2-2"
+    }  # fmt: skip
+    assert not list((tmp_path / "out").rglob("gradcam"))

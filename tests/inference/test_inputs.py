@@ -11,10 +11,10 @@ from PIL import Image
 from lumbar.errors import UserError
 from lumbar.inference.inputs import (
     InputKind,
+    UniqueNames,
     classify_input,
     read_sagittal_image,
     safe_stem,
-    unique_names,
 )
 
 
@@ -65,5 +65,5 @@ def test_read_dicom_slice_with_geometry(phantom_cohort: Path) -> None:
 def test_names_are_safe_and_unique() -> None:
     assert safe_stem("Müller, Hans (1952)") == "M_ller_Hans_1952"
     assert safe_stem("../..") == "input" and safe_stem(".hidden") == "hidden"
-    # a later input's own name is kept: the repeated one steps around it
-    assert unique_names(["a", "b", "a", "a-2", "a"]) == ["a", "b", "a-3", "a-2", "a-4"]
+    name = UniqueNames()
+    assert [name(n) for n in ["a", "b", "a", "a-2", "a"]] == ["a", "b", "a-2", "a-2-2", "a-3"]

@@ -32,10 +32,10 @@ from lumbar.inference.inputs import (
     InputKind,
     PredictInput,
     SagittalImage,
+    UniqueNames,
     classify_input,
     read_sagittal_image,
     safe_stem,
-    unique_names,
 )
 from lumbar.inference.predict import Predictor, study_folder
 from lumbar.inference.sagittal import (
@@ -77,6 +77,9 @@ OVERLAY_PNG = "overlay.png"
 #: The grader's binary targets after `disc_abnormal`, in CSV column order.
 BINARY_TARGETS = ("bulging", "herniation", "narrowing")
 PFIRRMANN = ("1", "2", "3", "4", "5")
+#: Inputs read, localised and graded together (one localiser and one grader batch each): many
+#: inputs in one call never hold more than this many inputs' pixels at once.
+CHUNK = 64
 
 
 @dataclass
@@ -277,26 +280,29 @@ def predict_inputs(
     if wanted:
         assert structured is not None
         prepare_outputs(structured)
-    with contextlib.ExitStack() as stack:
-        for item in pending:
-            if item.outcome is None:
-                _prepare(item, models, secret, stack, sources=wanted)
-        _grade(pending, models, gradcam)
-        outcomes = [item.outcome for item in pending if item.outcome is not None]
-        names = unique_names([o.name or "failed" for o in outcomes])
-        for outcome, name in zip(outcomes, names, strict=True):
-            if not outcome.error:
-                outcome.name = name
-                outcome.prediction["name"] = name
-        if wanted:
-            assert structured is not None
-            for item in pending:
-                _export(item, models, structured, secret, echo)
-    for outcome in outcomes:
-        if outcome.error:
-            fail(f"{outcome.given}: {outcome.error}")
-        elif out is not None:
-            _write_input(Path(out) / outcome.name, outcome)
+    name = UniqueNames()
+    for first in range(0, len(pending), CHUNK):
+        chunk = pending[first : first + CHUNK]
+        with contextlib.ExitStack() as stack:  # fetched studies live until the chunk is done
+            for item in chunk:
+                if item.outcome is None:
+                    _prepare(item, models, secret, stack, sources=wanted)
+            _grade(chunk, models, gradcam)
+            for item in chunk:
+                item.group = []  # the slices' pixels are not needed any more
+                if item.outcome is not None and not item.outcome.error:
+                    item.outcome.name = name(item.outcome.name or "input")
+                    item.outcome.prediction["name"] = item.outcome.name
+                    if wanted:
+                        assert structured is not None
+                        _export(item, models, structured, secret, echo)
+        for item in chunk:
+            assert item.outcome is not None
+            if item.outcome.error:
+                fail(f"{item.outcome.given}: {item.outcome.error}")
+            elif out is not None:
+                _write_input(Path(out) / item.outcome.name, item.outcome)
+    outcomes = [item.outcome for item in pending if item.outcome is not None]
     batch = BatchOutcome(outcomes, time.perf_counter() - start)
     if out is not None:
         _write_tables(Path(out), batch)

@@ -25,10 +25,10 @@ __all__ = [
     "InputKind",
     "PredictInput",
     "SagittalImage",
+    "UniqueNames",
     "classify_input",
     "read_sagittal_image",
     "safe_stem",
-    "unique_names",
 ]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -139,19 +139,17 @@ def safe_stem(text: str, fallback: str = "input") -> str:
     return stem or fallback
 
 
-def unique_names(names: list[str]) -> list[str]:
-    """The names in order, the second and later copies of a name suffixed -2, -3, ..."""
-    seen: dict[str, int] = {}
-    taken = set(names)
-    out = []
-    for name in names:
-        count = seen.get(name, 0) + 1
-        seen[name] = count
-        candidate = name if count == 1 else f"{name}-{count}"
-        while count > 1 and candidate in taken:
+class UniqueNames:
+    """Names handed out in order, each once: a name already given is suffixed -2, -3, ...
+    (the lowest free number), so inputs processed in chunks still get distinct folders."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        candidate, count = name, 1
+        while candidate in self.taken:
             count += 1
             candidate = f"{name}-{count}"
-        seen[name] = count
-        taken.add(candidate)
-        out.append(candidate)
-    return out
+        self.taken.add(candidate)
+        return candidate
