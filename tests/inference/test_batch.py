@@ -16,6 +16,7 @@ from helpers.sagittal_models import TruthFinder, toy_models
 from helpers.shared_data import SHARED_DATA
 from typer.testing import CliRunner
 
+from lumbar.data.spider import read_spider
 from lumbar.inference import batch as batch_module
 from lumbar.inference.batch import predict_inputs
 
@@ -186,3 +187,40 @@ def test_inputs_in_chunks_keep_distinct_names(
         "104_t2", "106_t1", "104_t2-2"
     }  # fmt: skip
     assert not list((tmp_path / "out").rglob("gradcam"))
+
+
+@needs_spider
+def test_bundled_models_end_to_end(phantom: Path, tmp_path: Path) -> None:
+    """The shipped localiser and grader, no stand-ins: a real slice and a phantom study are
+    graded, a blank image gets no prediction."""
+    from PIL import Image
+
+    from lumbar.inference.batch import load_predict_models
+
+    blank = tmp_path / "blank.png"
+    Image.new("L", (320, 320), 0).save(blank)
+    image = str(SPIDER / "images" / SPIDER_IMAGES[0])
+    lines: list[str] = []
+    models = load_predict_models(None)
+    batch = predict_inputs(
+        [image, str(phantom), str(blank)], tmp_path / "out", models, gradcam=False,
+        echo=lines.append,
+    )  # fmt: skip
+    real, study, empty = batch.inputs
+    assert not real.error and not study.error, (real.error, study.error)
+    assert empty.error and "no disc" in empty.error and lines == [f"{blank}: {empty.error}"]
+    for outcome in (real, study):
+        levels = [d["level"] for d in outcome.prediction["discs"]]
+        assert len(levels) >= 4 and "L5-S1" in levels and "L4-L5" in levels
+        for d in outcome.prediction["discs"]:
+            assert 0.0 <= d["p_abnormal"] <= 1.0 and d["confidence"] >= 0.5
+            assert abs(sum(d["pfirrmann"].values()) - 1.0) < 1e-3
+    truth = {d.level: d.centre for s in read_spider(SPIDER) if s.image.name == SPIDER_IMAGES[0]
+             for d in s.discs}  # fmt: skip
+    for d in real.prediction["discs"]:  # found where SPIDER boxed them (within 15 px)
+        if d["level"] in truth:
+            assert (
+                abs(d["x"] - truth[d["level"]][0]) < 15 and abs(d["y"] - truth[d["level"]][1]) < 15
+            )
+    page = (tmp_path / "out" / "summary.html").read_text()
+    assert "SPIDER" in page and "not for clinical use" in page
