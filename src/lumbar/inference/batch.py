@@ -27,7 +27,7 @@ import numpy as np
 from lumbar import runs
 from lumbar.errors import UserError
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
-from lumbar.grading import SPINE_LEVELS
+from lumbar.grading import PFIRRMANN_GRADES, SPINE_LEVELS
 from lumbar.inference.inputs import (
     InputKind,
     PredictInput,
@@ -76,7 +76,7 @@ PREDICTION_JSON = "prediction.json"
 OVERLAY_PNG = "overlay.png"
 #: The grader's binary targets after `disc_abnormal`, in CSV column order.
 BINARY_TARGETS = ("bulging", "herniation", "narrowing")
-PFIRRMANN = ("1", "2", "3", "4", "5")
+PFIRRMANN = tuple(str(grade) for grade in PFIRRMANN_GRADES)
 #: Inputs read, localised and graded together (one localiser and one grader batch each): many
 #: inputs in one call never hold more than this many inputs' pixels at once.
 CHUNK = 64
