@@ -6,8 +6,10 @@ with each axial selection and disc-centre source below, and every disc's chosen 
 compared with the truth:
 
 - auto / geometry with the true centres;
-- auto with the true centres plus Gaussian noise of SIGMA mm per axis (a stand-in for the
-  sagittal localiser's error, which `lumbar localize`'s own benchmark measures);
+- auto with the centres the learnt sagittal localiser finds (`lumbar.localize`, the bundled
+  model), the real pipeline, where that package is installed;
+- auto with the true centres plus Gaussian noise of SIGMA mm per axis (how the figures degrade
+  with a localiser's error along the spine);
 - auto without centres (as with no sagittal T2 or no localiser), and paper (Eq. 2 only).
 
 Figures: the share of covered discs whose chosen image is the true mid-disc image (target
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import importlib.util
 import os
 import platform
 import statistics
@@ -83,6 +86,16 @@ class Tally:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+def _localiser_source():  # type: ignore[no-untyped-def]
+    """The bundled sagittal localiser as a disc-centre source, or None where `lumbar.localize`
+    is not installed (imported here: it brings torch)."""
+    if importlib.util.find_spec("lumbar.localize") is None:
+        return None
+    from lumbar.localize import LocalizerDiscCentres, default_localizer
+
+    return LocalizerDiscCentres(default_localizer())
+
+
 def _variants(discs_csv: Path) -> dict[str, IngestOptions]:
     truth = CsvDiscCentres(discs_csv)
     variants = {
@@ -91,6 +104,9 @@ def _variants(discs_csv: Path) -> dict[str, IngestOptions]:
             workers=1, disc_centres=truth, axial_selection=AxialSelection.GEOMETRY
         ),
     }
+    localiser = _localiser_source()
+    if localiser is not None:
+        variants["auto, localiser centres"] = IngestOptions(workers=1, disc_centres=localiser)
     for sigma in NOISE_MM:
         variants[f"auto, centres +-{sigma:g} mm"] = IngestOptions(
             workers=1, disc_centres=NoisyCentres(truth, sigma)

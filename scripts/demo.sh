@@ -58,6 +58,18 @@ rm -rf "$runs/effnet-frozen" "$runs/effnet-finetune"
 "$bin/lumbar" evaluate "$out/runs/effnet-frozen" "$out/runs/effnet-finetune" --split test
 "$bin/lumbar" compare "$out/runs/effnet-frozen" "$out/runs/effnet-finetune"
 
+step "disc localiser: find and name every disc on sagittal MRI (lumbar localize)"
+# bundled weights (offline); the phantom study's sagittal T2 (3 central slices fused, patient
+# mm) and, when the shared data is here, one real SPIDER slice
+localize_inputs=("$first")
+spider=../shared/data/spider-sagittal/images/104_t2.png
+[ -f "$spider" ] && localize_inputs+=("$spider")
+"$bin/lumbar" localize "${localize_inputs[@]}" --out "$out/localize"
+head -n 8 "$out/localize/discs.csv"
+if [ -f "$spider" ]; then
+  echo "Real slice: SPIDER lumbar spine MRI, van der Graaf et al., Sci Data 11:264 (2024), doi:10.1038/s41597-024-03090-w, CC BY 4.0"
+fi
+
 step "grading web app, FaLa (lumbar label)"
 db="$out/fala.db"
 if [ ! -f "$db" ]; then  # demo accounts only: real deployments prompt for passwords
@@ -77,6 +89,7 @@ echo "  ingest/             the paper's 8 images per patient (pseudonymised), im
 echo "  selected.png        the selected images, one row per patient"
 echo "  dataset/            manifest.csv with labels and a patient-level 75/15/10 split"
 echo "  dataset-stats/      Table 5 counts, stenosis counts, charts like Figures 3-5"
+echo "  localize/           discs found and named on a phantom study and a real slice: discs.csv, overlays"
 echo "  dataset-roi/        the axial images cropped to the paper's ROI (Eq. 3), with their manifest"
 echo "  roi-figure-*.png    the ROI grid drawn on a phantom and a real axial image (Figure 6)"
 echo "  runs/effnet-*/      run folders: config.json, checkpoint.pt, history.csv,"

@@ -83,3 +83,16 @@ def test_improvement_rate_and_paired_bootstrap() -> None:
     assert result["accuracy"]["p_value"] < 0.01 and result["accuracy"]["diff"] > 0
     same = paired_bootstrap(labels, weak, weak, patients, resamples=300)
     assert same["f1"]["p_value"] == 1.0 and same["f1"]["diff"] == 0.0
+
+
+def test_bootstrap_statistic_resamples_patients() -> None:
+    from lumbar.metrics import bootstrap_statistic
+
+    values = np.array([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    groups = np.array(["a", "a", "b", "b", "c", "c"])
+    low, high = bootstrap_statistic(groups, lambda ix: float(values[ix].mean()), resamples=500)
+    assert 0.0 <= low <= 0.5 <= high <= 1.0
+    same = bootstrap_statistic(groups, lambda ix: 0.25, resamples=50)
+    assert same == (0.25, 0.25)
+    nan = bootstrap_statistic(groups, lambda ix: float("nan"), resamples=20)
+    assert all(v != v for v in nan)

@@ -202,6 +202,30 @@ def bootstrap_ci(
     return out
 
 
+def bootstrap_statistic(
+    groups: Sequence[str] | np.ndarray,
+    statistic: Callable[[np.ndarray], float],
+    *,
+    resamples: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of `statistic(rows)` over patient resamples (rows index `groups`).
+
+    For any figure pooled over rows (discs, slices) that belong to patients: each resample
+    draws as many patients as there are, with replacement, and passes all their rows.
+    """
+    members = _patient_index(groups)
+    rng = np.random.default_rng(seed)
+    values = [statistic(rows) for rows in _resample_rows(members, rng, resamples)]
+    finite = [v for v in values if np.isfinite(v)]  # a resample may leave it undefined
+    if not finite:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
 def improvement_rate(old: float, new: float) -> float | None:
     """Eq. 8: (new - old) / |old| x 100, in percent; None when `old` is 0."""
     if old == 0:

@@ -55,3 +55,10 @@ def test_help_does_not_import_torch(argv: list[str]) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_models_lists_the_bundled_localiser(torch_home: Path) -> None:
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if "disc localiser" in line)
+    assert "lumbar localize" in line and "localizer.safetensors" in line and "MB" in line

@@ -13,3 +13,4 @@ SHARED_DATA = Path(
     os.environ.get("LUMBAR_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
 )
 REAL_MRI = SHARED_DATA / "lumbar-mri-unlabelled"
+SPIDER = SHARED_DATA / "spider-sagittal"

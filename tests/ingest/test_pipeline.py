@@ -663,6 +663,14 @@ def test_auto_picks_the_true_mid_disc_slice_on_every_protocol(protocol_cohorts, 
             if protocol is not Protocol.NOSAGT2:
                 assert abs(float(row.disc_distance_mm)) < 2.5
                 assert float(row.disc_x) > 0 and float(row.disc_y) > 0
+        geometry = _rows(out / "axial-geometry.csv")
+        if protocol is not Protocol.NOSAGT2:  # every slice against every disc, chosen marked
+            chosen = {(r["level"], r["source_uid_hash"]) for r in geometry if r["chosen"] == "1"}
+            assert chosen == {(lv, row.source_uid_hash) for lv, row in axial.items()}
+            slices = {r["source_uid_hash"] for r in geometry}
+            assert len(geometry) == len(slices) * len(truth)
+        else:
+            assert geometry == []
         errors = [r.reason for r in summary.report if r.severity == "error"]
         if protocol is Protocol.LOWER3:
             assert [e.split(" (")[0] for e in errors] == [

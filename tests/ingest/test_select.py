@@ -23,6 +23,7 @@ from lumbar.ingest.select import (
     select_axial_images,
     select_myelo,
     select_sagittal,
+    slice_disc_geometry,
     split_stacks,
 )
 
@@ -261,14 +262,19 @@ def test_auto_without_centres_uses_eq2_on_the_papers_layout_and_notes_it() -> No
     ]
 
 
-def test_auto_drops_eq2_when_its_frame_misses_the_disc() -> None:
-    # the paper's layout, but the centres say every disc lies 2 slices higher
+def test_auto_drops_eq2_when_geometry_puts_the_discs_in_other_stacks() -> None:
+    # the paper's layout, but the centres say every disc lies one disc higher (the axial stacks
+    # would be T12-L1..L4-L5): the stacks are not the discs Eq. 2 names
     result = select_axial_images(
-        paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, centres(dz=8.0)
+        paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, centres(dz=-35.0)
     )
     assert {c.rule for c in result.chosen.values()} == {Rule.GEOMETRY}
-    assert result.warnings[0].startswith("paper layout, but Eq. 2's frames miss their discs")
-    assert all(c.frame.sop_uid == f"{lv.code}.4" for lv, c in result.chosen.items())
+    assert result.warnings[0].startswith(
+        "paper layout, but geometry puts the discs in other stacks than Eq. 2 (L1-L2: 35.0 mm"
+    )
+    # each disc gets the middle of the stack it lies in: the one Eq. 2 gave the disc below
+    assert result.chosen[DiscLevel.L1_L2].frame.sop_uid == "23.2"
+    assert DiscLevel.L5_S1 not in result.chosen  # no slice crosses it any more
 
 
 def test_paper_layout_checks() -> None:
@@ -311,3 +317,32 @@ def test_geometry_prefers_the_middle_of_a_discs_own_odd_stack_when_it_crosses_to
     assert len(result.chosen) == 5
     assert all(abs(c.distance_mm) <= 2.0 for c in result.chosen.values())
     assert all(c.reason.startswith("nearest slice: ") for c in result.chosen.values())
+
+
+def test_auto_keeps_eq2_within_its_stacks_and_reports_a_large_offset() -> None:
+    noisy = centres()
+    noisy[2] = DiscCentre(noisy[2].level, noisy[2].xyz_mm + np.array([0.0, 0.0, 3.5]), 0.8)
+    kept = select_axial_images(paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, noisy)
+    assert {c.rule for c in kept.chosen.values()} == {Rule.EQ2} and kept.warnings == []
+    # every centre 8 mm (two slices) off: still each disc's own stack, so Eq. 2 stands, said so
+    off = select_axial_images(
+        paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, centres(dz=8.0)
+    )
+    assert {c.rule for c in off.chosen.values()} == {Rule.EQ2}
+    assert {lv: c.frame.instance_number for lv, c in off.chosen.items()} == {
+        lv: eq2_frame_number(lv) for lv in DiscLevel
+    }
+    assert off.warnings == [
+        "Eq. 2 kept, but the disc centres lie more than half a slice from most of its frames "
+        "(median 2.0 slices): check the sagittal localisation or the stack planning"
+    ]
+
+
+def test_slice_disc_geometry_measures_every_slice_against_every_disc() -> None:
+    rows = slice_disc_geometry(paper_frames(), centres(dz=0.5))
+    assert len(rows) == 25 * 5
+    first = [r for r in rows if r.frame.sop_uid == "51.0"]  # L5-S1's lowest slice, z = -8
+    assert [r.level for r in first] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert [r.distance_mm for r in first] == pytest.approx([148.5, 113.5, 78.5, 43.5, 8.5])
+    assert all(r.angle_deg == pytest.approx(0.0) for r in rows)
+    assert slice_disc_geometry(paper_frames(), []) == []

@@ -21,6 +21,7 @@ from lumbar.cli import (
     inference,
     ingest,
     label,
+    localize,
     models,
     pretrain,
     report,
@@ -69,6 +70,7 @@ app.command()(train.train)
 app.command()(train.evaluate)
 app.command()(train.compare)
 app.add_typer(label.label_app, name="label")
+app.add_typer(localize.localize_app, name="localize")
 app.command()(explain.explain)
 app.command()(inference.predict)
 app.command()(inference.export)

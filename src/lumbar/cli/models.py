@@ -63,3 +63,21 @@ def models(
             row.preprocessing,
         )
     Console().print(table)
+    _bundled_models(Console())
+
+
+def _bundled_models(console: object) -> None:
+    """The trained models shipped inside the package, with their model cards."""
+    from rich.table import Table
+
+    from lumbar.localize.localizer import bundled_summary
+
+    table = Table(title="bundled models (work offline)", caption_justify="left")
+    table.add_column("model", no_wrap=True)
+    table.add_column("command")
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    table.add_column("model card")
+    for row in [bundled_summary()]:
+        table.add_row(row["name"], row["command"], row["file"], row["size"], row["card"])
+    console.print(table)  # type: ignore[attr-defined]

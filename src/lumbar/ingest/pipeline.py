@@ -59,6 +59,7 @@ from lumbar.ingest.pacs import DicomWebSource, PacsFilters, is_dicomweb_url
 from lumbar.ingest.read import InstanceRecord, walk_folder
 from lumbar.ingest.select import (
     AxialChoice,
+    AxialResult,
     AxialSelection,
     Frame,
     FrameOrder,
@@ -67,6 +68,7 @@ from lumbar.ingest.select import (
     select_axial_images,
     select_myelo,
     select_sagittal,
+    slice_disc_geometry,
 )
 from lumbar.pseudonym import SECRET_FILE, SECRET_TEMP, load_secret
 from lumbar.visualize.contact_sheet import write_contact_sheet
@@ -74,6 +76,9 @@ from lumbar.visualize.contact_sheet import write_contact_sheet
 IMAGES_CSV = "images.csv"
 REPORT_CSV = "ingest-report.csv"
 DISCS_CSV = "discs.csv"
+AXIAL_GEOMETRY_CSV = "axial-geometry.csv"
+AXIAL_GEOMETRY_COLUMNS = ("patient_id", "source_uid_hash", "frame", "instance", "level",
+                          "distance_mm", "angle_deg", "chosen")  # fmt: skip
 DISCS_COLUMNS = ("patient_id", "level", "image", "x", "y", "width", "height", "confidence",
                  "x_mm", "y_mm", "z_mm")  # fmt: skip
 IMAGES_COLUMNS = (
@@ -423,8 +428,8 @@ def _ingest(
         report: list[ReportRow] = list(walk_report)
         for file_key, severity, reason in index.problems():
             report.append(ReportRow(file=file_key, severity=severity, reason=reason))
-        markers: list[DiscMarker] = []
-        tasks, decisions = _plan(index, options, report, keys, markers)
+        found = _Found()
+        tasks, decisions = _plan(index, options, report, keys, found)
         summary.decisions = decisions
         summary.patients = len({d.patient for d in decisions})
         done = _export(index, tasks, out, options, secret, keys, web, workers, report, progress)
@@ -443,10 +448,13 @@ def _ingest(
         _write_images_csv(out, summary.selected)
         _write_report(out, summary.report)
         exported = {image.image for image in summary.selected}
-        summary.discs = [m for m in markers if m.image in exported]
+        summary.discs = [m for m in found.markers if m.image in exported]
         _write_output(
             out / DISCS_CSV,
             csv_text(DISCS_COLUMNS, [m.as_tuple() for m in summary.discs]).encode(),
+        )
+        _write_output(
+            out / AXIAL_GEOMETRY_CSV, csv_text(AXIAL_GEOMETRY_COLUMNS, found.slices).encode()
         )
         summary.problems = sum(1 for r in report if r.severity in ("error", "warning"))
         summary.seconds = time.perf_counter() - start
@@ -468,7 +476,7 @@ def _plan(
     options: IngestOptions,
     report: list[ReportRow],
     keys: dict[str, Path] | None = None,
-    markers: list[DiscMarker] | None = None,
+    found: _Found | None = None,
 ) -> tuple[list[ExportTask], list[SeriesDecision]]:
     """Classify every series, choose one per view and patient, and select the frames."""
     by_series: dict[str, list[tuple[str, str, InstanceRecord]]] = defaultdict(list)
@@ -499,7 +507,7 @@ def _plan(
     tasks: list[ExportTask] = []
     for patient in sorted(per_patient):
         tasks.extend(
-            _plan_patient(patient, per_patient[patient], options, report, keys or {}, markers)
+            _plan_patient(patient, per_patient[patient], options, report, keys or {}, found)
         )
     return tasks, decisions
 
@@ -513,7 +521,7 @@ def _plan_patient(
     options: IngestOptions,
     report: list[ReportRow],
     keys: dict[str, Path],
-    markers: list[DiscMarker] | None = None,
+    found: _Found | None = None,
 ) -> list[ExportTask]:
     tasks: list[ExportTask] = []
     sagittal: _Sagittal | None = None
@@ -542,7 +550,7 @@ def _plan_patient(
             AxialSelection.AUTO,
         ):
             tasks.extend(
-                _plan_axial_geometry(patient, candidates, sagittal, options, report, keys, markers)
+                _plan_axial_geometry(patient, candidates, sagittal, options, report, keys, found)
             )
             continue
         failures = []
@@ -675,7 +683,7 @@ def _plan_axial_geometry(
     options: IngestOptions,
     report: list[ReportRow],
     keys: dict[str, Path],
-    markers: list[DiscMarker] | None = None,
+    found: _Found | None = None,
 ) -> list[ExportTask]:
     """Axial images by `geometry` or `auto`: every axial T2 series of one study together (a
     protocol may split the stacks over series), measured against the sagittal disc centres."""
@@ -735,8 +743,10 @@ def _plan_axial_geometry(
                     reason=f"{view.value}: {missing}",
                 )
             )
-        if centres and sagittal is not None and markers is not None:
-            markers.extend(_disc_markers(patient, sagittal, centres))
+        if centres and found is not None:
+            if sagittal is not None:
+                found.markers.extend(_disc_markers(patient, sagittal, centres))
+            found.slices.extend(_slice_rows(patient, frames, centres, result))
         tasks = []
         for level in DiscLevel:
             choice = result.chosen.get(level)
@@ -769,6 +779,35 @@ class _Sagittal:
     @property
     def study_uid(self) -> str:
         return self.members[0][2].study_uid
+
+
+@dataclass
+class _Found:
+    """What geometric selection learnt besides the images: disc markers on the sagittal images
+    (OUT/discs.csv) and every axial slice against every disc (OUT/axial-geometry.csv)."""
+
+    markers: list[DiscMarker] = field(default_factory=list)
+    slices: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def _slice_rows(
+    patient: str, frames: list[Frame], centres: list[DiscCentre], result: AxialResult
+) -> list[tuple[str, ...]]:
+    """Rows of OUT/axial-geometry.csv for one patient (`AXIAL_GEOMETRY_COLUMNS`)."""
+    chosen = {(c.frame.sop_uid, c.frame.frame, lv.value) for lv, c in result.chosen.items()}
+    return [
+        (
+            patient,
+            uid_hash(row.frame.sop_uid),
+            str(row.frame.frame),
+            "" if row.frame.instance_number is None else str(row.frame.instance_number),
+            row.level,
+            _number(row.distance_mm, 2),
+            _number(row.angle_deg, 1),
+            "1" if (row.frame.sop_uid, row.frame.frame, row.level) in chosen else "0",
+        )
+        for row in slice_disc_geometry(frames, centres)
+    ]
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,38 @@ def select_axial_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]
     return AxialResult(chosen, [], missing)
 
 
+@dataclass(frozen=True)
+class SliceDisc:
+    """One axial slice against one disc: the signed distance from the slice plane to the disc
+    centre (mm) and the angle between slice and disc plane (None with a single centre)."""
+
+    frame: Frame
+    level: str
+    distance_mm: float
+    angle_deg: float | None
+
+
+def slice_disc_geometry(frames: Sequence[Frame], centres: Sequence[DiscCentre]) -> list[SliceDisc]:
+    """Every slice against every disc centre (discs from the head down), in frame order.
+
+    Raises:
+        SelectionProblem: a frame without position or orientation.
+    """
+    ordered = spine_order(list(centres))
+    if not ordered or not frames:
+        return []
+    points = np.array([c.xyz_mm for c in ordered], dtype=float)
+    distances = disc_distances(frames, points)
+    axes = spine_axes(points) if len(ordered) >= 2 else None
+    rows = []
+    for i, frame in enumerate(frames):
+        normal = _normal(frame.orientation)
+        for j, centre in enumerate(ordered):
+            angle = plane_angle_deg(normal, axes[j]) if axes is not None else None
+            rows.append(SliceDisc(frame, centre.level, float(distances[i, j]), angle))
+    return rows
+
+
 def paper_layout(frames: Sequence[Frame], order: FrameOrder) -> tuple[bool, str]:
     """Whether one series has the paper's layout (25 images, five stacks of five, stored from
     L5-S1 upward, so Eq. 2 counts the right frames) and a short reason either way."""
@@ -378,30 +410,53 @@ def _select_axial_auto(
             for lv, c in geometry.chosen.items()
         }
         return geometry
-    # The paper's layout: Eq. 2 stands where each of its frames crosses its disc.
+    # The paper's layout: five stacks of five, each planned on its disc by the technician who
+    # looked at it. Geometry must agree on which stack belongs to which disc (each disc's
+    # nearest slice lies in Eq. 2's stack for it); a wrong layout (another order, coverage or
+    # split) breaks that by whole discs. Within a stack Eq. 2's middle slice stands: a sagittal
+    # localiser a few millimetres off is likelier than stacks planned a slice off their discs,
+    # and a large offset is still reported.
     ordered_centres = spine_order(list(centres))
     by_level = {c.level: c for c in ordered_centres}
-    spacing = dict(zip([(f.sop_uid, f.frame) for f in frames], _stack_spacing(frames), strict=True))
+    keys = [(f.sop_uid, f.frame) for f in frames]
+    stack_of = {
+        (f.sop_uid, f.frame): i for i, stack in enumerate(split_stacks(frames)) for f in stack
+    }
+    spacing = dict(zip(keys, _stack_spacing(frames), strict=True))
+    points = np.array([c.xyz_mm for c in ordered_centres], dtype=float)
+    distances = disc_distances(frames, points)
+    offsets = []  # |distance| / slice spacing of each checked Eq. 2 frame
     wrong = []
-    checked = 0
     for level, frame in eq2.items():
         centre = by_level.get(level.value)
         if centre is None:
             continue
-        d = float(disc_distances([frame], centre.xyz_mm)[0, 0])
-        checked += 1
-        if abs(d) > spacing[(frame.sop_uid, frame.frame)] / 2 + CROSSING_TOLERANCE_MM:
-            wrong.append(f"{level.value} {abs(d):.1f} mm")
-    if wrong or not checked:
+        j = ordered_centres.index(centre)
+        nearest = keys[int(np.argmin(np.abs(distances[:, j])))]
+        key = (frame.sop_uid, frame.frame)
+        d = abs(float(distances[keys.index(key), j]))
+        offsets.append(d / spacing[key])
+        if stack_of[nearest] != stack_of[key]:
+            wrong.append(f"{level.value}: {d:.1f} mm")
+    checked = len(offsets)
+    if not checked or wrong:
         geometry.chosen = {
-            lv: replace(c, reason=f"{c.reason}; Eq. 2's frame misses its disc")
+            lv: replace(c, reason=f"{c.reason}; Eq. 2's stacks are not its discs'")
             for lv, c in geometry.chosen.items()
         }
-        note = ", ".join(wrong) if wrong else "no disc centre to check it"
+        note = "no disc centre to check it" if not checked else ", ".join(wrong)
         geometry.warnings.append(
-            f"paper layout, but Eq. 2's frames miss their discs ({note}): geometry used"
+            "paper layout, but geometry puts the discs in other stacks than Eq. 2 "
+            f"({note} from Eq. 2's frame): geometry used"
         )
         return geometry
+    warnings = []
+    if statistics.median(offsets) > 0.5:
+        warnings.append(
+            "Eq. 2 kept, but the disc centres lie more than half a slice from most of its "
+            f"frames (median {statistics.median(offsets):.1f} slices): check the sagittal "
+            "localisation or the stack planning"
+        )
     chosen = {}
     for level, frame in eq2.items():
         centre = by_level.get(level.value)
@@ -415,7 +470,7 @@ def _select_axial_auto(
         d, angle, pixel = _where(frame, centre, ordered_centres)
         reason = f"Eq. 2: paper layout, geometry agrees ({_mm(d)} mm from the disc centre)"
         chosen[level] = AxialChoice(frame, Rule.EQ2, reason, d, angle, pixel)
-    return AxialResult(chosen, [], [])
+    return AxialResult(chosen, warnings, [])
 
 
 def _where(

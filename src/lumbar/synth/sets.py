@@ -63,6 +63,11 @@ def _brain_image(rng: np.random.Generator, kind: str, bank: np.ndarray) -> np.nd
     return to_uint8(scanner.acquire(canvas))
 
 
+def brain_slice(rng: np.random.Generator, bank: np.ndarray) -> np.ndarray:
+    """One 8-bit brain slice of a random class: an image without a spine (localiser negative)."""
+    return _brain_image(rng, str(rng.choice(SOURCE_CLASSES)), bank)
+
+
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """Window stored MR values into 8 bits by robust percentiles (0.5-99.5)."""
     lo, hi = np.percentile(pixels[::2, ::2], [0.5, 99.5])
