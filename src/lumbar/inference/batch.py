@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from lumbar import runs
+from lumbar.data.imageio import read_native
 from lumbar.errors import UserError
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from lumbar.grading import PFIRRMANN_GRADES, SPINE_LEVELS
@@ -46,6 +47,10 @@ from lumbar.inference.sagittal import (
     grade_slices,
 )
 from lumbar.inference.summary import summary_page
+from lumbar.ingest.read import HeaderProblem, iter_files, read_header
+from lumbar.localize import load_localizer
+from lumbar.localize.localizer import WEIGHTS_FILE as LOCALIZER_WEIGHTS
+from lumbar.localize.study import central_slices, fuse, read_plane, sagittal_t2_files, to_patient
 from lumbar.pseudonym import load_secret, pseudonymize
 from lumbar.structured.dicomweb import parse_study_url
 from lumbar.structured.export import (
@@ -113,8 +118,6 @@ def load_predict_models(
     Raises:
         UserError: `model` is none of these, or cannot be loaded.
     """
-    from lumbar.localize.localizer import WEIGHTS_FILE as LOCALIZER_WEIGHTS
-
     localizer_run = grader_run = None
     axial = None
     if model is not None:
@@ -147,7 +150,6 @@ def load_sagittal(
 ) -> tuple[DiscFinder, DiscGrader]:
     """The disc localiser and the sagittal grader: bundled, or from the runs given."""
     from lumbar.grader.model import load_grader
-    from lumbar.localize import load_localizer
 
     return load_localizer(localizer_run), load_grader(grader_run)
 
@@ -431,8 +433,6 @@ def _study_name(folder: Path, secret: bytes) -> str:
     Raises:
         UserError: no readable DICOM file in the folder.
     """
-    from lumbar.ingest.read import HeaderProblem, iter_files, read_header
-
     for path in iter_files(folder):
         try:
             return pseudonymize(read_header(path).patient_id, secret)
@@ -448,9 +448,6 @@ def _study_slices(folder: Path) -> tuple[list[SagittalImage], Path]:
     Raises:
         UserError: no sagittal T2 series, or its images lack geometry or cannot be read.
     """
-    from lumbar.data.imageio import read_native
-    from lumbar.localize.study import central_slices, read_plane, sagittal_t2_files
-
     try:
         central = central_slices(sagittal_t2_files(folder))
     except UserError as err:  # its message starts with the folder's name, which may name a person
@@ -469,8 +466,6 @@ def _study_slices(folder: Path) -> tuple[list[SagittalImage], Path]:
 def _combine(per_slice: list[list[Any]], group: Sequence[SagittalImage]) -> list[Any]:
     """One input's discs: patient coordinates where the slices have geometry, a study's slices
     fused per level on its central slice."""
-    from lumbar.localize.study import fuse, to_patient
-
     if any(image.plane is None for image in group):
         return per_slice[0]
     placed = [to_patient(d, image.plane) for d, image in zip(per_slice, group, strict=True)]
