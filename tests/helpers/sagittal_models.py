@@ -124,5 +124,5 @@ def toy_models(finder: TruthFinder) -> PredictModels:
         ToyGrader(),
         None,
         {"localizer": "truth (test)", "grader": "toy (test)"},
-        [{"name": "test models", "summary": "stand-ins", "credit": "SPIDER (test)"}],
+        [{"name": "test models", "summary": "stand-ins"}],
     )

@@ -114,6 +114,7 @@ def test_images_study_and_bad_file_in_one_call(
     assert statuses[str(bad)].startswith("failed: not an image")
     page = (out / "summary.html").read_text()
     assert "not for clinical use" in page and "src='data:image/jpeg;base64," in page
+    assert "doi:10.1038/s41597-024-03090-w" in page  # SPIDER's attribution
     for name in ("104_t2", "106_t1", study_name):
         section = page.split(f"<h2>{name} ")[1].split("</section>")[0]
         levels = [r["level"] for r in rows if r["name"] == name]
@@ -223,4 +224,5 @@ def test_bundled_models_end_to_end(phantom: Path, tmp_path: Path) -> None:
                 abs(d["x"] - truth[d["level"]][0]) < 15 and abs(d["y"] - truth[d["level"]][1]) < 15
             )
     page = (tmp_path / "out" / "summary.html").read_text()
-    assert "SPIDER" in page and "not for clinical use" in page
+    assert "doi:10.1038/s41597-024-03090-w" in page and "not for clinical use" in page
+    assert "Intended use: " in page  # from the bundled models' cards

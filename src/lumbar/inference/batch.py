@@ -165,7 +165,7 @@ def _model_name(run: Path | None, bundled: str) -> str:
 
 
 def _card(package: str) -> dict[str, str]:
-    """Name, data, credit and intended use from a bundled model's MODEL_CARD.md (sections
+    """Name, summary, data and intended use from a bundled model's MODEL_CARD.md (sections
     headed `## ...`), for the summary page; empty when the package ships no card."""
     from importlib import resources
 
@@ -182,21 +182,29 @@ def _card(package: str) -> dict[str, str]:
         elif line.startswith("## "):
             current = line[3:].strip().lower()
         elif line.strip():
-            sections.setdefault(current, []).append(line.strip())
+            sections.setdefault(current, []).append(line.strip().removeprefix("- "))
 
-    def find(*words: str) -> str:
+    def section(*words: str, limit: int = 500) -> str:
         for name, lines in sections.items():
             if any(w in name for w in words):
-                return " ".join(lines)[:600]
+                return _shorten(" ".join(lines), limit)
         return ""
 
     return {
         "name": title or package,
-        "summary": " ".join(sections.get("summary", []))[:400],
-        "data": find("data"),
-        "credit": find("attribution", "licen", "credit", "citation"),
-        "intended_use": find("intended", "use"),
+        "summary": section("summary", "what it does", limit=300),
+        "data": section("data", limit=300),
+        "intended_use": section("intended", limit=600),
     }
+
+
+def _shorten(text: str, limit: int) -> str:
+    """`text` cut after the last full sentence within `limit` characters."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    end = cut.rfind(". ")
+    return (cut[: end + 1] if end > 0 else cut.rstrip()) + " (more in the model card)"
 
 
 @dataclass

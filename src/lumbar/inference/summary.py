@@ -8,6 +8,8 @@ import base64
 import html
 from typing import TYPE_CHECKING, Any
 
+from lumbar.data.spider import SPIDER_CREDIT
+
 if TYPE_CHECKING:
     from lumbar.inference.batch import BatchOutcome, PredictModels
 
@@ -116,7 +118,6 @@ def summary_page(batch: BatchOutcome, models: PredictModels) -> str:
     cards = "".join(
         f"<li><b>{esc(c.get('name', ''))}</b>: {esc(c.get('summary', ''))}"
         + (f"<br>Data: {esc(c['data'])}" if c.get("data") else "")
-        + (f"<br>Credit: {esc(c['credit'])}" if c.get("credit") else "")
         + (f"<br>Intended use: {esc(c['intended_use'])}" if c.get("intended_use") else "")
         + "</li>"
         for c in models.cards
@@ -146,6 +147,9 @@ in {batch.seconds:.1f} s. Boxes are coloured from green (P(abnormal) 0) to red (
 abnormal means Pfirrmann grade 4 or 5, or a bulging or herniated disc.</p>
 {f"<h2>Inputs without a prediction</h2><ul class='warn'>{failures}</ul>" if failed else ""}
 {"".join(_section(o) for o in done)}
-<h2>Models</h2><ul>{cards}</ul>
+<h2>Models</h2>
+<p>The bundled disc localiser and sagittal grader were trained on the SPIDER lumbar spine MRI
+set (and phantom images): {esc(SPIDER_CREDIT)}.</p>
+<ul>{cards}</ul>
 </body></html>
 """
