@@ -226,3 +226,46 @@ def test_bundled_models_end_to_end(phantom: Path, tmp_path: Path) -> None:
     page = (tmp_path / "out" / "summary.html").read_text()
     assert "doi:10.1038/s41597-024-03090-w" in page and "not for clinical use" in page
     assert "Intended use: " in page  # from the bundled models' cards
+
+
+def test_structured_outputs_of_a_sagittal_study(
+    finder: TruthFinder, phantom: Path, tmp_path: Path
+) -> None:
+    """--dicom-sr and --fhir on a study graded by the sagittal models alone: an SR whose discs
+    lie on the central sagittal T2 image with the sagittal findings, exactly as prediction.json
+    says, an overlay series, a FHIR report; research identity (no PatientID)."""
+    from helpers.structured import dciodvfy_errors
+
+    from lumbar.structured.export import StructuredOptions, sagittal_findings
+    from lumbar.structured.fhir import read_fhir
+    from lumbar.structured.sr import read_sr
+
+    options = StructuredOptions(dicom_sr=tmp_path / "sr", fhir=tmp_path / "report.json")
+    out = tmp_path / "out"
+    batch = predict_inputs([str(phantom)], out, toy_models(finder), structured=options)
+    (outcome,) = batch.inputs
+    assert not outcome.error, outcome.error
+    sr_path = tmp_path / "sr" / outcome.name / "SR.dcm"
+    discs = read_sr(sr_path)
+    expected = outcome.prediction["discs"]
+    assert [d.level for d in discs] == [d["level"] for d in expected]
+    central = pydicom.dcmread(batch_module._study_slices(phantom)[1], stop_before_pixels=True)
+    for read, disc in zip(discs, expected, strict=True):
+        assert read.point == (disc["x"], disc["y"]) and read.axial_uid is None
+        assert [(f.name, f.value, f.probability) for f in read.findings] == [
+            (f.name, f.value, f.probability) for f in sagittal_findings(disc)
+        ]
+        assert {f.name for f in read.findings} == {
+            "disc_abnormal", "pfirrmann", "bulging", "disc_herniation", "narrowing"
+        }  # fmt: skip
+        assert read.image_uid != central.SOPInstanceUID  # research identity: keyed UIDs
+    overlays = sorted((tmp_path / "sr" / outcome.name).glob("overlay-*.dcm"))
+    assert len(overlays) == 1  # one sagittal picture with every disc
+    patient = _patient_id(phantom)
+    for path in [sr_path, *overlays, tmp_path / "report.json"]:
+        assert patient.encode() not in path.read_bytes()
+    for path in (sr_path, overlays[0]):
+        errors, output = dciodvfy_errors(path)
+        assert not errors, output
+    fhir = read_fhir((tmp_path / "report.json").read_text())
+    assert sorted(fhir) == sorted(d["level"] for d in expected)
