@@ -7,7 +7,7 @@ compared with the truth:
 
 - auto / geometry with the true centres;
 - auto with the centres the learnt sagittal localiser finds (`lumbar.localize`, the bundled
-  model), the real pipeline, where that package is installed;
+  model): what `lumbar ingest` does by default;
 - auto with the true centres plus Gaussian noise of SIGMA mm per axis (how the figures degrade
   with a localiser's error along the spine);
 - auto without centres (as with no sagittal T2 or no localiser), and paper (Eq. 2 only).
@@ -15,8 +15,8 @@ compared with the truth:
 Figures: the share of covered discs whose chosen image is the true mid-disc image (target
 >= 99 %), wrong picks, discs left out (a disc no slice crosses must be reported, not
 guessed), how often auto used Eq. 2 and how often that was right. Also the time of one
-study's axial selection (header reading of its axial and sagittal series, and the selection
-itself), as medians over the studies.
+study (reading its headers, localising its sagittal T2 series with the model loaded, and the
+axial selection itself), as medians over the studies.
 
 Usage:
     .venv/bin/python benchmarks/axial_selection.py                # 3 seeds x 3 patients
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import importlib.util
 import os
 import platform
 import statistics
@@ -44,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from lumbar.ingest import IngestOptions, NoUsableImages, ingest
-from lumbar.ingest.discs import CsvDiscCentres, DiscCentre, SagittalSeries
+from lumbar.ingest.discs import CsvDiscCentres, DiscCentre, LocaliserSource, SagittalSeries
 from lumbar.ingest.index import uid_hash
 from lumbar.ingest.read import read_header
 from lumbar.ingest.select import AxialSelection, Frame, FrameOrder, select_axial_images
@@ -86,17 +85,7 @@ class Tally:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-def _localiser_source():  # type: ignore[no-untyped-def]
-    """The bundled sagittal localiser as a disc-centre source, or None where `lumbar.localize`
-    is not installed (imported here: it brings torch)."""
-    if importlib.util.find_spec("lumbar.localize") is None:
-        return None
-    from lumbar.localize import LocalizerDiscCentres, default_localizer
-
-    return LocalizerDiscCentres(default_localizer())
-
-
-def _variants(discs_csv: Path) -> dict[str, IngestOptions]:
+def _variants(discs_csv: Path, localiser: LocaliserSource) -> dict[str, IngestOptions]:
     truth = CsvDiscCentres(discs_csv)
     variants = {
         "auto, true centres": IngestOptions(workers=1, disc_centres=truth),
@@ -104,9 +93,7 @@ def _variants(discs_csv: Path) -> dict[str, IngestOptions]:
             workers=1, disc_centres=truth, axial_selection=AxialSelection.GEOMETRY
         ),
     }
-    localiser = _localiser_source()
-    if localiser is not None:
-        variants["auto, localiser centres"] = IngestOptions(workers=1, disc_centres=localiser)
+    variants["auto, localiser centres"] = IngestOptions(workers=1, disc_centres=localiser)
     for sigma in NOISE_MM:
         variants[f"auto, centres +-{sigma:g} mm"] = IngestOptions(
             workers=1, disc_centres=NoisyCentres(truth, sigma)
@@ -147,17 +134,24 @@ def _score(cohort: Path, out: Path, options: IngestOptions) -> Tally:
     return tally
 
 
-def _study_timing(cohort: Path) -> list[tuple[float, float]]:
-    """(header reading s, selection s) of each study's axial T2 selection, true centres."""
+def _study_timing(cohort: Path, localiser: LocaliserSource) -> list[tuple[float, float, float]]:
+    """(header reading s, localising s, selection s) of each study: all headers read, the
+    sagittal T2 series localised (NaN without one), the axial T2 images chosen (true centres)."""
     truth = CsvDiscCentres(cohort / DISCS_CSV)
     timings = []
     for patient in sorted(cohort.glob("patient-*")):
         start = time.perf_counter()
-        records = [read_header(p) for p in sorted(patient.glob("SE*/IM*"))]
+        records = [(p, read_header(p)) for p in sorted(patient.glob("SE*/IM*"))]
         read_s = time.perf_counter() - start
-        axial = [r for r in records if "T2 AX" in r.series_description]
+        axial = [r for _, r in records if "T2 AX" in r.series_description]
+        sagittal = tuple(p for p, r in records if "T2 SAG" in r.series_description)
         if not axial:
             continue
+        localise_s = float("nan")
+        if sagittal:
+            start = time.perf_counter()
+            localiser(SagittalSeries(axial[0].study_uid, "", sagittal))
+            localise_s = time.perf_counter() - start
         frames = [
             Frame(r.sop_uid, 0, r.instance_number, g.position, g.orientation, g.spacing,
                   (r.rows, r.columns))
@@ -168,7 +162,7 @@ def _study_timing(cohort: Path) -> list[tuple[float, float]]:
         start = time.perf_counter()
         centres = truth(SagittalSeries(axial[0].study_uid, ""))
         select_axial_images(frames, FrameOrder.INSTANCE, AxialSelection.AUTO, centres, "", series)
-        timings.append((read_s, time.perf_counter() - start))
+        timings.append((read_s, localise_s, time.perf_counter() - start))
     return timings
 
 
@@ -179,7 +173,8 @@ def main() -> int:
     parser.add_argument("--csv", type=Path, default=HERE / "axial_selection.csv")
     args = parser.parse_args()
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
-    timings: list[tuple[float, float]] = []
+    timings: list[tuple[float, float, float]] = []
+    localiser = LocaliserSource()  # the bundled model, loaded once for the whole run
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="axial-selection-") as tmp:
         for seed in range(args.seeds):
@@ -193,12 +188,12 @@ def main() -> int:
                     progress=False,
                     protocol=protocol,
                 )
-                for name, options in _variants(cohort / DISCS_CSV).items():
+                for name, options in _variants(cohort / DISCS_CSV, localiser).items():
                     out = Path(tmp) / f"out-{protocol.value}-{seed}"  # reused: index cached
                     tally = _score(cohort, out, options)
                     tallies[(protocol.value, name)].add(tally)
                     tallies[("ALL", name)].add(tally)
-                timings.extend(_study_timing(cohort))
+                timings.extend(_study_timing(cohort, localiser))
     columns = (
         "protocol", "variant", "discs", "covered", "correct", "correct_pct", "wrong",
         "left_out", "eq2_used", "eq2_correct",
@@ -225,11 +220,16 @@ def main() -> int:
             f"{r[8]:3} {r[9]:6}"
         )
     reads = [t[0] for t in timings]
-    selects = [t[1] for t in timings]
+    localises = [t[1] for t in timings if t[1] == t[1]]  # studies with a sagittal T2
+    selects = [t[2] for t in timings]
+    whole = [t[1] + t[2] for t in timings if t[1] == t[1]]
     print(
-        f"one study ({len(timings)} studies): header reading {1000 * statistics.median(reads):.0f}"
-        f" ms median (all series), axial selection {1000 * statistics.median(selects):.2f} ms "
-        f"median, {1000 * max(selects):.2f} ms max; whole run {time.perf_counter() - started:.0f} s"
+        f"one study ({len(timings)} studies, medians): header reading "
+        f"{1000 * statistics.median(reads):.0f} ms (all series); localising the sagittal T2 "
+        f"{1000 * statistics.median(localises):.0f} ms; axial selection "
+        f"{1000 * statistics.median(selects):.2f} ms ({1000 * max(selects):.2f} ms max); "
+        f"localise + select {1000 * statistics.median(whole):.0f} ms "
+        f"({1000 * max(whole):.0f} ms max); whole run {time.perf_counter() - started:.0f} s"
     )
     with open(args.csv, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")

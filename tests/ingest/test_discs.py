@@ -52,3 +52,36 @@ def test_missing_file_is_a_user_error(tmp_path: Path) -> None:
 def test_spine_order_drops_unknown_levels() -> None:
     centres = [DiscCentre("S1-S2", np.zeros(3), 1.0), DiscCentre("L1-L2", np.ones(3), 1.0)]
     assert [c.level for c in spine_order(centres)] == ["L1-L2"]
+
+
+def test_localiser_source_finds_the_phantoms_discs(protocol_cohorts) -> None:  # type: ignore[no-untyped-def]
+    import pydicom
+    from helpers.protocol_cohorts import read_discs
+
+    from lumbar.ingest.discs import LocaliserSource
+    from lumbar.synth.protocols import Protocol
+
+    cohort = protocol_cohorts[Protocol.REVERSED]
+    files = []
+    for path in sorted((cohort / "patient-0001").glob("SE*/IM*")):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        if ds.SeriesDescription == "T2 SAG":
+            files.append(path)
+    truth = {r["level"]: float(r["z_mm"]) for r in read_discs(cohort)}
+    study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
+    found = {c.level: c for c in LocaliserSource()(SagittalSeries(study, "s", tuple(files)))}
+    for level, z in truth.items():  # named right and within a slice along the spine
+        assert abs(found[level].xyz_mm[2] - z) < 3.0, level
+    assert LocaliserSource()(SagittalSeries(study, "s")) == []  # no files (DICOMweb): none
+
+
+def test_localiser_source_that_cannot_load_fails_once_per_ingest(tmp_path: Path) -> None:
+    from lumbar.ingest.discs import LocaliserSource
+
+    source = LocaliserSource(tmp_path / "no-such-run")
+    series = SagittalSeries("1.2", "1.2.3", (tmp_path / "x.dcm",))
+    with pytest.raises(UserError, match="the disc localiser cannot be loaded: no localiser"):
+        source(series)
+    with pytest.raises(UserError, match="cannot be loaded") as again:
+        source(series)
+    assert again.value is source._failure  # the same failure, not a second load

@@ -758,3 +758,28 @@ def test_a_decoder_that_kills_its_worker_costs_only_its_images(
     assert len(_rows(out / "images.csv")) == len(summary.selected) == 22
     crashed = [r for r in _rows(out / REPORT_CSV) if "crashed" in r["reason"]]
     assert len(crashed) == 2 and all(r["file"].startswith("patient-0001/") for r in crashed)
+
+
+def test_the_command_line_default_finds_discs_with_the_localiser(protocol_cohorts, tmp_path):
+    """`lumbar ingest`'s default: disc centres from the learnt localiser, so a layout Eq. 2
+    gets wrong (stored head first) still yields the true mid-disc slices, and discs.csv marks
+    the discs on the sagittal image for FaLa."""
+    from helpers.protocol_cohorts import read_discs
+
+    from lumbar.ingest.discs import LocaliserSource
+    from lumbar.ingest.index import uid_hash
+    from lumbar.synth.protocols import Protocol
+
+    options = IngestOptions.from_options(workers=1)
+    assert isinstance(options.disc_centres, LocaliserSource)
+    assert IngestOptions.from_options(disc_centres="none").disc_centres is None
+    cohort = protocol_cohorts[Protocol.REVERSED]
+    summary = ingest(cohort, tmp_path / "out", options)
+    truth = {r["level"]: uid_hash(r["axial_sop_uid"]) for r in read_discs(cohort)}
+    axial = {r.level: r for r in summary.selected if r.view == "axial_t2"}
+    assert {lv: r.source_uid_hash for lv, r in axial.items()} == truth
+    assert {r.selection_rule for r in axial.values()} == {"geometry"}
+    marked = {m.level for m in summary.discs}
+    assert set(truth) <= marked
+    sagittal = next(r.image for r in summary.selected if r.view == "sagittal_t2")
+    assert {m.image for m in summary.discs} == {sagittal}

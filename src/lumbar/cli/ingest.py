@@ -44,12 +44,13 @@ def ingest(
         ),
     ] = "auto",
     disc_centres: Annotated[
-        Path | None,
+        str,
         typer.Option(
-            help="CSV of disc centres in patient mm (study_uid, level, x_mm, y_mm, z_mm), e.g. "
-            "a phantom's discs.csv; default: the sagittal disc localiser where installed."
+            help="Where disc centres come from: 'localizer' (the learnt sagittal localiser on "
+            "each study's sagittal T2 series), 'none', or a CSV in patient mm (study_uid, "
+            "level, x_mm, y_mm, z_mm), e.g. a phantom's discs.csv."
         ),
-    ] = None,
+    ] = "localizer",
     bit_depth: Annotated[int, typer.Option(help="PNG bit depth: 8 or 16.")] = 8,
     export_dicom: Annotated[
         bool,

@@ -3,8 +3,8 @@
 A `DiscCentreSource` is any callable that, given a study's sagittal T2 series, returns the
 centres of the discs it finds (`DiscCentre`: level name, patient mm, confidence). Two exist:
 `CsvDiscCentres` reads centres known beforehand (the phantom's true discs.csv, or any table
-keyed by StudyInstanceUID), and the learnt sagittal localiser (`lumbar.localize`) finds them
-in the images.
+keyed by StudyInstanceUID), and `LocaliserSource` runs the learnt sagittal localiser
+(`lumbar.localize`) on the series' images.
 """
 
 from __future__ import annotations
@@ -105,3 +105,46 @@ class CsvDiscCentres:
     def __call__(self, series: SagittalSeries) -> list[DiscCentre]:
         """The study's centres (none when the file does not list the study)."""
         return list(self._by_study.get(series.study_uid, []))
+
+
+class LocaliserSource:
+    """The learnt sagittal disc localiser (`lumbar.localize`: its bundled weights, or a `lumbar
+    localize train` run's) as a `DiscCentreSource`.
+
+    It is loaded on the first series that needs it (it brings torch, which an ingest that never
+    needs disc centres should not pay for), and once: a load failure is raised again for every
+    later series without retrying. Any failure on a series is a UserError, so that the ingest
+    reports it for that patient and goes on.
+    """
+
+    name = "localizer"
+
+    def __init__(self, model: Path | None = None) -> None:
+        self.model = model
+        self._source: DiscCentreSource | None = None
+        self._failure: UserError | None = None
+
+    def __call__(self, series: SagittalSeries) -> list[DiscCentre]:
+        """The discs the localiser finds and names on the series (none without files)."""
+        if self._source is None:
+            if self._failure is not None:
+                raise self._failure
+            # Imported here, not at the top: lumbar.localize imports torch.
+            from lumbar.localize import LocalizerDiscCentres, default_localizer, load_localizer
+
+            try:
+                localizer = (
+                    default_localizer() if self.model is None else load_localizer(self.model)
+                )
+            except UserError as err:
+                self._failure = UserError(f"the disc localiser cannot be loaded: {err}")
+                raise self._failure from None
+            self._source = LocalizerDiscCentres(localizer)
+        try:
+            return self._source(series)
+        except UserError:
+            raise
+        except Exception as err:  # a damaged image must not stop the other patients
+            raise UserError(
+                f"the disc localiser failed on this series ({type(err).__name__})"
+            ) from None

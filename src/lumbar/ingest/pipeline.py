@@ -40,6 +40,7 @@ from lumbar.ingest.discs import (
     CsvDiscCentres,
     DiscCentre,
     DiscCentreSource,
+    LocaliserSource,
     SagittalSeries,
     spine_order,
 )
@@ -141,15 +142,15 @@ class IngestOptions:
         *,
         order: str = "instance",
         axial_selection: str = "auto",
-        disc_centres: Path | None = None,
+        disc_centres: str | Path | None = "localizer",
         rules: Path | None = None,
         patients: str | None = None,
         **options: Any,
     ) -> IngestOptions:
         """Options as a user spells them: enum values as text, a rules YAML file, the
-        patients as "P1,P2" or "@FILE" (`parse_patient_list`), disc centres as a CSV
-        (`CsvDiscCentres`; default: the sagittal localiser where installed); the rest as the
-        fields.
+        patients as "P1,P2" or "@FILE" (`parse_patient_list`), disc centres as `localizer`
+        (the learnt sagittal localiser, the default), `none`, or a CSV (`CsvDiscCentres`);
+        the rest as the fields.
 
         Raises:
             UserError: an unknown frame order or axial selection, an unreadable rules or
@@ -169,7 +170,7 @@ class IngestOptions:
                 f"axial selection must be one of {choices}, got {axial_selection!r}",
                 option="axial_selection",
             ) from None
-        source = CsvDiscCentres(disc_centres) if disc_centres is not None else None
+        source = disc_centre_source(disc_centres)
         return cls(
             order=frame_order,
             axial_selection=axial,
@@ -178,6 +179,21 @@ class IngestOptions:
             patients=parse_patient_list(patients),
             **options,
         )
+
+
+def disc_centre_source(spec: str | Path | None) -> DiscCentreSource | None:
+    """Where disc centres come from, as a user spells it: `localizer` (the learnt sagittal
+    localiser, `LocaliserSource`), `none` (or None), or the path of a CSV (`CsvDiscCentres`).
+
+    Raises:
+        UserError: the CSV is missing or malformed.
+    """
+    text = str(spec).strip() if spec is not None else "none"
+    if text.lower() == "none":
+        return None
+    if text.lower() in ("localizer", "localiser"):
+        return LocaliserSource()
+    return CsvDiscCentres(Path(text))
 
 
 def parse_patient_list(value: str | None) -> frozenset[str] | None:
