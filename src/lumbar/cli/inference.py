@@ -79,9 +79,11 @@ def predict(
 ) -> None:
     """Grade every disc of sagittal images and studies with the bundled models.
 
-    Exit code: 0 when every input was predicted; 2 when an input failed (one line each on
-    standard error; the other inputs are still predicted and written) or the call itself is
-    wrong (an option, a model that cannot be loaded, an output folder that cannot be made).
+    Exit code 0: every input was predicted.
+
+    Exit code 2: an input failed (one line each on stderr; the others are still predicted).
+
+    Exit code 2 also for a wrong call (an option, a model, the output folder).
     """
     from lumbar.errors import UserError
     from lumbar.inference.batch import load_predict_models, predict_inputs
