@@ -174,7 +174,7 @@ def append_rows(path: Path, rows: list[dict[str, object]]) -> None:
     if path.exists():
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            old = list(reader)
+            old = [{**row, "mode": row.get("mode") or "axial"} for row in reader]  # before modes
             columns += [c for c in reader.fieldnames or [] if c not in columns]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
