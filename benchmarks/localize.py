@@ -17,13 +17,17 @@ Fields of view: each fold's model on its held-out slices cut halfway between L4-
 (no sacrum, no L5-S1: nothing should be named L5-S1) or halfway between L2-L3 and L3-L4 (only
 the three lowest discs): slices with a wrong level name, and the remaining discs found and named.
 
+Phantom studies: `localize_study` on synth's paper, thoracic (T9-S1) and cutsacrum fields of
+view against their true disc centres (3D, patient mm).
+
 Speed: s per sagittal slice (`Localizer.find` on one image, windowing + network + decoding;
 model loaded) on --threads threads, median over SPIDER slices after a warm-up; and a whole
 phantom study (`localize_study`: header reading, 3 slices, fusion).
 
 Usage:
     .venv/bin/python benchmarks/localize.py --run RUN      # RUN from `lumbar localize train`
-    .venv/bin/python benchmarks/localize.py --skip-cv      # negatives and speed only
+    .venv/bin/python benchmarks/localize.py --skip-cv      # negatives, phantoms, speed
+    .venv/bin/python benchmarks/localize.py --only-speed   # speed again (the load varies)
 """
 
 from __future__ import annotations
@@ -350,6 +354,71 @@ def fields_of_view(run: Path, data: Path, decodings) -> list[dict[str, object]]:
     return rows
 
 
+def phantom_protocols(localizer, patients: int = 3) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    """`localize_study` on phantom studies of three sagittal fields of view against the true
+    centres (synth's discs.csv): right = named and within 8 mm (3D) of the disc of that level.
+    A named disc whose level the table lacks counts apart: the paper protocol's table lists the
+    lumbar discs only, while its images also show the T12-L1 space."""
+    import csv as _csv
+
+    import numpy as np
+    import pydicom
+
+    from lumbar.localize import localize_study
+    from lumbar.synth import synthesize_cohort
+    from lumbar.synth.protocols import Protocol
+
+    rows = []
+    for protocol in (Protocol.PAPER, Protocol.THORACIC, Protocol.CUTSACRUM):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            synthesize_cohort(root, patients=patients, seed=101, progress=False, protocol=protocol)
+            truth: dict[str, dict[str, np.ndarray]] = {}
+            with open(root / "discs.csv", newline="") as handle:
+                for r in _csv.DictReader(handle):
+                    if r.get("sagittal_visible", "1") != "0":
+                        xyz = np.array([float(r[k]) for k in ("x_mm", "y_mm", "z_mm")])
+                        truth.setdefault(r["study_uid"], {})[r["level"]] = xyz
+            right = wrong = unnamed = untabled = total = 0
+            errors = []
+            for study in sorted(p for p in root.iterdir() if p.is_dir()):
+                result = localize_study(study, localizer)
+                ds = pydicom.dcmread(result.central, stop_before_pixels=True)
+                discs = truth[str(ds.StudyInstanceUID)]
+                total += len(discs)
+                for d in result.discs:
+                    if d.level is None:
+                        unnamed += 1
+                        continue
+                    if d.level not in discs:
+                        untabled += 1
+                        continue
+                    error = float(np.linalg.norm([d.x_mm, d.y_mm, d.z_mm] - discs[d.level]))
+                    if error <= 8.0:
+                        right += 1
+                        errors.append(error)
+                    else:
+                        wrong += 1
+            figures = {
+                "share_true_discs_named_right": right / total,
+                "wrong_names": float(wrong),
+                "named_levels_not_in_truth": float(untabled),
+                "unnamed_discs": float(unnamed),
+                "median_error_mm": float(np.median(errors)) if errors else float("nan"),
+            }
+            print(
+                f"phantom {protocol.value:>10}: {patients} studies, {total} visible discs; named "
+                f"right {figures['share_true_discs_named_right']:.3f}, wrong names {wrong}, "
+                f"levels not in the table {untabled}, unnamed {unnamed}, "
+                f"median 3D error {figures['median_error_mm']:.2f} mm"
+            )
+            rows += [
+                {"section": "phantom studies", "subset": protocol.value, "figure": f, "value": v}
+                for f, v in figures.items()
+            ]
+    return rows
+
+
 def cv(run: Path, data: Path, resamples: int) -> list[dict[str, object]]:
     from lumbar.files import write_csv_atomic
     from lumbar.localize.evaluate import summarise
@@ -389,6 +458,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--skip-cv", action="store_true")
+    parser.add_argument("--only-speed", action="store_true", help="speed rows only")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     sys.path.insert(0, str(ROOT / "src"))
@@ -398,12 +468,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rows: list[dict[str, object]] = []
-    if not args.skip_cv:
+    if not (args.skip_cv or args.only_speed):
         if args.run is None:
             parser.error("--run RUN is needed for the CV (or --skip-cv)")
         rows += cv(args.run, args.data, args.resamples)
     localizer = load_localizer(args.model)
-    rows += negatives(localizer)
+    if not args.only_speed:
+        rows += negatives(localizer)
+        rows += phantom_protocols(localizer)
     rows += speed(localizer, args.data, args.threads)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     common = {

@@ -51,3 +51,17 @@ def test_validate_grading():
         validate_grading(0, 0, 4, 0, 0)
     with pytest.raises(ValueError, match="applies only to herniated discs"):
         validate_grading(2, 1, 0, 0, 0)
+
+
+def test_sagittal_targets_one_definition() -> None:
+    from lumbar.grading import SAGITTAL_TARGETS, sagittal_abnormal, sagittal_targets
+
+    assert SAGITTAL_TARGETS == ("disc_abnormal", "pfirrmann", "bulging", "herniation", "narrowing")
+    assert not sagittal_abnormal(3, 0, 0) and sagittal_abnormal(4, 0, 0)
+    assert sagittal_abnormal(1, 1, 0) and sagittal_abnormal(2, 0, 1)
+    with pytest.raises(ValueError, match="outside 1-5"):
+        sagittal_abnormal(0, 0, 0)
+    grades = {"pfirrmann": 2, "bulging": 0, "herniation": 1, "narrowing": 1, "modic": 2}
+    assert sagittal_targets(grades) == {
+        "disc_abnormal": 1, "pfirrmann": 2, "bulging": 0, "herniation": 1, "narrowing": 1,
+    }  # fmt: skip

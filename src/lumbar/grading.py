@@ -153,3 +153,40 @@ def validate_grading(disc_state: int, herniation: int, scs: int, rfs: int, lfs: 
             f"herniation type {Herniation(herniation).name.lower()} given for a disc whose state "
             f"is {DiscState(disc_state).name.lower()}; it applies only to herniated discs"
         )
+
+
+# --------------------------------------------------------------------------- sagittal targets
+# SPIDER's per-disc radiological gradings (van der Graaf et al. 2024) on mid-sagittal slices,
+# which the sagittal grader (`lumbar.grader`) predicts beside Table 3's axial scheme above.
+
+#: Pfirrmann's disc degeneration grades, 1 (healthy) to 5 (collapsed).
+PFIRRMANN_GRADES: tuple[int, ...] = (1, 2, 3, 4, 5)
+#: Pfirrmann grade from which a disc counts as degenerated in `sagittal_abnormal`.
+PFIRRMANN_DEGENERATED = 4
+#: The binary sagittal findings SPIDER grades 0/1 that the grader predicts.
+SAGITTAL_FINDINGS: tuple[str, ...] = ("bulging", "herniation", "narrowing")
+#: The sagittal grader's targets, in output order: the headline binary target, Pfirrmann's
+#: grade (5 classes) and the binary findings.
+SAGITTAL_TARGETS: tuple[str, ...] = ("disc_abnormal", "pfirrmann", *SAGITTAL_FINDINGS)
+
+
+def sagittal_abnormal(pfirrmann: int, bulging: int, herniation: int) -> bool:
+    """A disc is abnormal on a sagittal slice when Pfirrmann >= 4, or it bulges, or herniates.
+
+    Raises:
+        ValueError: a Pfirrmann grade outside 1-5.
+    """
+    if pfirrmann not in PFIRRMANN_GRADES:
+        raise ValueError(f"Pfirrmann grade {pfirrmann!r} is outside 1-5")
+    return pfirrmann >= PFIRRMANN_DEGENERATED or bool(bulging) or bool(herniation)
+
+
+def sagittal_targets(grades: dict[str, int]) -> dict[str, int]:
+    """The grader's targets of one disc from its gradings (keys as SPIDER names them):
+    disc_abnormal 0/1, pfirrmann 1-5, bulging, herniation and narrowing 0/1."""
+    abnormal = sagittal_abnormal(grades["pfirrmann"], grades["bulging"], grades["herniation"])
+    return {
+        "disc_abnormal": int(abnormal),
+        "pfirrmann": int(grades["pfirrmann"]),
+        **{name: int(bool(grades[name])) for name in SAGITTAL_FINDINGS},
+    }

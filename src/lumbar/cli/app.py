@@ -18,6 +18,7 @@ from lumbar.cli import (
     data,
     experiment,
     explain,
+    grader,
     inference,
     ingest,
     label,
@@ -76,6 +77,7 @@ app.command()(inference.predict)
 app.command()(inference.export)
 app.command()(inference.serve)
 app.add_typer(pretrain.pretrain_app, name="pretrain")
+app.add_typer(grader.grader_app, name="grader")
 app.command()(experiment.experiment)
 app.command()(report.report)
 

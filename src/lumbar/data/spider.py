@@ -15,7 +15,7 @@ import numpy as np
 
 from lumbar.data.splits import greedy_group_assignment, seed_sequence
 from lumbar.errors import UserError
-from lumbar.grading import SPINE_LEVELS
+from lumbar.grading import SPINE_LEVELS, sagittal_abnormal
 
 #: How the set is cited wherever its images, or anything trained on them, appear.
 SPIDER_CREDIT = (
@@ -45,9 +45,9 @@ class SpiderDisc:
 
     @property
     def abnormal(self) -> bool:
-        """Pfirrmann >= 4, or bulging, or herniation (the set's README's definition)."""
+        """Pfirrmann >= 4, or bulging, or herniation (`lumbar.grading.sagittal_abnormal`)."""
         g = self.grades
-        return g["pfirrmann"] >= 4 or g["bulging"] == 1 or g["herniation"] == 1
+        return sagittal_abnormal(g["pfirrmann"], g["bulging"], g["herniation"])
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,9 @@ class ClassifierHead(nn.Module):
         grid: (height, width) the map is flattened at, for `kind="flatten"`.
         hidden: units of the dense layer; 0 leaves it out (pool -> dropout -> output).
         dropout: dropout probability before the output layer (the paper's 0.2).
+        standardize: subtract `feature_mean` and divide by `feature_scale` (buffers, set from
+            the training features by `lumbar train --recipe regularized`) after pooling, so
+            one learning rate and weight decay suit every feature; off in the paper's head.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class ClassifierHead(nn.Module):
         grid: tuple[int, int] = (7, 7),
         hidden: int = 256,
         dropout: float = 0.2,
+        standardize: bool = False,
     ):
         super().__init__()
         if kind not in HEAD_KINDS:
@@ -86,6 +90,10 @@ class ClassifierHead(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1 if kind == "pool" else tuple(grid))
         self.flatten = nn.Flatten(1)
         features = in_channels if kind == "pool" else in_channels * grid[0] * grid[1]
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("feature_mean", torch.zeros(features))
+            self.register_buffer("feature_scale", torch.ones(features))
         if hidden > 0:
             self.fc = nn.Linear(features, hidden)
             self.act = nn.ReLU(inplace=True)
@@ -95,6 +103,8 @@ class ClassifierHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(self.pool(x))
+        if self.standardize:
+            x = (x - self.feature_mean) / self.feature_scale
         if hasattr(self, "fc"):
             x = self.act(self.fc(x))
         return self.out(self.dropout(x))
@@ -218,6 +228,7 @@ def build_classifier(
     head: HeadKind = "pool",
     hidden: int = 256,
     dropout: float = 0.2,
+    standardize: bool = False,
     **backbone_kwargs: Any,
 ) -> Classifier:
     """The paper's model: a registered backbone's trunk with `weights`, and a new classifier.
@@ -229,6 +240,7 @@ def build_classifier(
         head: "pool" (global average) or "flatten" (the whole feature map).
         hidden: units of the dense layer (0: none).
         dropout: dropout before the output layer (0.2 in the paper).
+        standardize: standardise the pooled features in the head (`ClassifierHead`).
         **backbone_kwargs: architecture options (e.g. `bn_momentum` for EfficientNet-Lite).
 
     Returns:
@@ -246,10 +258,20 @@ def build_classifier(
     )
     grid = feature_grid(backbone_name, source.preprocessing.input_size)
     classifier_head = ClassifierHead(
-        spec.feature_dim, num_classes, kind=head, grid=grid, hidden=hidden, dropout=dropout
+        spec.feature_dim,
+        num_classes,
+        kind=head,
+        grid=grid,
+        hidden=hidden,
+        dropout=dropout,
+        standardize=standardize,
     )
     trunk = create_backbone(backbone_name, source, num_classes=0, **backbone_kwargs)
-    options = {"num_classes": num_classes, "head": head, "hidden": hidden, "dropout": dropout}
+    options: dict[str, Any] = {
+        "num_classes": num_classes, "head": head, "hidden": hidden, "dropout": dropout,
+    }  # fmt: skip
+    if standardize:  # only then, so the paper's config.json stays as it was
+        options["standardize"] = True
     if backbone_kwargs:
         options["backbone_options"] = dict(backbone_kwargs)
     return Classifier(trunk, classifier_head, spec=spec, weight_source=source, options=options)
@@ -351,6 +373,7 @@ def load_classifier(run_dir: Path) -> Classifier:
         head=config.get("head", "pool"),
         hidden=int(config.get("hidden", 256)),
         dropout=float(config.get("dropout", 0.2)),
+        standardize=bool(config.get("standardize", False)),
         **config.get("backbone_options", {}),
     )
     state = read_weights_file(run_dir / runs.CHECKPOINT)

@@ -38,6 +38,8 @@ and at the end `finish_run`.
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -71,9 +73,16 @@ from lumbar.models import (
 from lumbar.models.preprocessing import Preprocessing
 from lumbar.models.weights import read_weights_file
 from lumbar.progress import TrainingBars
-from lumbar.train.config import TrainConfig
+from lumbar.train.config import WEIGHT_DECAYS, TrainConfig
 from lumbar.train.evaluate import evaluate_run
-from lumbar.train.prefix import PrefixCache, batches, compute_prefix, extend_prefix, layout
+from lumbar.train.prefix import (
+    MemoryPrefixCache,
+    PrefixCache,
+    batches,
+    compute_prefix,
+    extend_prefix,
+    layout,
+)
 from lumbar.train.runtime import (
     CPU,
     Dist,
@@ -99,10 +108,13 @@ __all__ = [
     "TrainResult",
     "build_model",
     "check_manifest",
+    "choose_weight_decay",
     "describe_run",
     "fill_caches",
     "finish_run",
     "make_datasets",
+    "make_optimizer",
+    "set_feature_statistics",
     "train",
     "train_epoch",
     "validate",
@@ -167,6 +179,11 @@ def train(
             run_dir, config, resume, command="lumbar train", saved_settings=_saved_settings
         )
         assert cfg.epochs is not None and cfg.lr is not None
+        search: dict[str, float] = {}
+        if cfg.weight_decay is None:  # --recipe regularized: chosen on the validation split
+            if prefix_cache is None:
+                prefix_cache = MemoryPrefixCache()
+            cfg.weight_decay, search = choose_weight_decay(cfg, run_dir, prefix_cache, say)
         target = get_target(cfg.target)
         manifest = read_manifest(Path(cfg.manifest))
         for warning in check_manifest(manifest, target):
@@ -174,7 +191,7 @@ def train(
         device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, device)
-        augmentation = parse_augmentation(cfg.augmentation)
+        augmentation = parse_augmentation(str(cfg.augmentation))
         train_set, val_set = make_datasets(manifest, model.preprocessing, cfg, augmentation)
         counts = train_set.class_counts()
         weights = (
@@ -188,9 +205,11 @@ def train(
         variants = 1 if augmentation is None else min(cfg.aug_variants, cfg.epochs)
         if dist.main:
             described = describe_run(cfg, model, target, train_set, val_set, weights, stop, dist)
+            if search:
+                described["weight_decay_search"] = search
             runs.write_config(run_dir, described)
 
-        optimizer = torch.optim.Adam(trainable_parameters(model), lr=cfg.lr)
+        optimizer = make_optimizer(cfg, model)
         first_epoch, history, best = resume_training(state, model, optimizer, run_dir)
         bar = TrainingBars(progress and dist.main)
         try:
@@ -199,6 +218,8 @@ def train(
                 step.train_cache, step.val_cache = fill_caches(
                     step, bar, variants=variants, pool=pool, prefix_cache=prefix_cache
                 )
+            if cfg.standardize:
+                set_feature_statistics(step, pool)
             epoch_task = bar.task("training", cfg.epochs)
             bar.advance(epoch_task, first_epoch)
             for epoch in range(first_epoch, cfg.epochs):
@@ -312,8 +333,9 @@ def _model_for(cfg: TrainConfig) -> Classifier:
         get_target(cfg.target).num_classes,
         source,
         head=cfg.head,  # type: ignore[arg-type]
-        hidden=cfg.hidden,
-        dropout=cfg.dropout,
+        hidden=int(cfg.hidden or 0),
+        dropout=float(cfg.dropout or 0.0),
+        standardize=bool(cfg.standardize),
         **kwargs,
     )
     if source.kind == "run":
@@ -375,6 +397,63 @@ def describe_run(
         "cached_stages": stop,
         "world_size": dist.world,
     }
+
+
+def make_optimizer(cfg: TrainConfig, model: Classifier) -> torch.optim.Optimizer:
+    """Adam on the trainable parameters, with the run's weight decay (L2) when it is not 0
+    (the paper's runs: Adam exactly as before `--recipe` existed)."""
+    if cfg.weight_decay:
+        return torch.optim.Adam(
+            trainable_parameters(model), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.Adam(trainable_parameters(model), lr=cfg.lr)
+
+
+def choose_weight_decay(
+    cfg: TrainConfig, run_dir: Path, prefix_cache: PrefixCache, say: Callable[[str], None]
+) -> tuple[float, dict[str, float]]:
+    """The weight decay of `WEIGHT_DECAYS` whose run has the lowest validation loss.
+
+    Each candidate is a whole run of `cfg` (same seed) in a scratch folder beside `run_dir`,
+    sharing the frozen-prefix cache, so the search costs the head's epochs only.
+
+    Returns:
+        The chosen weight decay and {candidate: its best validation loss}.
+    """
+    losses: dict[str, float] = {}
+    Path(run_dir).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".wd-", dir=Path(run_dir).parent) as scratch:
+        for decay in WEIGHT_DECAYS:
+            candidate = dataclasses.replace(cfg, weight_decay=decay)
+            result = train(
+                candidate, Path(scratch) / f"{decay:g}", progress=False,
+                prefix_cache=prefix_cache,
+            )  # fmt: skip
+            losses[f"{decay:g}"] = result.best_val_loss
+    best = min(WEIGHT_DECAYS, key=lambda d: losses[f"{d:g}"])
+    say(f"weight decay {best:g} (validation loss {losses[f'{best:g}']:.4f} of {len(losses)})")
+    return best, losses
+
+
+@torch.no_grad()
+def set_feature_statistics(step: _Step, pool: nn.Module | None) -> None:
+    """Set the head's standardisation to the mean and standard deviation of the training
+    split's pooled features (every cached augmentation variant; the un-augmented images when
+    the trunk is not wholly cached)."""
+    model = step.model
+    if step.train_cache is not None and pool is not None:
+        features = step.train_cache.flatten(0, 1)
+    else:
+        features = compute_prefix(
+            model, step.train_set, len(model.stages()), variants=1,
+            batch_size=step.cfg.eval_batch_size, channels_last=step.cfg.channels_last,
+            precision=step.cfg.precision, pool=model.head.pool, device=step.device,
+        )[0]  # fmt: skip
+    flat = model.head.flatten(model.head.pool(features.float())).double()
+    mean = flat.mean(dim=0)
+    scale = flat.std(dim=0).clamp_min(1e-6)
+    model.head.feature_mean.copy_(mean.float())
+    model.head.feature_scale.copy_(scale.float())
 
 
 # --------------------------------------------------------------------------- the epochs

@@ -8,6 +8,8 @@ shares them between the runs of an experiment.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
@@ -19,7 +21,15 @@ from lumbar.data.dataset import ManifestDataset
 from lumbar.models import Classifier
 from lumbar.train.runtime import CPU, Dist, all_reduce, autocast
 
-__all__ = ["SINGLE_PROCESS", "PrefixCache", "batches", "compute_prefix", "extend_prefix", "layout"]
+__all__ = [
+    "SINGLE_PROCESS",
+    "MemoryPrefixCache",
+    "PrefixCache",
+    "batches",
+    "compute_prefix",
+    "extend_prefix",
+    "layout",
+]
 
 SINGLE_PROCESS = Dist()  # a run outside torchrun
 
@@ -173,3 +183,49 @@ class PrefixCache(Protocol):
         compute: Callable[[int, nn.Module | None], torch.Tensor],
         extend: Callable[[torch.Tensor, int, int, nn.Module | None], torch.Tensor],
     ) -> torch.Tensor: ...
+
+
+class MemoryPrefixCache:
+    """A `PrefixCache` in memory, for runs of one process on the same images: the weight-decay
+    candidates of `--recipe regularized` compute the frozen prefix once between them.
+
+    Keyed by the dataset's images, labels and description, the stop stage, the pooling, the
+    variant count, the settings and the state of the cached stages, so a different trunk or
+    split never gets another's tensor.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    @staticmethod
+    def _key(
+        model: Classifier, dataset: ManifestDataset, stop: int, pool: nn.Module | None,
+        variants: int, settings: dict[str, Any],
+    ) -> tuple[Any, ...]:  # fmt: skip
+        h = hashlib.sha256()
+        h.update("\n".join(str(p) for p in dataset.paths).encode())
+        h.update(np.asarray(dataset.labels).tobytes())
+        h.update(json.dumps(dataset.describe(), sort_keys=True, default=str).encode())
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        for _, stage in model.stages()[:stop]:
+            for tensor in stage.state_dict().values():
+                h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+        return (h.hexdigest(), stop, repr(pool), variants)
+
+    def fetch(
+        self,
+        model: Classifier,
+        dataset: ManifestDataset,
+        *,
+        stop: int,
+        pool: nn.Module | None,
+        variants: int,
+        settings: dict[str, Any],
+        compute: Callable[[int, nn.Module | None], torch.Tensor],
+        extend: Callable[[torch.Tensor, int, int, nn.Module | None], torch.Tensor],
+    ) -> torch.Tensor:
+        """The cached tensor, computed on first use."""
+        key = self._key(model, dataset, stop, pool, variants, settings)
+        if key not in self._store:
+            self._store[key] = compute(stop, pool)
+        return self._store[key]
