@@ -28,6 +28,7 @@ from lumbar import runs
 from lumbar.data.imageio import read_native
 from lumbar.errors import UserError
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
+from lumbar.grader.model import BUNDLED_MODEL, load_grader
 from lumbar.grading import PFIRRMANN_GRADES, SPINE_LEVELS
 from lumbar.inference.inputs import (
     InputKind,
@@ -149,14 +150,10 @@ def load_sagittal(
     localizer_run: Path | None = None, grader_run: Path | None = None
 ) -> tuple[DiscFinder, DiscGrader]:
     """The disc localiser and the sagittal grader: bundled, or from the runs given."""
-    from lumbar.grader.model import load_grader
-
     return load_localizer(localizer_run), load_grader(grader_run)
 
 
 def _is_grader_run(model: Path) -> bool:
-    from lumbar.grader.model import BUNDLED_MODEL
-
     return (model / BUNDLED_MODEL.name).is_file() or model.name == BUNDLED_MODEL.name
 
 
