@@ -1,4 +1,6 @@
-"""Stand-ins for the disc localiser and the sagittal grader in `lumbar predict`'s plumbing tests.
+"""Stand-ins for the disc localiser and the sagittal grader in `lumbar predict`'s plumbing tests
+(the bundled models are tested end to end in tests/inference/test_batch.py; with stand-ins the
+batch, naming, output and failure paths are checked exactly and fast).
 
 `TruthFinder` answers with the true disc centres of the slices it was told about (SPIDER's boxed
 centres, a phantom's true disc positions projected onto its slices) and finds nothing on any
