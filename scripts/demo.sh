@@ -120,3 +120,18 @@ step "the paper's whole study in miniature (lumbar experiment configs/quick.yaml
 # tables. Rerunning the demo skips the runs already done (delete the folder to start again).
 "$bin/lumbar" experiment configs/quick.yaml --out "$out/experiment"
 echo "  experiment/report.html  the study's results section: open it in a browser"
+
+step "grade every disc with the bundled models (lumbar predict, no --model)"
+# The bundled disc localiser and sagittal grader (trained on the SPIDER set only), offline:
+# a real SPIDER slice, when the shared data is beside the checkout, and the new phantom study
+# (its central sagittal T2 slices). One localiser batch over both; per-disc P(abnormal),
+# Pfirrmann grade, bulging, herniation and narrowing, boxes and Grad-CAM per disc.
+predict_inputs=("$out/new-study/patient-0001")
+spider=../shared/data/spider-sagittal/images/104_t2.png
+if [ -f "$spider" ]; then
+  predict_inputs=("$spider" "${predict_inputs[@]}")
+  "$bin/python" -c 'from lumbar.data.spider import SPIDER_CREDIT; print("Real slice: " + SPIDER_CREDIT)'
+fi
+"$bin/lumbar" predict "${predict_inputs[@]}" --out "$out/predict-bundled"
+head -n 4 "$out/predict-bundled/predictions.csv"
+echo "  predict-bundled/summary.html  every disc of a real slice and a phantom study, with boxes and Grad-CAM"

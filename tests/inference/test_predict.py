@@ -81,28 +81,49 @@ def test_study_without_axial_t2_names_what_is_missing(
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_one_line_errors(tmp_path: Path, tiny_run: Path) -> None:
+@pytest.fixture
+def no_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins for the bundled localiser and grader (they find no disc on these studies), so
+    these tests are about the axial run alone."""
+    from helpers.sagittal_models import ToyGrader, TruthFinder
+
+    monkeypatch.setattr(
+        "lumbar.inference.batch.load_sagittal", lambda *a, **k: (TruthFinder(), ToyGrader())
+    )
+
+
+def test_cli_one_line_errors(tmp_path: Path, tiny_run: Path, no_bundled: None) -> None:
     from lumbar.cli import app
 
     runner = CliRunner()
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = runner.invoke(app, ["predict", str(empty), "--model", str(tiny_run)])
-    assert isinstance(result.exception, UserError) and "no usable DICOM" in str(result.exception)
-    result = runner.invoke(app, ["predict", str(empty), "--model", str(empty)])
+    out = ["--out", str(tmp_path / "o")]
+    result = runner.invoke(app, ["predict", str(empty), "--model", str(tiny_run), *out])
+    assert result.exit_code == 2
+    assert f"error: {empty}: the folder holds no readable DICOM image" in result.output
+    result = runner.invoke(app, ["predict", str(empty), "--model", str(empty), *out])
     assert isinstance(result.exception, UserError) and "not a run folder" in str(result.exception)
 
 
-def test_cli_predict(phantom_cohort: Path, tiny_run: Path, tmp_path: Path) -> None:
+def test_cli_predict(
+    phantom_cohort: Path, tiny_run: Path, tmp_path: Path, no_bundled: None
+) -> None:
     from lumbar.cli import app
 
+    study = str(phantom_cohort / "patient-0003")
     result = CliRunner().invoke(
-        app,
-        ["predict", str(phantom_cohort / "patient-0003"), "--model", str(tiny_run), "--out",
-         str(tmp_path / "o")],
-    )  # fmt: skip
+        app, ["predict", study, "--model", str(tiny_run), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 0, result.output
-    assert "L4-L5:" in result.output and (tmp_path / "o" / "summary.html").is_file()
+    assert "L4-L5: axial" in result.output and (tmp_path / "o" / "summary.html").is_file()
+    with open(tmp_path / "o" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["level"] for r in rows] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    assert {r["input"] for r in rows} == {study} and rows[0]["axial_predicted"]
+    saved = json.loads((tmp_path / "o" / rows[0]["name"] / "prediction.json").read_text())
+    assert "no discs found" in saved["sagittal_error"]
+    assert (tmp_path / "o" / rows[0]["name"] / "axial" / "L4-L5-gradcam.png").is_file()
 
 
 def test_a_disc_roi_run_predicts_on_crops_around_each_localised_disc(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import socket
 import stat
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 from helpers.tiny_run import make_tiny_run
 
 from lumbar.errors import UserError
+from lumbar.inference.batch import PredictModels
 from lumbar.inference.predict import Predictor
 from lumbar.inference.serve import Limits, create_app, load_token
 
@@ -197,6 +199,10 @@ def test_serve_believes_no_forwarded_headers(
     captured: dict = {}
     monkeypatch.setenv("LUMBAR_SERVE_TOKEN", TOKEN)
     monkeypatch.setattr("uvicorn.run", lambda app, **kw: captured.update(app=app, kw=kw))
+    monkeypatch.setattr(  # the bundled sagittal models are not what this test is about
+        "lumbar.inference.serve.load_predict_models",
+        lambda model, **_: PredictModels(None, None, Predictor.load(model)),
+    )
     serve(Path(predictor.run_dir), echo=lambda _: None)
     config = uvicorn.Config(captured["app"], **captured["kw"])
     config.load()
@@ -256,3 +262,45 @@ def test_concurrent_requests_over_loopback(predictor: Predictor, zips: dict[str,
         if name != "bad":
             for got, want in zip(probabilities, expected[name], strict=True):
                 assert got == pytest.approx(want, abs=1e-4)
+
+
+def test_image_endpoint_returns_what_predict_writes(phantom_cohort: Path, tmp_path: Path) -> None:
+    from helpers.sagittal_models import TruthFinder, toy_models
+    from helpers.shared_data import SHARED_DATA
+
+    from lumbar.inference.batch import predict_inputs
+
+    spider = SHARED_DATA / "spider-sagittal"
+    if not (spider / "discs.csv").is_file():
+        pytest.skip(f"SPIDER slices not found at {spider}")
+    finder = TruthFinder()
+    (image,) = finder.add_spider(spider, ["104_t2.png"])
+    models = toy_models(finder)
+    predict_inputs([str(image)], tmp_path / "out", models, echo=lambda _: None)
+    written = json.loads((tmp_path / "out" / "104_t2" / "prediction.json").read_text())
+
+    client = TestClient(create_app(None, TOKEN, models=models))
+    png = {**AUTH, "Content-Type": "image/png"}
+    answer = client.post("/v1/predict/image", content=image.read_bytes(), headers=png)
+    assert answer.status_code == 200, answer.text
+    served = answer.json()
+    same = ("input", "name", "id", "base")
+    assert {k: v for k, v in served.items() if k not in same} == {
+        k: v for k, v in written.items() if k not in same
+    }
+    assert served["input"] == "upload" and str(tmp_path) not in answer.text
+    overlay = client.get(served["base"] + served["overlay"], headers=AUTH)
+    assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
+    cam = client.get(served["base"] + served["discs"][-1]["gradcam"], headers=AUTH)
+    assert cam.status_code == 200 and cam.content[:4] == b"\x89PNG"
+
+    blank = client.post("/v1/predict/image", content=b"\x89PNG not really", headers=png)
+    assert blank.status_code == 422 and "cannot read the image" in blank.json()["detail"]
+    wrong = client.post("/v1/predict/image", content=b"x", headers={**AUTH, **ZIP})
+    assert wrong.status_code == 400
+    assert client.post("/v1/predict/image", content=image.read_bytes()).status_code == 401
+    study = client.post(
+        "/v1/predict", content=study_zip(phantom_cohort / "patient-0001"), headers={**AUTH, **ZIP}
+    )
+    assert study.status_code == 422 and "no discs found" in study.json()["detail"]
+    assert client.get("/healthz").json()["models"]["grader"] == "toy (test)"

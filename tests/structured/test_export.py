@@ -1,8 +1,8 @@
 """`lumbar predict` end to end on a real PACS (Orthanc): a phantom study is fetched by WADO-RS,
-graded, and its SR and overlay series stored back into the same study by STOW-RS; the SR read
-back from Orthanc with highdicom holds every disc's findings exactly. Bad inputs (a study with
-no disc, an unknown study, an unreachable or unsuitable PACS) give one line, exit code 2, and
-store nothing."""
+graded (bundled sagittal models and an axial run), and its SR and overlay series stored back
+into the same study by STOW-RS; the SR read back from Orthanc with highdicom holds every disc's
+findings exactly. Bad inputs (a study with neither a sagittal nor an axial series, an unknown
+study, an unreachable or unsuitable PACS) give one line, exit code 2, and store nothing."""
 
 from __future__ import annotations
 
@@ -33,13 +33,15 @@ def _uid(study: Path) -> str:
 def pacs(
     tmp_path_factory: pytest.TempPathFactory, phantom_cohort: Path
 ) -> Iterator[tuple[str, str, str]]:
-    """(Orthanc REST root, UID of a full phantom study, UID of a study with no axial series)."""
+    """(Orthanc REST root, UID of a full phantom study, UID of a study with neither axial nor
+    sagittal series)."""
     no_axial = tmp_path_factory.mktemp("no-axial") / "study"
     shutil.copytree(phantom_cohort / "patient-0003", no_axial)
     for series in list(no_axial.iterdir()):
         if series.is_dir():
             first = next(series.iterdir())
-            if "AX" in str(pydicom.dcmread(first, stop_before_pixels=True).SeriesDescription):
+            description = str(pydicom.dcmread(first, stop_before_pixels=True).SeriesDescription)
+            if "AX" in description or "SAG" in description:
                 shutil.rmtree(series)
     with running_orthanc(tmp_path_factory.mktemp("orthanc"), dicomweb=True) as base:
         upload_files(base, iter_files(phantom_cohort / "patient-0002"))
@@ -88,21 +90,33 @@ def test_predict_stores_sr_and_overlay_into_the_study(
     sr = client.retrieve_instance(uid, item["0020000E"]["Value"][0], item["00080018"]["Value"][0])
     assert sr.StudyInstanceUID == uid
     discs = read_sr(sr)
-    expected = json.loads((tmp_path / "out" / "prediction.json").read_text())["discs"]
+    (saved,) = (tmp_path / "out").glob("*/prediction.json")
+    expected = json.loads(saved.read_text())["discs"]
     assert [d.level for d in discs] == [d["level"] for d in expected]
+    axial = [d for d in expected if "axial" in d]
+    assert [d["level"] for d in axial] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
     for read, disc in zip(discs, expected, strict=True):
-        (finding,) = read.findings
-        assert (finding.name, finding.value, finding.probability) == (
-            "disc_abnormal",
-            disc["predicted"],
-            disc["probability"],
-        )
+        # the axial run's finding first, then the sagittal grader's others (Pfirrmann, ...)
+        finding = read.findings[0]
+        if "axial" in disc:
+            assert (finding.name, finding.value, finding.probability) == (
+                "disc_abnormal",
+                disc["axial"]["predicted"],
+                disc["axial"]["probability"],
+            )
+        if disc.get("pfirrmann"):
+            grade = max(disc["pfirrmann"], key=disc["pfirrmann"].get)
+            (pfirrmann,) = [f for f in read.findings if f.name == "pfirrmann"]
+            assert (pfirrmann.value, pfirrmann.probability) == (
+                f"pfirrmann {grade}",
+                disc["pfirrmann"][grade],
+            )
     local = read_sr(next((tmp_path / "sr").rglob("SR.dcm")))
     assert local == discs
     fhir = read_fhir((tmp_path / "report.json").read_text())
-    assert {lv: f[0].probability for lv, f in fhir.items()} == {
-        d["level"]: d["probability"] for d in expected
-    }
+    assert {
+        lv: f[0].probability for lv, f in fhir.items() if lv in {d["level"] for d in axial}
+    } == {d["level"]: d["axial"]["probability"] for d in axial}
     overlay = get_json(f"{base}/dicom-web/studies/{uid}/series?Modality=OT")
     assert len(overlay) == 1
     # predicting again on the study, which now holds our SR and overlay series: ingest ignores
@@ -123,7 +137,7 @@ def test_bad_inputs_are_one_line_and_store_nothing(
     web = f"{base}/dicom-web"
     before = _instances(base)
     cases = [
-        (f"{web}/studies/{no_axial}", web, "hospital", "no usable axial T2 series"),
+        (f"{web}/studies/{no_axial}", web, "hospital", "no sagittal T2 series.*no usable axial"),
         (f"{web}/studies/1.2.826.0.1.3680043.8.498.777", web, "hospital", "holds no study"),
         (
             f"{web}/studies/{uid}",

@@ -13,27 +13,42 @@ import typer
 
 
 def predict(
-    study: Annotated[
-        str,
+    inputs: Annotated[
+        list[str],
         typer.Argument(
-            help="Folder of one study's DICOM files, or a DICOMweb study URL "
-            "(http://HOST/dicom-web/studies/UID)."
+            help="Sagittal images (PNG, JPEG, DICOM slice), DICOM study folders, or DICOMweb "
+            "study URLs (http://HOST/dicom-web/studies/UID); any number, mixed.",
+            show_default=False,
         ),
     ],
-    model: Annotated[Path, typer.Option("--model", help="Run folder of `lumbar train`.")],
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for prediction.json/.csv, summary.html and the heat maps."),
+        typer.Option(
+            help="Folder for predictions.csv, summary.html and one folder per input "
+            "(prediction.json, overlay.png, gradcam/); without it only the structured "
+            "outputs asked for are made.",
+        ),
     ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="A run to use besides the bundled models: `lumbar train` on axial images "
+            "(studies' axial discs graded too), or a localiser or grader run.",
+        ),
+    ] = None,
+    gradcam: Annotated[
+        bool, typer.Option("--gradcam/--no-gradcam", help="Grad-CAM map of every disc.")
+    ] = True,
     roi: Annotated[
         str | None,
-        typer.Option(help="Crop override: grid, center:F or none (default: the run's crop)."),
+        typer.Option(help="Axial crop override: grid, center:F or none (default: the run's)."),
     ] = None,
     layer: Annotated[
-        str, typer.Option(help="Grad-CAM layer: features, last_conv, or a module path.")
+        str, typer.Option(help="Axial Grad-CAM layer: features, last_conv, or a module path.")
     ] = "features",
     threads: Annotated[
-        int, typer.Option(help="CPU threads for the model (0: PyTorch's default).")
+        int, typer.Option(help="CPU threads for the models (0: PyTorch's default).")
     ] = 0,
     dicom_sr: Annotated[
         Path | None,
@@ -62,9 +77,17 @@ def predict(
         ),
     ] = "research",
 ) -> None:
-    """Predict each disc of one DICOM study, with class probabilities and Grad-CAM maps."""
+    """Grade every disc of sagittal images and studies with the bundled models.
+
+    Exit code 0: every input was predicted.
+
+    Exit code 2: an input failed (one line each on stderr; the others are still predicted).
+
+    Exit code 2 also for a wrong call (an option, a model, the output folder).
+    """
     from lumbar.errors import UserError
-    from lumbar.inference.predict import predict as predict_study
+    from lumbar.inference.batch import load_predict_models, predict_inputs
+    from lumbar.inference.predict import set_threads
     from lumbar.structured.export import StructuredOptions
     from lumbar.structured.identity import Identity
 
@@ -75,19 +98,35 @@ def predict(
             f"identity must be hospital or research, got {identity!r}", option="identity"
         ) from None
     options = StructuredOptions(dicom_sr=dicom_sr, fhir=fhir, stow=stow, identity=mode)
-    result = predict_study(
-        study, model, out, roi=roi, layer=layer, threads=threads, structured=options,
-        echo=typer.echo,
+    if out is None and not options.wanted():
+        raise UserError(
+            "give an output folder, or a structured output (DICOM SR, FHIR, STOW-RS)",
+            option="out",
+        )
+    set_threads(threads)
+    models = load_predict_models(model, roi=roi, layer=layer)
+    batch = predict_inputs(
+        inputs, out, models, gradcam=gradcam, echo=typer.echo,
+        fail=lambda line: typer.echo(f"error: {line}", err=True), structured=options,
     )  # fmt: skip
-    for disc in result["discs"]:
-        probs = ", ".join(f"{c} {p:.3f}" for c, p in disc["probabilities"].items())
-        typer.echo(f"{disc['level']}: {disc['predicted']} ({probs})")
-    if result["missing_levels"]:
-        typer.echo(f"no axial image for: {', '.join(result['missing_levels'])}")
-    if out is not None:
-        typer.echo(f"wrote {out / 'summary.html'}")
-    for path in getattr(result.get("structured"), "files", []):
-        typer.echo(f"wrote {path}")
+    for outcome in batch.inputs:
+        if outcome.error:
+            continue
+        for d in outcome.prediction["discs"]:
+            parts = []
+            if d.get("p_abnormal") is not None:
+                parts.append(f"P(abnormal) {d['p_abnormal']:.3f}")
+            if d.get("axial"):
+                probs = ", ".join(f"{c} {p:.3f}" for c, p in d["axial"]["probabilities"].items())
+                parts.append(f"axial {d['axial']['predicted']} ({probs})")
+            typer.echo(f"{outcome.name} {d['level']}: {'; '.join(parts)}")
+    wrote = f"; wrote {out / 'summary.html'}" if out is not None else ""
+    typer.echo(
+        f"{len(batch.inputs) - batch.failed} of {len(batch.inputs)} inputs predicted, "
+        f"{batch.discs} discs{wrote}"
+    )
+    if batch.failed:
+        raise typer.Exit(UserError.exit_code)
 
 
 def export(
@@ -107,7 +146,14 @@ def export(
 
 
 def serve(
-    model: Annotated[Path, typer.Option("--model", help="Run folder of `lumbar train`.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="A run besides the bundled models (as for `lumbar predict`): an axial "
+            "`lumbar train` run grades studies' axial images too.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
     token_file: Annotated[
@@ -121,7 +167,8 @@ def serve(
         int, typer.Option(help="CPU threads for the model (0: PyTorch's default).")
     ] = 0,
 ) -> None:
-    """Serve predictions over HTTP: POST a study zip, GET its heat maps (bearer token)."""
+    """Serve predictions over HTTP: POST a study zip or a sagittal image, GET its pictures
+    (bearer token)."""
     from lumbar.inference.serve import Limits
     from lumbar.inference.serve import serve as serve_model
 

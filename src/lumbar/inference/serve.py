@@ -2,7 +2,11 @@
 
     POST /v1/predict                        body: a zip of one study's DICOM files
                                             -> the prediction JSON (as `lumbar predict`)
-    GET  /v1/results/{id}/heatmaps/{level}.png   Grad-CAM overlay of one disc level
+    POST /v1/predict/image                  body: one sagittal image (PNG, JPEG, DICOM)
+                                            -> its prediction.json (as `lumbar predict IMAGE`)
+    GET  /v1/results/{id}/overlay.png            sagittal slice with boxes, levels, P(abnormal)
+    GET  /v1/results/{id}/gradcam/{level}.png    Grad-CAM of one disc (sagittal grader)
+    GET  /v1/results/{id}/heatmaps/{level}.png   Grad-CAM overlay of one disc level (axial run)
     GET  /v1/results/{id}/images/{level}.png     the selected axial image (ROI crop)
     GET  /healthz                           liveness (no token)
     GET  /openapi.json, /docs               the schema
@@ -13,6 +17,12 @@ entries, links, member count, declared uncompressed size) and again while extrac
 bytes written, so a lying header cannot inflate past the cap); every member must be a DICOM
 Part 10 file. Problems are 4xx answers naming the rule, never a member's name (file names in
 studies may contain patient names), and the service keeps serving.
+
+Started without `--model`, or with one, the service predicts as `lumbar predict` does
+(`lumbar.inference.batch`): the bundled disc localiser and sagittal grader, plus the axial run
+when given; a study's JSON is its prediction.json with "id" and "base" added (the relative image
+paths in it resolve under "base"). An app made around an axial `Predictor` alone keeps the
+earlier axial-only JSON.
 
 Logs carry a request id, sizes, status and timings only: no file names, no patient ids. The
 model and the ingest step each run one study at a time (see `lumbar.inference.predict`); uploads and
@@ -33,7 +43,7 @@ import time
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -43,6 +53,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from lumbar.errors import UserError
+from lumbar.inference.batch import PredictModels, load_predict_models, predict_inputs
 from lumbar.inference.predict import Predictor, set_threads
 
 __all__ = ["Limits", "UploadProblem", "create_app", "load_token", "safe_extract", "serve"]
@@ -173,10 +184,12 @@ class Service:
     """The service's state: the loaded model, the upload limits, the latest results' images,
     and the bearer token every /v1 call must present."""
 
-    predictor: Predictor
+    predictor: Predictor | None
     limits: Limits
     results: _Results
     token: bytes
+    models: PredictModels | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def service(request: Request) -> Service:
@@ -207,7 +220,10 @@ v1 = APIRouter(prefix="/v1", tags=["prediction"], dependencies=[Depends(authoris
 
 @health.get("/healthz")
 def healthz(state: ServiceState) -> dict[str, Any]:
-    """Liveness, and which model is loaded."""
+    """Liveness, and which models are loaded."""
+    if state.models is not None:
+        return {"status": "ok", "models": state.models.info}
+    assert state.predictor is not None
     return {"status": "ok", "model": state.predictor.model_info()}
 
 
@@ -249,13 +265,28 @@ async def predict(request: Request, state: ServiceState) -> JSONResponse:
         if size == 0:
             return _problem(400, "empty upload: POST a zip of the study's DICOM files")
         try:
-            result = await run_in_threadpool(_predict_zip, state.predictor, archive, work, limits)
+            if state.models is not None:
+                result = await run_in_threadpool(_predict_zip_batch, state, archive, work)
+            else:
+                assert state.predictor is not None
+                result = await run_in_threadpool(
+                    _predict_zip, state.predictor, archive, work, limits
+                )
         except UploadProblem as problem:
             log.info("%s rejected (%d): %s", request_id, problem.status, problem.message)
             return _problem(problem.status, problem.message)
         except UserError as err:
             log.info("%s unprocessable study", request_id)
             return _problem(422, str(err))
+        if state.models is not None:
+            log.info(
+                "%s predicted %d discs from %d bytes in %.2f s",
+                request_id,
+                len(result["discs"]),
+                size,
+                time.perf_counter() - start,
+            )
+            return JSONResponse(result)
         pictures = result.pop("_images")
         key = state.results.put(pictures)
         for disc in result["discs"]:
@@ -272,6 +303,119 @@ async def predict(request: Request, state: ServiceState) -> JSONResponse:
         return JSONResponse(result)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+@v1.post(
+    "/predict/image",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in ("image/png", "image/jpeg", "application/dicom")
+            },
+        }
+    },
+    responses={
+        400: {"description": "empty upload or an unsupported content type"},
+        401: {"description": "missing or wrong bearer token"},
+        413: {"description": "upload too large"},
+        422: {"description": "not a readable image, or no disc found with confidence"},
+        503: {"description": "the service runs without the sagittal models"},
+    },
+)
+async def predict_image(request: Request, state: ServiceState) -> JSONResponse:
+    """Predict one sagittal image: POST its bytes (image/png, image/jpeg or application/dicom)."""
+    if state.models is None:
+        return _problem(503, "this service runs an axial model only; POST a study zip")
+    suffix = _IMAGE_TYPES.get(request.headers.get("content-type", "").split(";")[0].strip())
+    if suffix is None:
+        return _problem(400, "Content-Type must be image/png, image/jpeg or application/dicom")
+    limits = state.limits
+    request_id = secrets.token_hex(4)
+    start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="lumbar-serve-"))
+    try:
+        upload = work / f"image{suffix}"
+        size = 0
+        with open(upload, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limits.max_upload:
+                    return _problem(413, f"upload larger than {limits.max_upload // 2**20} MiB")
+                f.write(chunk)
+        if size == 0:
+            return _problem(400, "empty upload: POST the image's bytes")
+        try:
+            result = await run_in_threadpool(_predict_batch, state, upload, work)
+        except UserError as err:
+            log.info("%s unprocessable image", request_id)
+            return _problem(422, str(err))
+        log.info(
+            "%s predicted %d discs from an image of %d bytes in %.2f s",
+            request_id,
+            len(result["discs"]),
+            size,
+            time.perf_counter() - start,
+        )
+        return JSONResponse(result)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+_IMAGE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm"}
+
+
+def _predict_batch(state: Service, path: Path, work: Path) -> dict[str, Any]:
+    """One input through `lumbar predict`'s batch (models shared: one request at a time); its
+    prediction.json plus "id" and "base" for the pictures.
+
+    Raises:
+        UserError: the input failed (its one-line reason).
+    """
+    assert state.models is not None
+    with state.lock:
+        batch = predict_inputs(
+            [str(path)], work / "out", state.models, echo=lambda _: None, labels=["upload"]
+        )
+    outcome = batch.inputs[0]
+    if outcome.error:
+        raise UserError(outcome.error)
+    pictures = {"overlay": {"png": outcome.overlay}} if outcome.overlay else {}
+    for key, data in outcome.gradcams.items():
+        kind, _, level = key.rpartition("/")
+        pictures.setdefault(level, {})[kind or "gradcam"] = data
+    key = state.results.put(pictures)
+    return {**outcome.prediction, "id": key, "base": f"/v1/results/{key}/"}
+
+
+def _predict_zip_batch(state: Service, archive: Path, work: Path) -> dict[str, Any]:
+    study = work / "study"
+    study.mkdir()
+    safe_extract(archive, study, state.limits)
+    archive.unlink()
+    return _predict_batch(state, study, work)
+
+
+@v1.get("/results/{key}/overlay.png", response_class=Response)
+def sagittal_overlay(state: ServiceState, key: str) -> Response:
+    """The sagittal slice of a result with each disc's box, level and P(abnormal)."""
+    pictures = state.results.get(key)
+    if pictures is None or "overlay" not in pictures:
+        raise HTTPException(404, "no such result (results are kept for the latest studies)")
+    return Response(pictures["overlay"]["png"], media_type="image/png")
+
+
+@v1.get("/results/{key}/gradcam/{level}", response_class=Response)
+def gradcam(state: ServiceState, key: str, level: str) -> Response:
+    """The Grad-CAM of one disc (e.g. L4-L5.png) of a sagittal result."""
+    return _picture(state, key, "gradcam", level)
+
+
+@v1.get("/results/{key}/axial/{name}", response_class=Response)
+def axial_picture(state: ServiceState, key: str, name: str) -> Response:
+    """A study's axial image (L4-L5.png) or its Grad-CAM (L4-L5-gradcam.png), axial run."""
+    return _picture(state, key, "axial", name)
 
 
 def _picture(state: Service, key: str, kind: str, level: str) -> Response:
@@ -297,14 +441,24 @@ def image(state: ServiceState, key: str, level: str) -> Response:
     return _picture(state, key, "image", level)
 
 
-def create_app(predictor: Predictor, token: str, limits: Limits | None = None) -> FastAPI:
-    """The service application: the `health` and `v1` routers over one loaded model.
+def create_app(
+    predictor: Predictor | None,
+    token: str,
+    limits: Limits | None = None,
+    *,
+    models: PredictModels | None = None,
+) -> FastAPI:
+    """The service application: the `health` and `v1` routers over models loaded once.
 
     Args:
-        predictor: a loaded `Predictor` (one model for the life of the service).
+        predictor: a loaded axial `Predictor`, alone (the earlier axial-only service), or None.
         token: the bearer token every /v1 call must present.
         limits: upload limits (defaults: `Limits()`).
+        models: `lumbar predict`'s models (bundled sagittal ones, plus an axial run): studies
+            and images predicted as `lumbar predict` does.
     """
+    if predictor is None and models is None:
+        raise ValueError("give a predictor or models")
     if len(token) < 16:
         raise UserError("the service token must be at least 16 characters")
     limits = limits or Limits()
@@ -313,7 +467,9 @@ def create_app(predictor: Predictor, token: str, limits: Limits | None = None) -
         version="1",
         description="Per-disc states with Grad-CAM heat maps for one lumbar MRI study.",
     )
-    app.state.service = Service(predictor, limits, _Results(limits.keep_results), token.encode())
+    app.state.service = Service(
+        predictor, limits, _Results(limits.keep_results), token.encode(), models
+    )
     app.state.predictor = predictor
     app.include_router(health)
     app.include_router(v1)
@@ -333,7 +489,7 @@ def _problem(status: int, message: str) -> JSONResponse:
 
 
 def serve(
-    model: Path,
+    model: Path | None,
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
@@ -343,7 +499,8 @@ def serve(
     threads: int = 0,
     echo: Callable[[str], None] = print,
 ) -> None:
-    """`lumbar serve`: load the run `model` and serve it on `host`:`port` until stopped.
+    """`lumbar serve`: load the bundled models (and the run `model`, if given; see
+    `lumbar.inference.batch.load_predict_models`) and serve them on `host`:`port` until stopped.
 
     Raises:
         UserError: no usable token (`load_token`), a bad run folder, ROI or thread count.
@@ -352,12 +509,13 @@ def serve(
 
     set_threads(threads)
     token = load_token(token_file)
-    predictor = Predictor.load(model, roi=roi)
+    models = load_predict_models(model, roi=roi)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    echo(f"lumbar serve: model {Path(model).name}; POST http://{host}:{port}/v1/predict")
+    which = "bundled models" + (f" + {Path(model).name}" if model is not None else "")
+    echo(f"lumbar serve: {which}; POST http://{host}:{port}/v1/predict or /v1/predict/image")
     # no proxy headers: the service keys nothing on the client's address, and its log should
     # name the real peer (uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1)
-    app = create_app(predictor, token, limits)
+    app = create_app(models.axial, token, limits, models=models)
     uvicorn.run(app, host=host, port=port, proxy_headers=False, log_level="info")
 
 

@@ -9,6 +9,8 @@ says what the PACS stored.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import io
 from collections.abc import Callable, Mapping
@@ -21,6 +23,7 @@ import numpy as np
 from lumbar import __version__, runs
 from lumbar.errors import UserError
 from lumbar.files import write_bytes_atomic, write_text_atomic
+from lumbar.grading import SPINE_LEVELS
 from lumbar.ingest.export import frame_pixels, windowed
 from lumbar.ingest.index import uid_hash
 from lumbar.ingest.read import iter_files
@@ -49,8 +52,12 @@ __all__ = [
     "StructuredResult",
     "algorithm_info",
     "build_prediction",
+    "build_sagittal_prediction",
     "export_structured",
     "prepare_outputs",
+    "sagittal_algorithm",
+    "sagittal_findings",
+    "write_structured",
 ]
 
 MODEL_CARD = "MODEL_CARD.md"
@@ -280,13 +287,28 @@ def export_structured(
     prediction, evidence, pixels = build_prediction(
         result, study, algorithm, classes, options.identity
     )
+    return write_structured(prediction, evidence, pixels, options, str(result["study"]), echo)
+
+
+def write_structured(
+    prediction: StudyPrediction,
+    evidence: list[Any],
+    pixels: dict[str, np.ndarray],
+    options: StructuredOptions,
+    folder_name: str,
+    echo: Callable[[str], None] | None = None,
+) -> StructuredResult:
+    """Build the SR and overlay series of a prediction, check they name their source study,
+    then write them (DIR/`folder_name`/), the FHIR report, and send them (STOW-RS).
+
+    `folder_name` must be a pseudonym: it names files of research outputs.
+    """
     sr = build_sr(prediction, evidence)
     pictures = build_overlay(prediction, pixels)
     objects = [("SR", sr)] + [(f"overlay {k}", sc) for k, sc in enumerate(pictures, start=1)]
     for _, ds in objects:
         check_same_study(ds, prediction.identity)
     done = StructuredResult()
-    folder_name = str(result["study"])  # the research pseudonym: no identifier in file names
     if options.dicom_sr is not None:
         folder = Path(options.dicom_sr) / folder_name
         folder.mkdir(exist_ok=True)
@@ -303,3 +325,127 @@ def export_structured(
         if echo is not None:
             echo(done.stow.summary())
     return done
+
+
+#: The sagittal grader's binary findings as the structured outputs name them (the SPIDER
+#: herniation flag is not Table 3's herniation type, so it has a name of its own).
+SAGITTAL_FINDING_NAMES = {
+    "bulging": "bulging",
+    "herniation": "disc_herniation",
+    "narrowing": "narrowing",
+}
+
+
+def sagittal_algorithm() -> AlgorithmInfo:
+    """The bundled disc localiser and sagittal grader's identification: the SHA-256 of their
+    model cards (each file's bytes, localiser first)."""
+    from importlib import resources
+
+    digest = hashlib.sha256()
+    for package in ("lumbar.localize", "lumbar.grader"):
+        try:
+            digest.update((resources.files(package) / "weights" / MODEL_CARD).read_bytes())
+        except (OSError, ModuleNotFoundError):
+            continue
+    return AlgorithmInfo(
+        name="lumbar disc localiser + sagittal grader",
+        version=__version__,
+        model_card_sha256=digest.hexdigest(),
+    )
+
+
+def _binary(name: str, p_positive: float, yes: str, no: str) -> FindingResult:
+    value, p = (yes, p_positive) if p_positive >= 0.5 else (no, 1.0 - p_positive)
+    return FindingResult(name=name, value=value, probability=min(1.0, max(0.0, p)))
+
+
+def sagittal_findings(disc: Mapping[str, Any]) -> tuple[FindingResult, ...]:
+    """The findings of one disc of `lumbar predict`'s prediction.json (sagittal grader)."""
+    found = [_binary("disc_abnormal", disc["p_abnormal"], "abnormal", "normal")]
+    grades = disc.get("pfirrmann") or {}
+    if grades:
+        grade = max(grades, key=grades.get)
+        found.append(
+            FindingResult("pfirrmann", f"pfirrmann {grade}", grades[grade], grade=int(grade) - 1)
+        )
+    for target, name in SAGITTAL_FINDING_NAMES.items():
+        p = disc.get("probabilities", {}).get(target)
+        if p is not None:
+            found.append(_binary(name, p, "present", "absent"))
+    return tuple(found)
+
+
+def build_sagittal_prediction(
+    discs: list[Mapping[str, Any]],
+    central: Path,
+    study: Path,
+    algorithm: AlgorithmInfo,
+    mode: Identity,
+    secret: bytes,
+    *,
+    axial: tuple[Mapping[str, Any], AlgorithmInfo, list[str]] | None = None,
+) -> tuple[StudyPrediction, list[Any], dict[str, np.ndarray]]:
+    """The StudyPrediction of `lumbar predict`'s sagittal discs (their prediction.json entries,
+    points on the study's central sagittal T2 image `central`).
+
+    With `axial` (an axial run's `predict_study(..., sources=True)` result, its algorithm and
+    classes) each disc also refers to its axial image and heat map and reports the axial
+    run's finding first, then the sagittal grader's findings of other names (a finding name
+    appears once per disc); levels the sagittal grader did not grade are reported from the
+    axial image alone.
+
+    Returns:
+        As `build_prediction`.
+
+    Raises:
+        NoDiscFound: no disc.
+    """
+    import pydicom
+
+    graded = [d for d in discs if d.get("x") is not None and d.get("p_abnormal") is not None]
+    if not graded and axial is None:
+        raise NoDiscFound("the study yielded no disc; no structured report was made")
+    try:
+        full = pydicom.dcmread(central)
+    except Exception:  # pydicom raises many types for a damaged file
+        raise UserError("the central sagittal image cannot be read again") from None
+    header = copy.deepcopy(full)
+    del header.PixelData
+    display = windowed(full, frame_pixels(full, 0))
+    (named,) = apply_identity([header], mode, secret)
+    image = source_image(named)
+    evidence = [named]
+    pixels = {image.sop_instance_uid: _display_uint8(display)}
+    by_level: dict[str, DiscPrediction] = {}
+    if axial is not None:
+        result, axial_algorithm, classes = axial
+        if result["discs"]:
+            other, more, more_pixels = build_prediction(
+                result, study, axial_algorithm, classes, mode
+            )
+            by_level = {d.level: d for d in other.discs}
+            evidence += [ds for ds in more if ds.SOPInstanceUID != named.SOPInstanceUID]
+            pixels.update(more_pixels)
+    out = []
+    for disc in graded:
+        findings = sagittal_findings(disc)
+        extra = by_level.pop(disc["level"], None)
+        if extra is None:
+            out.append(DiscPrediction(disc["level"], image, (disc["x"], disc["y"]), findings))
+            continue
+        # the user's own axial run speaks first; the sagittal grader adds what it alone grades
+        names = {f.name for f in extra.findings}
+        findings = extra.findings + tuple(f for f in findings if f.name not in names)
+        out.append(
+            dataclasses.replace(extra, image=image, point=(disc["x"], disc["y"]), findings=findings)
+        )
+    out += list(by_level.values())
+    out.sort(key=lambda d: SPINE_LEVELS.index(d.level))
+    prediction = StudyPrediction(
+        identity=study_identity(named), algorithm=algorithm, discs=tuple(out), mode=mode.value
+    )
+    return prediction, evidence, pixels
+
+
+def _display_uint8(display: np.ndarray) -> np.ndarray:
+    return display if display.ndim == 3 else np.round(display * 255).astype(np.uint8)

@@ -132,12 +132,16 @@ def build_overlay(
     study = identity.study_instance_uid
     series = uid_from("sc-series", study, prediction.algorithm.model_card_sha256)
     pictures: list[tuple[SourceImage, np.ndarray, str]] = []
-    on_sagittal = [d for d in prediction.discs if d.axial is not None and d.image != d.axial]
+    # discs graded on the sagittal image itself (the sagittal grader: no axial image) are
+    # drawn there together, with no heat-map picture of their own
+    on_sagittal = [d for d in prediction.discs if d.axial is None or d.image != d.axial]
     if on_sagittal:
         image = on_sagittal[0].image
         picture = draw_discs(_pixels(pixels, image), [d for d in on_sagittal if d.image == image])
         pictures.append((image, picture, "discs"))
     for disc in prediction.discs:
+        if disc.axial is None and disc in on_sagittal:
+            continue
         axial = disc.axial or disc.image
         pictures.append((axial, _heat_picture(_pixels(pixels, axial), disc), disc.level))
     out = []
