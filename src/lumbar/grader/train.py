@@ -184,7 +184,6 @@ def model_card(report: dict[str, Any]) -> str:
         "## Reproduce",
         "```",
         "lumbar grader train --data ../shared/data/spider-sagittal --out RUN",
-        "# or: python -m lumbar.grader train --data ../shared/data/spider-sagittal --out RUN",
         "cp RUN/grader.safetensors RUN/MODEL_CARD.md src/lumbar/grader/weights/",
         "```",
         "The ablation behind the recipe: `benchmarks/grader.py` (benchmarks/grader.csv).",
