@@ -28,6 +28,7 @@ from importlib import resources
 from typing import Any
 
 from lumbar.ingest.classify import clean_descriptor
+from lumbar.ingest.read import multi_values
 
 PROFILE_FILE = "confidentiality_profile.tsv"
 SAFE_FILE = "confidentiality_safe.tsv"
@@ -278,14 +279,8 @@ def _recurse(elem: Any, context: _Context, unknown: list[str]) -> None:
 
 
 def _values(value: Any) -> list[Any]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str | bytes):
-        return [value]
-    try:
-        return list(value)
-    except TypeError:
-        return [value]
+    """`multi_values`, but an empty string is no value at all."""
+    return [] if value is None or value == "" else multi_values(value)
 
 
 def _tag_text(tag: int) -> str:

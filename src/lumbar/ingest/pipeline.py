@@ -587,14 +587,7 @@ def _plan_patient(
             try:
                 picked, warnings = _select(view, members, options)
             except SelectionProblem as problem:
-                failures.append(
-                    ReportRow(
-                        patient_id=patient,
-                        series=label,
-                        severity="error",
-                        reason=f"{view.value}: {problem}",
-                    )
-                )
+                failures.append(_series_error(patient, label, view, problem))
                 continue
             decision.chosen = True
             if view is SeriesClass.SAGITTAL_T2:
@@ -616,15 +609,29 @@ def _plan_patient(
                 )
             break
         else:
-            report.extend(failures)
-            report.append(
-                ReportRow(
-                    patient_id=patient,
-                    severity="error",
-                    reason=f"missing series: no usable {view.value} series",
-                )
-            )
+            _report_unusable(patient, view, failures, report)
     return tasks
+
+
+def _series_error(patient: str, label: str, view: SeriesClass, problem: object) -> ReportRow:
+    """The report row for one series that could not give the view's images."""
+    return ReportRow(
+        patient_id=patient, series=label, severity="error", reason=f"{view.value}: {problem}"
+    )
+
+
+def _report_unusable(
+    patient: str, view: SeriesClass, failures: list[ReportRow], report: list[ReportRow]
+) -> None:
+    """Report why each candidate series failed, then that the view has no usable series."""
+    report.extend(failures)
+    report.append(
+        ReportRow(
+            patient_id=patient,
+            severity="error",
+            reason=f"missing series: no usable {view.value} series",
+        )
+    )
 
 
 def _select(
@@ -736,22 +743,10 @@ def _plan_axial_geometry(
                 frames, options.order, options.axial_selection, centres, note, len(group)
             )
         except SelectionProblem as problem:
-            failures.append(
-                ReportRow(
-                    patient_id=patient,
-                    series=label,
-                    severity="error",
-                    reason=f"{view.value}: {problem}",
-                )
-            )
+            failures.append(_series_error(patient, label, view, problem))
             continue
         if not result.chosen:
-            failures.extend(
-                ReportRow(
-                    patient_id=patient, series=label, severity="error", reason=f"{view.value}: {m}"
-                )
-                for m in result.missing
-            )
+            failures.extend(_series_error(patient, label, view, m) for m in result.missing)
             continue
         used = {owner[c.frame.sop_uid][1].series_uid for c in result.chosen.values()}
         for decision, _ in group:
@@ -762,15 +757,7 @@ def _plan_axial_geometry(
             )
         for note in result.notes:
             report.append(ReportRow(patient_id=patient, series=label, severity="info", reason=note))
-        for missing in result.missing:
-            report.append(
-                ReportRow(
-                    patient_id=patient,
-                    series=label,
-                    severity="error",
-                    reason=f"{view.value}: {missing}",
-                )
-            )
+        report.extend(_series_error(patient, label, view, m) for m in result.missing)
         if centres and found is not None:
             if sagittal is not None:
                 found.markers.extend(_disc_markers(patient, sagittal, centres))
@@ -784,14 +771,7 @@ def _plan_axial_geometry(
                     _task(patient, view, level.value, level.code, choice, file_key, record)
                 )
         return tasks
-    report.extend(failures)
-    report.append(
-        ReportRow(
-            patient_id=patient,
-            severity="error",
-            reason=f"missing series: no usable {view.value} series",
-        )
-    )
+    _report_unusable(patient, view, failures, report)
     return []
 
 

@@ -254,7 +254,7 @@ class _Header:
                 str(int.from_bytes(value[i : i + size], self.byteorder))
                 for i in range(0, len(value) - size + 1, size)
             ]
-        return [str(v).strip() for v in _multi(value)]
+        return [str(v).strip() for v in multi_values(value)]
 
     def text(self, keyword: str) -> str:
         """The first value, or ''."""
@@ -422,7 +422,8 @@ def _first(seq: Any) -> Any:
         return None
 
 
-def _multi(value: Any) -> list[Any]:
+def multi_values(value: Any) -> list[Any]:
+    """A DICOM element value as a list: none for None, one for a scalar or string, else each."""
     if value is None:
         return []
     if isinstance(value, str | bytes):
@@ -434,7 +435,7 @@ def _multi(value: Any) -> list[Any]:
 
 
 def _floats(value: Any, count: int) -> tuple[float, ...] | None:
-    items = _multi(value)
+    items = multi_values(value)
     if len(items) != count:
         return None
     try:
@@ -445,7 +446,7 @@ def _floats(value: Any, count: int) -> tuple[float, ...] | None:
 
 
 def _float(value: Any) -> float | None:
-    items = _multi(value)
+    items = multi_values(value)
     if not items:
         return None
     try:
@@ -456,7 +457,7 @@ def _float(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    items = _multi(value)
+    items = multi_values(value)
     if not items:
         return None
     try:

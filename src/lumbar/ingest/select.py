@@ -237,8 +237,8 @@ def select_axial_images(
     return _select_axial_auto(frames, order, centres or [], centres_note, series_count)
 
 
-def disc_distances(frames: Sequence[Frame], points: np.ndarray) -> np.ndarray:
-    """Signed distance (mm) from each frame's plane to each point: shape (frames, points).
+def _require_geometry(frames: Sequence[Frame], needed_by: str) -> None:
+    """Raise SelectionProblem naming how many frames lack position or orientation.
 
     Raises:
         SelectionProblem: a frame without position or orientation.
@@ -247,8 +247,17 @@ def disc_distances(frames: Sequence[Frame], points: np.ndarray) -> np.ndarray:
     if missing:
         raise SelectionProblem(
             f"{missing} of {len(frames)} axial images lack ImagePositionPatient or "
-            "ImageOrientationPatient, which geometric selection needs"
+            f"ImageOrientationPatient, which {needed_by} needs"
         )
+
+
+def disc_distances(frames: Sequence[Frame], points: np.ndarray) -> np.ndarray:
+    """Signed distance (mm) from each frame's plane to each point: shape (frames, points).
+
+    Raises:
+        SelectionProblem: a frame without position or orientation.
+    """
+    _require_geometry(frames, "geometric selection")
     origins = np.array([f.position for f in frames], dtype=float)
     normals = np.array([_normal(f.orientation) for f in frames], dtype=float)
     points = np.asarray(points, dtype=float).reshape(-1, 3)
@@ -539,12 +548,7 @@ def split_stacks(frames: Sequence[Frame]) -> list[list[Frame]]:
     Raises:
         SelectionProblem: a frame without position or orientation.
     """
-    missing = sum(1 for f in frames if f.position is None or f.orientation is None)
-    if missing:
-        raise SelectionProblem(
-            f"{missing} of {len(frames)} axial images lack ImagePositionPatient or "
-            "ImageOrientationPatient, which axial selection 'stacks' needs"
-        )
+    _require_geometry(frames, "axial selection 'stacks'")
     groups: list[tuple[tuple[float, float, float], list[Frame]]] = []
     cos_limit = math.cos(math.radians(STACK_ANGLE_DEGREES))
     for frame in frames:
