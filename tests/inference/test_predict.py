@@ -103,3 +103,20 @@ def test_cli_predict(phantom_cohort: Path, tiny_run: Path, tmp_path: Path) -> No
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "L4-L5:" in result.output and (tmp_path / "o" / "summary.html").is_file()
+
+
+def test_a_disc_roi_run_predicts_on_crops_around_each_localised_disc(
+    phantom_cohort: Path, tmp_path: Path
+) -> None:
+    run = make_tiny_run(tmp_path / "disc-run", "mobilenet_v2", roi="disc:60")
+    predictor = Predictor.load(run)
+    result = predictor.predict_study(phantom_cohort / "patient-0002", sources=True)
+    assert result["model"]["roi"] == "disc:60"
+    assert [d["level"] for d in result["discs"]] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
+    for level, info in result["_sources"]["axial"].items():
+        left, top, right, bottom = info["box"]
+        assert info["display_size"] == (224, 224)  # 60 mm resampled to the disc ROI's size
+        width = right - left  # 60 mm in this image's pixels
+        assert 0.8 * width < bottom - top < 1.25 * width, level
+    with pytest.raises(UserError, match="needs each image's disc position"):
+        predictor.probabilities([tmp_path / "any.png"])

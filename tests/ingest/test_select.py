@@ -346,3 +346,13 @@ def test_slice_disc_geometry_measures_every_slice_against_every_disc() -> None:
     assert [r.distance_mm for r in first] == pytest.approx([148.5, 113.5, 78.5, 43.5, 8.5])
     assert all(r.angle_deg == pytest.approx(0.0) for r in rows)
     assert slice_disc_geometry(paper_frames(), []) == []
+
+
+def test_auto_with_only_thoracic_centres_is_eq2_unchecked() -> None:
+    thoracic = [DiscCentre("T12-L1", np.array([0.0, 0.0, 175.0]), 0.9)]
+    result = select_axial_images(paper_frames(), FrameOrder.INSTANCE, AxialSelection.AUTO, thoracic)
+    assert {c.rule for c in result.chosen.values()} == {Rule.EQ2}
+    assert result.notes == [
+        "axial images chosen by Eq. 2 (paper layout), not checked: no lumbar disc centre found "
+        "on the sagittal images"
+    ]

@@ -120,3 +120,22 @@ def test_catalog_refuses_images_that_are_not_regular_files(tmp_path: Path) -> No
     target.mkdir()
     with pytest.raises(UserError, match="regular"):
         load_catalog(folder)
+
+
+def test_patient_page_places_level_markers_on_localised_discs(store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import re
+
+    folder = write_ingest(tmp_path / "ingest")
+    pid = PATIENTS[0]
+    (folder / "discs.csv").write_text(
+        "patient_id,level,image,x,y,width,height,confidence,x_mm,y_mm,z_mm\n"
+        f"{pid},L4-L5,{pid}/{pid}_3.png,23.5,35.5,48,48,0.97,0,1,2\n"
+    )
+    client = new_client(create_app(store, load_catalog(folder)))
+    login(client, "rad1")
+    page = client.get(f"/patients/{pid}").text
+    data = json.loads(re.search(r'id="fala-data">(.*?)</script>', page, re.S).group(1))
+    assert data["disc_markers"] == {"L4-L5": {"x": 0.5, "y": 0.75}}
+    other = client.get(f"/patients/{PATIENTS[1]}").text
+    assert '"disc_markers": {}' in other  # no localised disc: markers start at guessed heights

@@ -155,3 +155,17 @@ def test_unknown_identity_mode_is_one_line(tiny_run, tmp_path, monkeypatch, caps
     assert err.strip() == (
         "error: identity must be hospital or research, got 'clinical' (--identity)"
     )
+
+
+def test_full_heatmap_keeps_the_part_of_a_disc_roi_box_inside_the_image() -> None:
+    import numpy as np
+
+    from lumbar.structured.export import _full_heatmap
+
+    heat = np.ones((8, 8), dtype=np.float32)
+    full = _full_heatmap(heat, (-4, -2, 4, 6), (10, 12))  # box reaches past the top-left corner
+    assert full.shape == (10, 12)
+    assert np.all(full[0:6, 0:4] == 1.0)
+    assert np.isnan(full[6:, :]).all() and np.isnan(full[:, 4:]).all()
+    inside = _full_heatmap(heat, (2, 1, 6, 5), (10, 12))
+    assert np.all(inside[1:5, 2:6] == 1.0) and np.isnan(inside).sum() == 120 - 16

@@ -38,13 +38,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lumbar.data.roi import image_roi
+from lumbar.data.roi import DiscROI, parse_roi
 from lumbar.errors import UserError
 from lumbar.explain import GradCAM, class_names, load_run, prepare_image
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from lumbar.grading import DiscLevel
-from lumbar.ingest import IngestOptions, NoUsableImages, ingest
+from lumbar.ingest import IMAGES_COLUMNS, IngestOptions, NoUsableImages, ingest
 from lumbar.ingest.classify import SeriesClass
+from lumbar.ingest.discs import LocaliserSource
 from lumbar.pseudonym import load_secret
 from lumbar.structured.dicomweb import fetch_study, parse_study_url
 from lumbar.structured.export import (
@@ -121,6 +122,9 @@ class Predictor:
     classes: list[str]
     layer: str = "features"
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # disc centres for the ingest's axial selection: the learnt sagittal localiser, loaded on
+    # the first study, so that any scanner's axial layout gives the mid-disc slices
+    disc_centres: Any = field(default_factory=LocaliserSource, repr=False)
 
     @classmethod
     def load(cls, run_dir: Path, *, roi: str | None = None, layer: str = "features") -> Predictor:
@@ -139,7 +143,7 @@ class Predictor:
             model=model,
             config=config,
             run_dir=Path(run_dir),
-            roi=image_roi(spec, "prediction"),
+            roi=parse_roi(spec),
             roi_source=source,
             classes=class_names(config),
             layer=layer,
@@ -147,7 +151,18 @@ class Predictor:
 
     def probabilities(self, paths: Sequence[Path]) -> np.ndarray:
         """Class probabilities (N, classes) of axial disc images, each cropped to the run's ROI
-        and prepared as in `predict_study` (one batch; one call at a time)."""
+        and prepared as in `predict_study` (one batch; one call at a time).
+
+        Raises:
+            UserError: the run crops around the disc (`disc:MM`), which needs each image's disc
+                position; plain image paths do not carry it.
+        """
+        if isinstance(self.roi, DiscROI):
+            raise UserError(
+                f"a run with ROI {self.roi.spec} needs each image's disc position, which plain "
+                "images do not carry; use `lumbar predict` on the study, or a run with grid, "
+                "center:F or none"
+            )
         batch = torch.cat(
             [prepare_image(path, self.roi, self.model.preprocessing)[1] for path in paths]
         )
@@ -199,7 +214,7 @@ class Predictor:
         try:
             axial, patient, found, used = self._ingest(Path(study), work_dir / "ingest")
             ingest_seconds = time.perf_counter() - start
-            discs, pictures, maps = self._classify([(level, path) for level, path, _ in axial])
+            discs, pictures, maps = self._classify([(lv, path, row) for lv, path, _, row in axial])
             if sources:
                 used["secret"] = load_secret(work_dir / "ingest")
         finally:
@@ -222,7 +237,7 @@ class Predictor:
         if sources:
             result["_sources"] = {
                 **used,
-                "axial": {lv: {**maps[lv], "uid_hash": h} for lv, _, h in axial},
+                "axial": {lv: {**maps[lv], "uid_hash": h} for lv, _, h, _ in axial},
             }
         return result
 
@@ -230,9 +245,10 @@ class Predictor:
 
     def _ingest(
         self, study: Path, work: Path
-    ) -> tuple[list[tuple[str, Path, str]], str, list[str], dict[str, Any]]:
-        """(level, image, source UID hash) of the selected axial frames, the pseudonym, the views
-        found, and {"sagittal": UID hash of the selected sagittal frame or None}.
+    ) -> tuple[list[tuple[str, Path, str, dict[str, str]]], str, list[str], dict[str, Any]]:
+        """(level, image, source UID hash, images.csv row) of the selected axial frames, the
+        pseudonym, the views found, and {"sagittal": UID hash of the selected sagittal frame or
+        None}.
 
         The selection comes from the ingest's result in memory; its PNGs are in `work`.
         """
@@ -240,7 +256,9 @@ class Predictor:
             raise UserError(f"study {study.name} is not a folder of DICOM files")
         try:
             with _INGEST_LOCK:
-                summary = ingest(study, work, IngestOptions(workers=1))
+                summary = ingest(
+                    study, work, IngestOptions(workers=1, disc_centres=self.disc_centres)
+                )
         except NoUsableImages:
             raise UserError(
                 "the study holds no usable DICOM series (no axial T2, sagittal T2 or "
@@ -253,7 +271,12 @@ class Predictor:
             )
         found = sorted({image.view for image in summary.selected})
         axial = [
-            (im.level, work / im.image, im.source_uid_hash)
+            (
+                im.level,
+                work / im.image,
+                im.source_uid_hash,
+                dict(zip(IMAGES_COLUMNS, im.as_tuple(), strict=True)),
+            )
             for im in summary.selected
             if im.view == AXIAL_VIEW
         ]
@@ -272,18 +295,23 @@ class Predictor:
         return axial, patients[0], found, {"sagittal": sagittal[0] if sagittal else None}
 
     def _classify(
-        self, axial: list[tuple[str, Path]]
+        self, axial: list[tuple[str, Path, dict[str, str]]]
     ) -> tuple[list[dict[str, Any]], dict[str, dict[str, bytes]], dict[str, dict[str, Any]]]:
         """Per-level class probabilities and Grad-CAM overlays, in one batch, and per level the
-        crop box in the full image and the heat map (values 0-1, at the model's input size)."""
-        prepared = [prepare_image(path, self.roi, self.model.preprocessing) for _, path in axial]
+        crop box in the full image, the displayed crop's size (a disc ROI resamples its box)
+        and the heat map (values 0-1, at the model's input size)."""
+        crops = [self._crop(level, row) for level, _, row in axial]
+        prepared = [
+            prepare_image(path, crop, self.model.preprocessing)
+            for (_, path, _), crop in zip(axial, crops, strict=True)
+        ]
         batch = torch.cat([x for _, x in prepared])
         with self.lock:
             result = GradCAM(self.model, self.layer)(batch)
         discs: list[dict[str, Any]] = []
         pictures: dict[str, dict[str, bytes]] = {}
         maps: dict[str, dict[str, Any]] = {}
-        for k, (level, path) in enumerate(axial):
+        for k, (level, path, _) in enumerate(axial):
             display = prepared[k][0]
             probs = result.probabilities[k]
             predicted = int(np.argmax(probs))
@@ -309,8 +337,26 @@ class Predictor:
                 "image": _png(display),
                 "heatmap": _png(overlay(display, heat)),
             }
-            maps[level] = {"box": self.roi.box(*_image_size(path)), "heatmap": heat}
+            maps[level] = {
+                "box": crops[k].box(*_image_size(path)),
+                "display_size": (display.shape[1], display.shape[0]),
+                "heatmap": heat,
+            }
         return discs, pictures, maps
+
+    def _crop(self, level: str, row: dict[str, str]) -> Any:
+        """The run's ROI for one axial image (a disc ROI is placed on the image's disc).
+
+        Raises:
+            UserError: a disc ROI and an image whose disc position ingest did not find.
+        """
+        try:
+            return self.roi.for_row(row)
+        except ValueError:
+            raise UserError(
+                f"ROI {self.roi.spec}: the study's {level} image has no disc position (no disc "
+                "centre was found for it on the sagittal T2 series)"
+            ) from None
 
     # ------------------------------------------------------------------ output
 

@@ -905,6 +905,8 @@ def _disc_centres(
         )
     except UserError as err:
         return [], f"disc centres: {err}"
+    if not centres and not paths:
+        return [], "the sagittal T2 images are not local files (DICOMweb), so no disc localised"
     if not centres:
         return [], "no discs found on the sagittal T2 series"
     return centres, ""

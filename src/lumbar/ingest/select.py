@@ -439,15 +439,23 @@ def _select_axial_auto(
         if stack_of[nearest] != stack_of[key]:
             wrong.append(f"{level.value}: {d:.1f} mm")
     checked = len(offsets)
-    if not checked or wrong:
+    if not checked:  # centres, but none of a lumbar disc: as without centres
+        note = "no lumbar disc centre found on the sagittal images"
+        reason = f"Eq. 2: paper layout ({layout}); geometry not checked ({note})"
+        return AxialResult(
+            {lv: AxialChoice(f, Rule.EQ2, reason) for lv, f in eq2.items()},
+            [],
+            [],
+            [f"axial images chosen by Eq. 2 (paper layout), not checked: {note}"],
+        )
+    if wrong:
         geometry.chosen = {
             lv: replace(c, reason=f"{c.reason}; Eq. 2's stacks are not its discs'")
             for lv, c in geometry.chosen.items()
         }
-        note = "no disc centre to check it" if not checked else ", ".join(wrong)
         geometry.warnings.append(
             "paper layout, but geometry puts the discs in other stacks than Eq. 2 "
-            f"({note} from Eq. 2's frame): geometry used"
+            f"({', '.join(wrong)} from Eq. 2's frame): geometry used"
         )
         return geometry
     warnings = []
@@ -468,7 +476,10 @@ def _select_axial_auto(
             chosen[level] = AxialChoice(frame, Rule.EQ2, reason)
             continue
         d, angle, pixel = _where(frame, centre, ordered_centres)
-        reason = f"Eq. 2: paper layout, geometry agrees ({_mm(d)} mm from the disc centre)"
+        reason = (
+            f"Eq. 2: paper layout, geometry agrees on the disc's stack ({_mm(d)} mm from the "
+            "disc centre)"
+        )
         chosen[level] = AxialChoice(frame, Rule.EQ2, reason, d, angle, pixel)
     return AxialResult(chosen, warnings, [])
 

@@ -47,8 +47,10 @@ def _isotonic(raw: list[float], right: list[bool]) -> tuple[tuple[float, ...], t
     from sklearn.isotonic import IsotonicRegression
 
     model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, right)
+    # below the lowest score seen, confidence falls linearly to 0 at score 0 (images unlike the
+    # training set, e.g. an axial slice, give tiny scores that a flat extrapolation would lift)
     xs = np.concatenate([[0.0], model.X_thresholds_, [1.0]])
-    ys = np.concatenate([[model.y_thresholds_[0]], model.y_thresholds_, [model.y_thresholds_[-1]]])
+    ys = np.concatenate([[0.0], model.y_thresholds_, [model.y_thresholds_[-1]]])
     return tuple(float(v) for v in xs), tuple(float(v) for v in ys)
 
 

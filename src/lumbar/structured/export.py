@@ -169,7 +169,10 @@ def build_prediction(
         axial = images[info["uid_hash"]]
         left, top, right, bottom = info["box"]
         peak = disc["heatmap_peak"]
-        axial_point = (left + peak["x"] - 0.5, top + peak["y"] - 0.5)
+        # the displayed crop may be resampled from its box (a disc ROI): scale back to pixels
+        shown_w, shown_h = info.get("display_size") or (right - left, bottom - top)
+        sx, sy = (right - left) / shown_w, (bottom - top) / shown_h
+        axial_point = (left + peak["x"] * sx - 0.5, top + peak["y"] * sy - 0.5)
         centre = ((left + right - 1) / 2, (top + bottom - 1) / 2)
         image, point = axial, axial_point
         if sagittal is not None:
@@ -214,10 +217,16 @@ def _full_heatmap(
 
     left, top, right, bottom = box
     full = np.full(shape, np.nan, dtype=np.float32)
-    resized = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F").resize(
-        (right - left, bottom - top), Image.Resampling.BILINEAR
+    resized = np.asarray(
+        Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F").resize(
+            (right - left, bottom - top), Image.Resampling.BILINEAR
+        )
     )
-    full[top:bottom, left:right] = np.asarray(resized)
+    # a disc ROI's box may reach past the image: keep the part inside it
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(bottom, shape[0]), min(right, shape[1])
+    if y1 > y0 and x1 > x0:
+        full[y0:y1, x0:x1] = resized[y0 - top : y1 - top, x0 - left : x1 - left]
     return full
 
 

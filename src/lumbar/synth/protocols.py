@@ -21,6 +21,7 @@ import numpy as np
 
 from lumbar.errors import UserError
 from lumbar.grading import LEVELS, DiscLevel
+from lumbar.ingest.geometry import SlicePlane
 
 Vector = tuple[float, float, float]
 
@@ -203,8 +204,8 @@ def nearest_plane(
     """Index of the plane (point, row, col) nearest `centre`, if within half its series' gap."""
     best, best_distance = None, math.inf
     for index, ((point, row, col), gap) in enumerate(zip(planes, gaps, strict=True)):
-        n = np.cross(row, col)
-        distance = abs(float(np.dot(np.subtract(centre, point), n / np.linalg.norm(n))))
+        plane = SlicePlane.from_tags(point, (*row, *col), (1.0, 1.0))  # spacing plays no part
+        distance = abs(float(plane.signed_distance(centre)))
         if distance <= gap / 2 + 1e-6 and distance < best_distance:
             best, best_distance = index, distance
     return best
