@@ -354,7 +354,7 @@ def end_to_end(args: argparse.Namespace, recipes) -> list[dict]:  # type: ignore
     for recipe in recipes:
         cv = cross_validate(recipe, features, rows, folds)
         x = design(recipe, loc_features, sub, flip=False)
-        xf = design(recipe, loc_features, sub, flip=True)
+        xf = design(recipe, loc_features, sub, flip=True) if recipe.tta else x
         logits = {t: np.zeros((len(sub), cv.logits[t].shape[1])) for t in cv.logits}
         for k, head in enumerate(cv.heads):
             inside = fold == k
