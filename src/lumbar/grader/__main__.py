@@ -1,5 +1,9 @@
-"""`python -m lumbar.grader train ...` = `lumbar grader train ...`."""
+"""`python -m lumbar.grader train ...` = `lumbar grader train ...` (the same errors and exit
+codes: `lumbar.cli.app.main`)."""
 
-from lumbar.cli.grader import grader_app
+import sys
 
-grader_app(prog_name="python -m lumbar.grader")
+from lumbar.cli.app import main
+
+sys.argv = ["lumbar", "grader", *sys.argv[1:]]
+main()
