@@ -264,6 +264,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--speed", action="store_true", help="time the bundled grader only")
     parser.add_argument("--images", type=int, default=40, help="slices timed by --speed")
+    parser.add_argument("--members", type=int, nargs="*", help="--speed: only these members")
     parser.add_argument("--e2e", type=Path, help="localize-oof.csv: also grade localised discs")
     args = parser.parse_args()
     import torch
@@ -353,7 +354,7 @@ def end_to_end(args: argparse.Namespace, recipes) -> list[dict]:  # type: ignore
     for recipe in recipes:
         cv = cross_validate(recipe, features, rows, folds)
         x = design(recipe, loc_features, sub, flip=False)
-        xf = design(recipe, loc_features, sub, flip=True)
+        xf = design(recipe, loc_features, sub, flip=True) if recipe.tta else x
         logits = {t: np.zeros((len(sub), cv.logits[t].shape[1])) for t in cv.logits}
         for k, head in enumerate(cv.heads):
             inside = fold == k
@@ -395,7 +396,7 @@ def speed(args: argparse.Namespace) -> None:
     ]
     discs = sum(len(b[1]) for b in batch)
     t0 = time.perf_counter()
-    grader = load_grader()
+    grader = load_grader(members=args.members)
     load = time.perf_counter() - t0
     grader.grade_batch(batch[:2])  # warm-up
     t0 = time.perf_counter()
@@ -412,7 +413,8 @@ def speed(args: argparse.Namespace) -> None:
     cam_discs = sum(len(b[1]) for b in batch[:4])
     print(
         f"bundled grader, {torch.get_num_threads()} torch threads, {len(batch)} slices / "
-        f"{discs} discs, crop {grader.variant.size} px, test-time flips {grader.recipe.tta}: "
+        f"{discs} discs, {len(grader.members)} member(s) at {grader.variant.size} px, "
+        f"test-time flips {any(m.recipe.tta for m in grader.members)}: "
         f"load {load:.2f} s; batched {len(batch) / batched:.1f} images/s, "
         f"{1000 * batched / discs:.1f} ms per disc; one slice at a time p50 "
         f"{1000 * float(np.median(single)):.0f} ms; with Grad-CAM "

@@ -115,6 +115,12 @@ def test_phantom_and_bad_input(grader, tmp_path: Path) -> None:  # type: ignore[
     bad.write_bytes(b"not a model")
     with pytest.raises(UserError, match="cannot read grader model"):
         load_grader(bad)
+    # one member alone (a third of the compute) is a grader of its own
+    single = load_grader(members=[1])
+    assert len(single.members) == 1 and len(grader.members) == 3
+    assert 0 <= single.grade(phantom, discs, (0.8, 0.8))[0].p_abnormal <= 1
+    with pytest.raises(UserError, match="has 3 members"):
+        load_grader(members=[7])
     # a saved copy loads back the same
     members = [(m.head, m.recipe) for m in grader.members]
     copy = save_grader(tmp_path / "copy" / "grader.safetensors", members, {})

@@ -319,9 +319,10 @@ def save_grader(
     return path
 
 
-def load_grader(model: Path | None = None) -> Grader:
+def load_grader(model: Path | None = None, members: Sequence[int] | None = None) -> Grader:
     """The grader in `model` (a file or folder from `lumbar grader train`), or the bundled one
-    (None).
+    (None); `members` keeps only those members (by index), e.g. [1] for the bundled model's
+    crop-1.0 member alone: a third of the compute, each member being calibrated on its own.
 
     Raises:
         UserError: the file is missing or is not a grader model.
@@ -341,7 +342,7 @@ def load_grader(model: Path | None = None) -> Grader:
             tensors = {k: handle.get_tensor(k).double().numpy() for k in handle.keys()}  # noqa: SIM118
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # not safetensors
         raise UserError(f"cannot read grader model {path.name}: {err}".splitlines()[0]) from None
-    members = []
+    members_kept, members = members, []
     for i, spec in enumerate(json.loads(meta["members"])):
         recipe = Recipe(
             variants=(CropVariant(**spec["variant"]),), taps=tuple(spec["taps"]),
@@ -356,4 +357,9 @@ def load_grader(model: Path | None = None) -> Grader:
             tensors[f"m{i}.bias"], targets, spec["l2"], spec["temperature"],
         )  # fmt: skip
         members.append(Member(head, recipe))
+    if members_kept is not None:
+        try:
+            members = [members[i] for i in members_kept]
+        except IndexError:
+            raise UserError(f"{path.name} has {len(members)} members") from None
     return Grader(members)

@@ -217,6 +217,7 @@ def model_card(report: dict[str, Any]) -> str:
             f"{p['ece'][0]:.3f} (before temperature scaling {p['ece_uncalibrated']:.3f}).",
             "",
         ]
+    f1s = report["figures"]["per_slice"]
     for m in report["members"]:
         temps = ", ".join(f"{t} {v:.2f}" for t, v in m["temperature"].items())
         lines.append(f"Temperatures of member {m['crop']} (all out-of-fold logits): {temps}.")
@@ -228,8 +229,20 @@ def model_card(report: dict[str, Any]) -> str:
         "class balance, which shifts the probabilities of rare findings (herniation: 4.5% of",
         "discs) upwards; a temperature cannot undo a shift, so their ECE stays the worst.",
         "",
-        "Targets asked of issue 16: disc_abnormal ROC AUC >= 0.92 and F1 >= 0.88, Pfirrmann",
-        "exact >= 70% and within one >= 95%: see the figures above for what was reached.",
+        "Targets asked of issue 16, per disc and slice: "
+        + "; ".join(
+            f"{name} {value:.3f} {'meets' if value >= goal else 'misses'} >= {goal}"
+            for name, value, goal in (
+                ("disc_abnormal ROC AUC", f1s["disc_abnormal"]["auc"][0], 0.92),
+                ("disc_abnormal F1", f1s["disc_abnormal"]["f1"][0], 0.88),
+                ("Pfirrmann exact", f1s["pfirrmann"]["exact"][0], 0.70),
+                ("Pfirrmann within one", f1s["pfirrmann"]["within1"][0], 0.95),
+            )
+        )
+        + ".",
+        "The recipe was chosen by comparing about 30 variants on these same folds",
+        "(benchmarks/grader.csv), so the figures are somewhat optimistic; 84 patients leave",
+        "no separate hold-out.",
         "References: SpineNet reaches Pfirrmann kappa 0.68 against radiologists; two",
         "radiologists agree on bulge versus no bulge with kappa about 0.6.",
         "",
