@@ -11,7 +11,7 @@ from pathlib import Path
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lumbar.grader", *args],
+        [sys.executable, "-m", "lumbar.cli", "grader", *args],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
 
@@ -25,6 +25,6 @@ def test_not_a_spider_folder_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()
 
 
-def test_module_entry_point_has_the_train_command() -> None:
+def test_grader_train_help_names_its_options() -> None:
     done = _run("train", "--help")
     assert done.returncode == 0 and "--data" in done.stdout and "--out" in done.stdout
