@@ -193,3 +193,22 @@ def test_opens_in_a_browser_without_errors(report: Path) -> None:
         browser.close()
     assert broken == 0
     assert errors == []
+
+
+def test_pretraining_runs_of_the_plan_are_listed(exp_copy: Path) -> None:
+    """An experiment with pretraining runs (as the demo's quick config has) reports each one's
+    status: one finished with its seconds, one never started."""
+    from lumbar.report.collect import load_experiment
+
+    done = exp_copy / "pretrain" / "dataset_a-x"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text(json.dumps({"seconds": 12.5}))
+    (done / "DONE").write_text("")
+    plan = json.loads((exp_copy / "plan.json").read_text())
+    plan["pretrain"] = [{"id": "dataset_a-x"}, {"id": "dataset_b-y"}]
+    (exp_copy / "plan.json").write_text(json.dumps(plan))
+    pretrain = load_experiment(exp_copy).pretrain
+    assert [(p["id"], p["status"], p["seconds"]) for p in pretrain] == [
+        ("dataset_a-x", "done", 12.5),
+        ("dataset_b-y", "not run", None),
+    ]

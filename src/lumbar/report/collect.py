@@ -186,11 +186,11 @@ def load_experiment(exp_dir: Path) -> Experiment:
     runs_spec = plan.get("runs")
     if not isinstance(runs_spec, list):
         raise UserError(f"{exp_dir}/plan.json has no 'runs' list")
-    runs = []
+    records = []
     for spec in runs_spec:
         if not isinstance(spec, dict) or "id" not in spec:
             raise UserError(f"{exp_dir}/plan.json: every run needs an object with an 'id'")
-        runs.append(read_run(spec, exp_dir / "runs" / str(spec["id"])))
+        records.append(read_run(spec, exp_dir / "runs" / str(spec["id"])))
     pretrain = []
     for spec in plan.get("pretrain") or []:
         folder = exp_dir / "pretrain" / str(spec.get("id", ""))
@@ -207,4 +207,4 @@ def load_experiment(exp_dir: Path) -> Experiment:
         pretrain.append({**spec, "status": status, "seconds": seconds})
     config_path = exp_dir / "experiment.yaml"
     config_text = config_path.read_text(encoding="utf-8") if config_path.is_file() else ""
-    return Experiment(exp_dir, plan, config_text, runs, pretrain)
+    return Experiment(exp_dir, plan, config_text, records, pretrain)
