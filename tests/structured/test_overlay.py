@@ -4,6 +4,7 @@ discs are, lossless RGB that lumbar renders back, valid for dciodvfy."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pydicom
@@ -73,3 +74,23 @@ def test_dciodvfy_reports_no_error(predicted, tmp_path: Path) -> None:
             errors, output = dciodvfy_errors(path)
             assert errors == [], output
             assert pydicom.dcmread(path).Modality == "OT"
+
+
+def test_caption_shows_the_main_finding_and_only_findings_present() -> None:
+    """The sagittal label stays short: the main finding's value and probability, the Pfirrmann
+    grade, and a further finding only when the model calls it present; its colour follows the
+    main finding alone (a Pfirrmann grade of 2 is not 'abnormal')."""
+    from lumbar.structured.model import FindingResult
+    from lumbar.structured.overlay import _abnormal, _caption
+
+    disc = SimpleNamespace(
+        level="L4-L5",
+        findings=[
+            FindingResult("disc_abnormal", "normal", 0.58, 0),
+            FindingResult("pfirrmann", "pfirrmann 2", 0.39, 1),
+            FindingResult("bulging", "absent", 0.59, 0),
+            FindingResult("narrowing", "present", 0.61, 1),
+        ],
+    )
+    assert _caption(disc) == "L4-L5: normal 58%, pfirrmann 2 39%, narrowing present 61%"
+    assert not _abnormal(disc)

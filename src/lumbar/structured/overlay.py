@@ -37,12 +37,22 @@ def orientation_letter(vector: Sequence[float]) -> str:
 
 
 def _caption(disc: DiscPrediction) -> str:
-    findings = ", ".join(f"{f.value} {f.probability:.0%}" for f in disc.findings)
-    return f"{disc.level}: {findings}"
+    """The level, the main finding (the first) with its probability, then only what is worth a
+    reader's eye: the Pfirrmann grade and the further findings the model calls present."""
+    if not disc.findings:
+        return disc.level
+    main, *rest = disc.findings
+    parts = [f"{main.value} {main.probability:.0%}"]
+    for f in rest:
+        if f.name == "pfirrmann" or f.grade not in (None, 0):
+            shown = f.value if f.name in f.value else f"{f.name.replace('_', ' ')} {f.value}"
+            parts.append(f"{shown} {f.probability:.0%}")
+    return f"{disc.level}: {', '.join(parts)}"
 
 
 def _abnormal(disc: DiscPrediction) -> bool:
-    return any(f.grade not in (None, 0) for f in disc.findings)
+    """Drawn in the abnormal colour when the main finding (the first) is not its first class."""
+    return bool(disc.findings) and disc.findings[0].grade not in (None, 0)
 
 
 def _rgb(gray: np.ndarray) -> np.ndarray:
