@@ -69,7 +69,7 @@ def test_images_study_and_bad_file_in_one_call(
 
     # one localiser batch: 2 PNGs + 3 study slices + 1 DICOM slice
     assert finder.calls[calls:] == [2 + 3 + 1]
-    assert batch.failed == 1 and lines == [f"{bad}: " + batch.inputs[3].error]
+    assert batch.failed == 1 and lines == ["input 4: " + batch.inputs[3].error]
     assert "not an image" in lines[0]
     rows = _rows(out / "predictions.csv")
     assert list(rows[0])[:7] == ["input", "name", "level", "x", "y", "confidence", "p_abnormal"]
@@ -77,17 +77,18 @@ def test_images_study_and_bad_file_in_one_call(
         rows[0]
     )
     assert next(r["input"] for r in rows if r["name"] == "104_t2") == images[0]
-    assert {r["input"] for r in rows} == {*images, str(phantom), str(dicom_slice)}  # as given
+    study_name = next(r["name"] for r in rows if r["name"] not in ("104_t2", "106_t1"))
+    slice_name = f"{study_name}-2"  # one patient: the slice is named after the same pseudonym
+    assert {r["input"] for r in rows} == {*images, study_name, slice_name}  # images as given
     spider_levels = {
         name: [r["level"] for r in rows if r["input"].endswith(name)] for name in SPIDER_IMAGES
     }
     assert spider_levels["104_t2.png"][-1] == "L5-S1" and len(spider_levels["104_t2.png"]) >= 5
-    study_rows = [r for r in rows if r["input"] == str(phantom)]
+    study_rows = [r for r in rows if r["input"] == study_name]
     assert [r["level"] for r in study_rows] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
     for r in rows:
         assert 0.0 <= float(r["p_abnormal"]) <= 1.0 and float(r["x"]) > 0 and float(r["y"]) > 0
 
-    study_name = study_rows[0]["name"]
     assert study_name.startswith("P") and study_name != phantom.name
     for name in ("104_t2", "106_t1", study_name):
         folder = out / name
@@ -98,7 +99,7 @@ def test_images_study_and_bad_file_in_one_call(
             assert len(disc["box"]) == 4 and abs(sum(disc["pfirrmann"].values()) - 1) < 1e-3
     study = json.loads((out / study_name / "prediction.json").read_text())
     assert study["image"]["slices"] == 3 and len(study["discs"][0]["position_mm"]) == 3
-    single = json.loads((out / "slice" / "prediction.json").read_text())
+    single = json.loads((out / slice_name / "prediction.json").read_text())
     assert (
         single["kind"] == "image" and single["image"]["spacing_mm"] == study["image"]["spacing_mm"]
     )
@@ -111,7 +112,7 @@ def test_images_study_and_bad_file_in_one_call(
             assert patient.encode() not in path.read_bytes()
 
     statuses = {r["input"]: r["status"] for r in _rows(out / "inputs.csv")}
-    assert statuses[str(bad)].startswith("failed: not an image")
+    assert statuses["input 4"].startswith("failed: not an image")
     page = (out / "summary.html").read_text()
     assert "not for clinical use" in page and "src='data:image/jpeg;base64," in page
     assert "doi:10.1038/s41597-024-03090-w" in page  # SPIDER's attribution
@@ -119,7 +120,7 @@ def test_images_study_and_bad_file_in_one_call(
         section = page.split(f"<h2>{name} ")[1].split("</section>")[0]
         levels = [r["level"] for r in rows if r["name"] == name]
         assert all(f"<td>{level}</td>" in section for level in levels)
-    assert str(bad) in page
+    assert "input 4: not an image" in page and str(bad) not in page
 
 
 def test_no_spine_no_sagittal_series_and_missing_input(
@@ -144,7 +145,7 @@ def test_no_spine_no_sagittal_series_and_missing_input(
     batch = predict_inputs(inputs, tmp_path / "out", toy_models(finder), echo=lines.append)
     assert batch.failed == 4 and len(lines) == 4
     assert "no discs found" in lines[0]
-    assert lines[1] == f"{no_sagittal}: no sagittal T2 series found"
+    assert lines[1].startswith("P") and lines[1].endswith(": no sagittal T2 series found")
     assert lines[2].endswith("no such file or folder")
     assert lines[3].startswith(f"http://127.0.0.1:{port}/dicom-web/studies/-: cannot reach")
     assert "12345" not in (tmp_path / "out" / "inputs.csv").read_text()  # no study UID
@@ -269,3 +270,46 @@ def test_structured_outputs_of_a_sagittal_study(
         assert not errors, output
     fhir = read_fhir((tmp_path / "report.json").read_text())
     assert sorted(fhir) == sorted(d["level"] for d in expected)
+
+
+def test_no_patient_name_in_outputs_or_messages(
+    finder: TruthFinder,
+    phantom: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A study folder and a DICOM slice named after the patient: research outputs and messages
+    carry the pseudonym, never the name (nor the slice's SOP UID file name)."""
+    from lumbar.cli import app
+
+    monkeypatch.setattr(batch_module, "load_predict_models", lambda *a, **k: toy_models(finder))
+    named = tmp_path / "DOE_JANE_19650101"
+    shutil.copytree(phantom, named)
+    central = batch_module._study_slices(phantom)[1]
+    sop_uid = str(pydicom.dcmread(central, stop_before_pixels=True).SOPInstanceUID)
+    slices = tmp_path / "slices"
+    slices.mkdir()
+    shutil.copy(central, slices / f"{sop_uid}.dcm")
+    shutil.copy(central, slices / "DOE_JANE_19650101.dcm")
+    gone = tmp_path / "DOE_JANE_19650101_gone"  # fails before any pseudonym is known
+    out = tmp_path / "out"
+    inputs = [str(named), str(slices / f"{sop_uid}.dcm"), str(slices / "DOE_JANE_19650101.dcm")]
+    result = CliRunner().invoke(app, ["predict", *inputs, str(gone), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    captured = capsys.readouterr()
+    for text in (result.output, captured.out, captured.err):
+        assert "DOE_JANE" not in text and sop_uid not in text
+    written = [p for p in out.rglob("*") if p.is_file() and p.name != ".lumbar-secret"]
+    assert written
+    for path in written:
+        assert "DOE_JANE" not in str(path.relative_to(out)) and sop_uid not in path.name
+        data = path.read_bytes()
+        assert b"DOE_JANE" not in data and sop_uid.encode() not in data, path
+    rows = _rows(out / "inputs.csv")
+    names = [r["name"] for r in rows]
+    assert names[0].startswith("P") and names[1:3] == [f"{names[0]}-2", f"{names[0]}-3"]
+    assert [r["input"] for r in rows] == [*names[:3], "input 4"]
+    assert {r["input"] for r in _rows(out / "predictions.csv")} == set(names[:3])
+    for name in names[:3]:
+        assert json.loads((out / name / "prediction.json").read_text())["input"] == name

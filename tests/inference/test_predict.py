@@ -101,7 +101,7 @@ def test_cli_one_line_errors(tmp_path: Path, tiny_run: Path, no_bundled: None) -
     out = ["--out", str(tmp_path / "o")]
     result = runner.invoke(app, ["predict", str(empty), "--model", str(tiny_run), *out])
     assert result.exit_code == 2
-    assert f"error: {empty}: the folder holds no readable DICOM image" in result.output
+    assert "error: input 1: the folder holds no readable DICOM image" in result.output
     result = runner.invoke(app, ["predict", str(empty), "--model", str(empty), *out])
     assert isinstance(result.exception, UserError) and "not a run folder" in str(result.exception)
 
@@ -120,7 +120,7 @@ def test_cli_predict(
     with open(tmp_path / "o" / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["level"] for r in rows] == ["L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1"]
-    assert {r["input"] for r in rows} == {study} and rows[0]["axial_predicted"]
+    assert {r["input"] for r in rows} == {rows[0]["name"]} and rows[0]["axial_predicted"]
     saved = json.loads((tmp_path / "o" / rows[0]["name"] / "prediction.json").read_text())
     assert "no discs found" in saved["sagittal_error"]
     assert (tmp_path / "o" / rows[0]["name"] / "axial" / "L4-L5-gradcam.png").is_file()

@@ -15,6 +15,7 @@ from helpers.orthanc import free_port, running_orthanc, upload_files
 
 from lumbar.errors import UserError
 from lumbar.ingest import IngestOptions, ingest
+from lumbar.ingest.pacs import redact_url
 from lumbar.ingest.read import iter_files
 from lumbar.pseudonym import SECRET_ENV
 
@@ -68,3 +69,23 @@ def test_unreachable_pacs_is_one_clear_error(tmp_path) -> None:
     port = free_port()
     with pytest.raises(UserError, match="cannot reach DICOMweb service"):
         ingest(f"http://127.0.0.1:{port}/dicom-web", tmp_path / "out")
+
+
+def test_unreachable_pacs_error_leaves_the_study_uid_out(tmp_path) -> None:
+    port = free_port()
+    uid = "1.2.826.0.1.3680043.8.498.98765"
+    with pytest.raises(UserError) as caught:
+        ingest(f"http://127.0.0.1:{port}/dicom-web/studies/{uid}", tmp_path / "out")
+    assert "98765" not in str(caught.value)
+    assert f"http://127.0.0.1:{port}/dicom-web/studies/-" in str(caught.value)
+
+
+def test_redact_url() -> None:
+    assert redact_url("http://pacs:8042/dicom-web/studies/1.2.3") == (
+        "http://pacs:8042/dicom-web/studies/-"
+    )
+    assert redact_url("https://pacs/dicom-web/studies/1.2.3/series/4.5") == (
+        "https://pacs/dicom-web/studies/-"
+    )
+    assert redact_url("http://pacs:8042/dicom-web") == "http://pacs:8042/dicom-web"
+    assert redact_url("scans/104_t2.png") == "scans/104_t2.png"

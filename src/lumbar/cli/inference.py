@@ -79,6 +79,10 @@ def predict(
 ) -> None:
     """Grade every disc of sagittal images and studies with the bundled models.
 
+    Outputs and messages name a PNG/JPEG input by its path as given, and a DICOM study,
+    DICOM file or URL (whose path may name the patient) by the keyed pseudonym of its
+    patient, or `input N` when it fails before that is known.
+
     Exit code 0: every input was predicted.
 
     Exit code 2: an input failed (one line each on stderr; the others are still predicted).

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from lumbar import runs
-from lumbar.data.imageio import read_native
+from lumbar.data.imageio import RASTER_SUFFIXES, read_native
 from lumbar.errors import UserError
 from lumbar.files import write_bytes_atomic, write_csv_atomic, write_json_atomic, write_text_atomic
 from lumbar.grader.model import BUNDLED_MODEL, load_grader
@@ -48,12 +48,12 @@ from lumbar.inference.sagittal import (
     grade_slices,
 )
 from lumbar.inference.summary import summary_page
+from lumbar.ingest.pacs import is_dicomweb_url, redact_url
 from lumbar.ingest.read import HeaderProblem, iter_files, read_header
 from lumbar.localize import load_localizer
 from lumbar.localize.localizer import WEIGHTS_FILE as LOCALIZER_WEIGHTS
 from lumbar.localize.study import central_slices, fuse, read_plane, sagittal_t2_files, to_patient
 from lumbar.pseudonym import load_secret, pseudonymize
-from lumbar.structured.dicomweb import parse_study_url
 from lumbar.structured.export import (
     StructuredOptions,
     algorithm_info,
@@ -247,6 +247,7 @@ class _Pending:
     axial: dict[str, Any] | None = None
     axial_error: str = ""
     outcome: InputOutcome | None = None
+    pseudonymous: bool = False  # outputs call it by its name, not by its path or URL
 
 
 def predict_inputs(
@@ -266,8 +267,10 @@ def predict_inputs(
         out: the output folder (None: research outputs are not written, e.g. when only a
             DICOM SR is sent back to the PACS).
         echo, fail: where progress lines and the failed inputs' lines go (fail: echo).
-        labels: what outputs call each input (the `input` column); default: the inputs as
-            given, a DICOMweb URL with its study UID (a hospital identifier) left out.
+        labels: what outputs call each input (the `input` column); default: a PNG/JPEG
+            path as given (the user's own file name), a DICOM study, DICOM file or URL by its
+            output name (the keyed pseudonym of its patient) - its path or URL may name the
+            patient - or, failing before that is known, `input N` (a URL: without its UID).
         structured: DICOM SR, overlay series, FHIR and STOW-RS per study
             (`lumbar.structured`); a study whose structured outputs fail counts as failed.
 
@@ -281,8 +284,10 @@ def predict_inputs(
     secret = _secret(out)
     if labels is not None and len(labels) != len(inputs):
         raise ValueError("one label per input")
-    shown = labels or [redact_url(given) for given in inputs]
+    shown = labels or [_label(given, n) for n, given in enumerate(inputs, 1)]
     pending = [_pending(g, lb) for g, lb in zip(inputs, shown, strict=True)]
+    for item in pending:
+        item.pseudonymous = labels is None and not _is_raster(item.given)
     wanted = structured is not None and structured.wanted()
     if wanted:
         assert structured is not None
@@ -300,6 +305,9 @@ def predict_inputs(
                 if item.outcome is not None and not item.outcome.error:
                     item.outcome.name = name(item.outcome.name or "input")
                     item.outcome.prediction["name"] = item.outcome.name
+                    if item.pseudonymous:
+                        item.outcome.given = item.outcome.name
+                        item.outcome.prediction["input"] = item.outcome.name
                     if wanted:
                         assert structured is not None
                         _export(item, models, structured, secret, echo)
@@ -317,15 +325,17 @@ def predict_inputs(
     return batch
 
 
-def redact_url(given: str) -> str:
-    """`given`, except a DICOMweb study URL's UID (a hospital identifier): `ROOT/studies/-`."""
-    if not given.startswith(("http://", "https://")):
-        return given
-    try:
-        parsed = parse_study_url(given)
-    except UserError:
-        return given
-    return given if parsed is None else f"{parsed[0]}/studies/-"
+def _label(given: str, number: int) -> str:
+    """What outputs call an input until its name is known: a PNG/JPEG path as given, a URL
+    without its study UID, anything else (a DICOM path may name the patient) `input N`."""
+    if is_dicomweb_url(given):
+        return redact_url(given)
+    return given if _is_raster(given) else f"input {number}"
+
+
+def _is_raster(given: str) -> bool:
+    """True for a PNG/JPEG path: the user's own file name, shown as given."""
+    return not is_dicomweb_url(given) and Path(given).suffix.lower() in RASTER_SUFFIXES
 
 
 def _secret(out: Path | None) -> bytes:
@@ -410,11 +420,16 @@ def _prepare(
         if source.kind is InputKind.IMAGE:
             assert source.path is not None
             item.group = [read_sagittal_image(source.path)]
-            item.name = safe_stem(source.path.stem)
+            if source.path.suffix.lower() in RASTER_SUFFIXES:
+                item.name = safe_stem(source.path.stem)
+            else:  # a DICOM file is often named by its SOP UID or the patient's name
+                item.name = _study_name([source.path], secret)
+            _name_known(item)
             return
         folder = stack.enter_context(study_folder(source.path or source.given))
         item.folder = folder
-        item.name = _study_name(folder, secret)
+        item.name = _study_name(iter_files(folder), secret)
+        _name_known(item)
     except UserError as err:
         item.outcome = InputOutcome(item.given, source.kind.value, error=str(err))
         return
@@ -432,13 +447,20 @@ def _prepare(
         item.outcome = InputOutcome(item.given, source.kind.value, error=why)
 
 
-def _study_name(folder: Path, secret: bytes) -> str:
-    """The keyed pseudonym of the study's patient (as `lumbar ingest` names patients).
+def _name_known(item: _Pending) -> None:
+    """A pseudonymous input is called by its name from now on (also when it fails later)."""
+    if item.pseudonymous:
+        item.given = item.name
+
+
+def _study_name(paths: Iterable[Path], secret: bytes) -> str:
+    """The keyed pseudonym of the patient of the first readable DICOM file in `paths` (a
+    study's files, or one slice), as `lumbar ingest` names patients.
 
     Raises:
-        UserError: no readable DICOM file in the folder.
+        UserError: no readable DICOM file.
     """
-    for path in iter_files(folder):
+    for path in paths:
         try:
             return pseudonymize(read_header(path).patient_id, secret)
         except (HeaderProblem, OSError, ValueError):

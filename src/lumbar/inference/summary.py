@@ -77,7 +77,7 @@ def _section(outcome: Any) -> str:
     esc = html.escape
     pred = outcome.prediction
     parts = [f"<section><h2>{esc(outcome.name)} <small>{esc(outcome.kind)}</small></h2>"]
-    if outcome.kind == "image":
+    if outcome.kind == "image" and outcome.given != outcome.name:  # a PNG/JPEG path as given
         parts.append(f"<p class='meta'>input: {esc(outcome.given)}</p>")
     for key in ("sagittal_error", "axial_error"):
         if pred.get(key):

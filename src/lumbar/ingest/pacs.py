@@ -40,6 +40,15 @@ class PacsFilters:
     patients: frozenset[str] | None = None
 
 
+def redact_url(given: str) -> str:
+    """`given`, except that a DICOMweb URL naming a study loses the study's UID (a hospital
+    identifier) and all after it: `ROOT/studies/-`; anything else is returned unchanged."""
+    if not is_dicomweb_url(given):
+        return given
+    root, studies, _ = given.partition("/studies/")
+    return f"{root}/studies/-" if studies else given
+
+
 def is_dicomweb_url(source: str) -> bool:
     """True when the ingest source names a DICOMweb service rather than a folder."""
     return source.startswith(("http://", "https://"))
@@ -190,10 +199,12 @@ class DicomWebSource:
             return func()
         except requests.HTTPError as err:
             code = err.response.status_code if err.response is not None else "?"
-            raise UserError(f"DICOMweb {what} failed at {self.url}: HTTP {code}") from None
+            raise UserError(
+                f"DICOMweb {what} failed at {redact_url(self.url)}: HTTP {code}"
+            ) from None
         except requests.RequestException as err:
             raise UserError(
-                f"cannot reach DICOMweb service {self.url} ({type(err).__name__})"
+                f"cannot reach DICOMweb service {redact_url(self.url)} ({type(err).__name__})"
             ) from None
 
 
