@@ -104,7 +104,8 @@ def test_dicom_names_never_reach_the_outputs(
 
     monkeypatch.setattr(batch, "draw_discs", spy)
     out = tmp_path / "out"
-    given = [str(folder), str(dicom), str(broken), str(inputs["image"])]
+    missing = tmp_path / "in" / f"{name}_3"
+    given = [str(folder), str(dicom), str(broken), str(inputs["image"]), str(missing)]
     result = CliRunner().invoke(app, ["localize", *given, "--out", str(out)])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
@@ -121,6 +122,7 @@ def test_dicom_names_never_reach_the_outputs(
     with open(out / "inputs.csv", newline="") as handle:
         listed = [r["input"] for r in csv.DictReader(handle)]
     assert listed[:2] == [pseudonym, pseudonym] and listed[3] == given[3]  # a PNG keeps its path
+    assert listed[4] == "input 5"
 
 
 def test_a_dicom_file_without_pixels_is_one_line(inputs: dict[str, Path], tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lumbar.data.imageio import is_dicom, read_native
+from lumbar.data.imageio import RASTER_SUFFIXES, is_dicom, read_native
 from lumbar.errors import UserError
 from lumbar.files import write_csv_atomic
 from lumbar.ingest.read import HeaderProblem, iter_files, read_header
@@ -53,7 +53,9 @@ def _read(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, object]:
         pixels = read_native(path)
     except (OSError, ValueError, AttributeError, InvalidDicomError) as err:
         # pydicom: AttributeError for a file without PixelData, InvalidDicomError for a damaged one
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # an OSError's text may hold the path; its strerror does not
+        text = (err.strerror if isinstance(err, OSError) else None) or str(err)
+        reason = text.splitlines()[0] if text else type(err).__name__
         raise UserError(f"cannot read the image ({reason})") from None
     spacing = (plane.row_spacing, plane.col_spacing) if plane is not None else None
     return pixels, spacing, plane
@@ -61,7 +63,8 @@ def _read(path: Path) -> tuple[np.ndarray, tuple[float, float] | None, object]:
 
 class _Names:
     """What an input is called in outputs: PNG/JPEG its path as given, DICOM its patient's
-    pseudonym (`input N` when no header can be read); the secret is loaded on first need."""
+    pseudonym (`input N` when no header can be read, or when a missing input is not named as
+    a PNG/JPEG); the secret is loaded on first need."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -71,10 +74,14 @@ class _Names:
         path = Path(given)
         if path.is_dir():
             files = iter_files(path)
-        elif path.is_file() and _is_dicom(path):
+        elif path.is_file():
+            if not _is_dicom(path):
+                return given
             files = [path]
+        elif path.suffix.lower() in RASTER_SUFFIXES:
+            return given  # a missing PNG/JPEG: the user's own file name
         else:
-            return given
+            files = []  # missing: perhaps a study folder or DICOM file, named by a patient
         for file in files:
             try:
                 patient_id = read_header(file).patient_id
@@ -138,7 +145,7 @@ def localize_inputs(
                 discs = to_patient(found, plane) if plane is not None else found  # type: ignore[arg-type]
                 image, title = pixels, name if name != given else path.name
             else:
-                raise UserError(f"{given}: no such file or folder")
+                raise UserError("no such file or folder")
         except UserError as err:
             failed += 1
             echo(f"{name}: {err}")

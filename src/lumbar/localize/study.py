@@ -166,7 +166,9 @@ def localize_series(paths: list[Path], localizer: Localizer) -> StudyDiscs:
     try:
         images = [read_native(p) for p in central]
     except (OSError, ValueError, AttributeError) as err:  # pydicom: AttributeError, no PixelData
-        raise UserError(f"cannot read a sagittal T2 image ({err})") from None
+        # an OSError's text may hold the file's path (perhaps a patient's name); strerror not
+        reason = (err.strerror if isinstance(err, OSError) else None) or str(err)
+        raise UserError(f"cannot read a sagittal T2 image ({reason})") from None
     spacings = [(pl.row_spacing, pl.col_spacing) for pl in planes]
     found = localizer.find(images, spacings)
     per_slice = [to_patient(d, pl) for d, pl in zip(found, planes, strict=True)]
