@@ -51,7 +51,11 @@ def find(
         typer.Option(help="A `lumbar localize train` run folder (default: bundled weights)."),
     ] = None,
 ) -> None:
-    """Localise every INPUT with one model load: DIR/discs.csv, overlays, contact sheet."""
+    """Localise every INPUT with one model load: DIR/discs.csv, overlays, contact sheet.
+
+    DICOM files and study folders are named by their patient's keyed pseudonym (secret:
+    $LUMBAR_PSEUDONYM_SECRET, else DIR/.lumbar-secret, as `lumbar ingest`), never by their name.
+    """
     from lumbar.localize import load_localizer
     from lumbar.localize.batch import localize_inputs
 

@@ -32,6 +32,21 @@ GRADE_COLUMNS = (
     "low_endplate",
     "spondylolisthesis",
 )
+#: The columns read_spider needs (the sets' other columns are not read).
+SERIES_COLUMNS = ("image", "pixel_spacing_row_mm", "pixel_spacing_col_mm")
+DISC_COLUMNS = (
+    "image",
+    "patient_id",
+    "sequence",
+    "level",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "cx",
+    "cy",
+    *GRADE_COLUMNS,
+)
 
 
 @dataclass(frozen=True)
@@ -61,37 +76,54 @@ class SpiderSlice:
     discs: tuple[SpiderDisc, ...]
 
 
+def _rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """The rows of one CSV with their line numbers; UserError naming the columns it lacks."""
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path}: missing columns {', '.join(missing)}")
+        return [(reader.line_num, row) for row in reader]
+
+
 def read_spider(root: Path) -> list[SpiderSlice]:
     """Every slice of the set under `root`, in file order, discs sorted top to bottom.
 
     Raises:
-        UserError: `root` is not a spider-sagittal folder (no discs.csv / series.csv).
+        UserError: `root` is not a spider-sagittal folder (no discs.csv / series.csv), a CSV
+            lacks columns or holds a bad number, or discs.csv has no disc.
     """
     root = Path(root)
     discs_csv, series_csv = root / "discs.csv", root / "series.csv"
     if not discs_csv.is_file() or not series_csv.is_file():
         raise UserError(f"{root} is not a spider-sagittal folder (discs.csv and series.csv)")
     spacing: dict[str, tuple[float, float]] = {}
-    with open(series_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
+    for line, row in _rows(series_csv, SERIES_COLUMNS):
+        try:
             spacing[row["image"]] = (
                 float(row["pixel_spacing_row_mm"]),
                 float(row["pixel_spacing_col_mm"]),
             )
+        except ValueError as err:
+            raise UserError(f"{series_csv} line {line}: {err}") from None
     by_image: dict[str, list[SpiderDisc]] = {}
     meta: dict[str, tuple[str, str]] = {}
-    with open(discs_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["level"] not in SPINE_LEVELS:
-                raise UserError(f"{discs_csv}: unknown level {row['level']!r}")
+    for line, row in _rows(discs_csv, DISC_COLUMNS):
+        if row["level"] not in SPINE_LEVELS:
+            raise UserError(f"{discs_csv}: unknown level {row['level']!r}")
+        try:
             disc = SpiderDisc(
                 level=row["level"],
                 box=(float(row["x0"]), float(row["y0"]), float(row["x1"]), float(row["y1"])),
                 centre=(float(row["cx"]), float(row["cy"])),
                 grades={c: int(row[c]) for c in GRADE_COLUMNS},
             )
-            by_image.setdefault(row["image"], []).append(disc)
-            meta[row["image"]] = (row["patient_id"], row["sequence"])
+        except ValueError as err:
+            raise UserError(f"{discs_csv} line {line}: {err}") from None
+        by_image.setdefault(row["image"], []).append(disc)
+        meta[row["image"]] = (row["patient_id"], row["sequence"])
+    if not by_image:
+        raise UserError(f"{root}: no usable slices in discs.csv")
     slices = []
     for image, discs in by_image.items():
         discs.sort(key=lambda d: SPINE_LEVELS.index(d.level))

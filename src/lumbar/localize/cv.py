@@ -15,9 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from lumbar.data.spider import read_spider, spider_folds
+from lumbar.errors import UserError
+from lumbar.files import write_json_atomic
 from lumbar.localize.data import Sample, negative_samples, phantom_samples, spider_sample
 from lumbar.localize.infer import network_outputs
 from lumbar.localize.train import TrainSettings, save_weights, settings_dict, train_localizer
+from lumbar.runs import CONFIG
 
 WEIGHTS = "localizer.safetensors"
 OUTPUTS = "outputs.npz"
@@ -85,12 +88,29 @@ def cross_validate(
     final: bool = True,
     log: Callable[[str], None] = print,
 ) -> None:
-    """All five rounds (skipping finished ones), then the final model on every slice."""
+    """All five rounds (skipping finished ones), then the final model on every slice.
+
+    Raises:
+        UserError: `run_dir` was started with other settings (its finished rounds would be
+            kept beside rounds trained with these), or the data is not a SPIDER folder.
+    """
+    run_dir = Path(run_dir)
+    config = run_dir / CONFIG
+    wanted = json.loads(json.dumps(settings_dict(settings)))
+    if config.exists():
+        try:
+            started = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise UserError(f"{config} is not readable; use a new --out", option="out") from None
+        if started != wanted:
+            raise UserError(
+                f"{run_dir} was started with other settings; use a new --out", option="out"
+            )
     slices = read_spider(data)
     folds = spider_folds(slices)
     spider = [spider_sample(s) for s in slices]
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(settings_dict(settings), indent=2))
+    write_json_atomic(config, wanted)
     for fold in range(FOLDS):
         run_fold(run_dir, fold, spider, folds, settings, log)
     if final:

@@ -54,17 +54,18 @@ class StudyDiscs:
 
 
 def read_plane(path: Path) -> SlicePlane:
-    """The geometry of one DICOM image; UserError when its tags are missing or degenerate."""
+    """The geometry of one DICOM image; UserError when its tags are missing or degenerate
+    (its message names no file: a DICOM file's name may be a patient's)."""
     import pydicom
 
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # pydicom raises many types for a damaged file
-        raise UserError(f"{path.name}: not a readable DICOM file") from None
+        raise UserError("not a readable DICOM file") from None
     try:
         return SlicePlane.from_dataset(ds)
     except UserError as err:
-        raise UserError(f"{path.name}: no usable geometry ({err})") from None
+        raise UserError(f"no usable geometry ({err})") from None
 
 
 def to_patient(discs: list[Disc], plane: SlicePlane) -> list[PatientDisc]:
@@ -99,7 +100,7 @@ def sagittal_t2_files(study_dir: Path) -> list[Path]:
         if classify_series(summary).series_class is SeriesClass.SAGITTAL_T2:
             candidates.append(items)
     if not candidates:
-        raise UserError(f"{study_dir.name}: no sagittal T2 series found")
+        raise UserError("no sagittal T2 series found")
     return [path for _, path in max(candidates, key=len)]
 
 
@@ -164,8 +165,10 @@ def localize_series(paths: list[Path], localizer: Localizer) -> StudyDiscs:
     planes = [read_plane(p) for p in central]
     try:
         images = [read_native(p) for p in central]
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read a sagittal T2 image ({err})") from None
+    except (OSError, ValueError, AttributeError) as err:  # pydicom: AttributeError, no PixelData
+        # an OSError's text may hold the file's path (perhaps a patient's name); strerror not
+        reason = (err.strerror if isinstance(err, OSError) else None) or str(err)
+        raise UserError(f"cannot read a sagittal T2 image ({reason})") from None
     spacings = [(pl.row_spacing, pl.col_spacing) for pl in planes]
     found = localizer.find(images, spacings)
     per_slice = [to_patient(d, pl) for d, pl in zip(found, planes, strict=True)]
@@ -175,19 +178,15 @@ def localize_series(paths: list[Path], localizer: Localizer) -> StudyDiscs:
 def localize_study(study_dir: Path, localizer: Localizer | None = None) -> StudyDiscs:
     """Discs of a study folder from its sagittal T2 series, in patient coordinates.
 
-    `localizer` None uses the bundled one (loaded once per process).
+    `localizer` None uses the bundled one (loaded once per process). Messages name neither
+    the folder nor its files (their names may be a patient's).
 
     Raises:
         UserError: no sagittal T2 series, or its images lack geometry or cannot be read.
     """
     study_dir = Path(study_dir)
     localizer = localizer or default_localizer()
-    try:
-        return localize_series(sagittal_t2_files(study_dir), localizer)
-    except UserError as err:
-        if str(err).startswith(study_dir.name):
-            raise
-        raise UserError(f"{study_dir.name}: {err}") from None
+    return localize_series(sagittal_t2_files(study_dir), localizer)
 
 
 class LocalizerDiscCentres:
