@@ -49,11 +49,11 @@ from lumbar.inference.sagittal import (
 )
 from lumbar.inference.summary import summary_page
 from lumbar.ingest.pacs import is_dicomweb_url, redact_url
-from lumbar.ingest.read import HeaderProblem, iter_files, read_header
+from lumbar.ingest.read import iter_files, patient_pseudonym
 from lumbar.localize import load_localizer
 from lumbar.localize.localizer import WEIGHTS_FILE as LOCALIZER_WEIGHTS
 from lumbar.localize.study import central_slices, fuse, read_plane, sagittal_t2_files, to_patient
-from lumbar.pseudonym import load_secret, pseudonymize
+from lumbar.pseudonym import load_secret
 from lumbar.structured.export import (
     StructuredOptions,
     algorithm_info,
@@ -454,18 +454,15 @@ def _name_known(item: _Pending) -> None:
 
 
 def _study_name(paths: Iterable[Path], secret: bytes) -> str:
-    """The keyed pseudonym of the patient of the first readable DICOM file in `paths` (a
-    study's files, or one slice), as `lumbar ingest` names patients.
+    """The keyed pseudonym of the patient of `paths` (`ingest.read.patient_pseudonym`).
 
     Raises:
         UserError: no readable DICOM file.
     """
-    for path in paths:
-        try:
-            return pseudonymize(read_header(path).patient_id, secret)
-        except (HeaderProblem, OSError, ValueError):
-            continue
-    raise UserError("the folder holds no readable DICOM image")
+    name = patient_pseudonym(paths, secret)
+    if name is None:
+        raise UserError("the folder holds no readable DICOM image")
+    return name
 
 
 def _study_slices(folder: Path) -> tuple[list[SagittalImage], Path]:

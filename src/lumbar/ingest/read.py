@@ -11,11 +11,13 @@ import errno
 import math
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from lumbar.ingest.export import MAX_FRAMES
+from lumbar.pseudonym import pseudonymize
 
 # Media Storage Directory Storage (DICOMDIR): an index, not an image.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
@@ -566,3 +568,15 @@ def _link_problem(err: OSError) -> str:
 def iter_files(root: Path) -> list[Path]:
     """The files `walk_folder` finds under `root` (sorted); see it for how links are handled."""
     return walk_folder(root).files
+
+
+def patient_pseudonym(paths: Iterable[Path], secret: bytes) -> str | None:
+    """The keyed pseudonym of the patient of the first readable DICOM file in `paths` (a
+    study's files, or one slice), as `lumbar ingest` names patients; None when none is
+    readable. What `lumbar predict` and `lumbar localize` call a DICOM input in their outputs."""
+    for path in paths:
+        try:
+            return pseudonymize(read_header(path).patient_id, secret)
+        except (HeaderProblem, OSError, ValueError):
+            continue
+    return None

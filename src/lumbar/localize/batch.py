@@ -22,12 +22,12 @@ import numpy as np
 from lumbar.data.imageio import RASTER_SUFFIXES, is_dicom, read_native
 from lumbar.errors import UserError
 from lumbar.files import write_csv_atomic
-from lumbar.ingest.read import HeaderProblem, iter_files, read_header
+from lumbar.ingest.read import iter_files, patient_pseudonym
 from lumbar.localize.decode import Disc
 from lumbar.localize.localizer import Localizer
 from lumbar.localize.preprocess import window
 from lumbar.localize.study import PatientDisc, localize_study, read_plane, to_patient
-from lumbar.pseudonym import load_secret, pseudonymize
+from lumbar.pseudonym import load_secret
 from lumbar.visualize.discs import draw_discs, write_overlay, write_overlay_sheet
 
 DISC_COLUMNS = ("input", "level", "x", "y", "confidence", "x_mm", "y_mm", "z_mm")
@@ -82,14 +82,12 @@ class _Names:
             return given  # a missing PNG/JPEG: the user's own file name
         else:
             files = []  # missing: perhaps a study folder or DICOM file, named by a patient
-        for file in files:
-            try:
-                patient_id = read_header(file).patient_id
-            except (HeaderProblem, OSError, ValueError):
-                continue
+        if files:
             if self.secret is None:
                 self.secret = load_secret(self.out, create=True)
-            return pseudonymize(patient_id, self.secret)
+            name = patient_pseudonym(files, self.secret)
+            if name is not None:
+                return name
         return f"input {index + 1}"
 
 
