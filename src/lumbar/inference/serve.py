@@ -279,28 +279,14 @@ async def predict(request: Request, state: ServiceState) -> JSONResponse:
             log.info("%s unprocessable study", request_id)
             return _problem(422, str(err))
         if state.models is not None:
-            log.info(
-                "%s predicted %d discs from %d bytes in %.2f s",
-                request_id,
-                len(result["discs"]),
-                size,
-                time.perf_counter() - start,
-            )
-            return JSONResponse(result)
+            return _answered(request_id, "", result, size, start)
         pictures = result.pop("_images")
         key = state.results.put(pictures)
         for disc in result["discs"]:
             disc["image"] = f"/v1/results/{key}/images/{disc['level']}.png"
             disc["heatmap"] = f"/v1/results/{key}/heatmaps/{disc['level']}.png"
         result["id"] = key
-        log.info(
-            "%s predicted %d discs from %d bytes in %.2f s",
-            request_id,
-            len(result["discs"]),
-            size,
-            time.perf_counter() - start,
-        )
-        return JSONResponse(result)
+        return _answered(request_id, "", result, size, start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -351,16 +337,21 @@ async def predict_image(request: Request, state: ServiceState) -> JSONResponse:
         except UserError as err:
             log.info("%s unprocessable image", request_id)
             return _problem(422, str(err))
-        log.info(
-            "%s predicted %d discs from an image of %d bytes in %.2f s",
-            request_id,
-            len(result["discs"]),
-            size,
-            time.perf_counter() - start,
-        )
-        return JSONResponse(result)
+        return _answered(request_id, "an image of ", result, size, start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _answered(
+    request_id: str, what: str, result: dict[str, Any], size: int, start: float
+) -> JSONResponse:
+    """Log one line on a served prediction (no identifiers: the request id and counts), and
+    answer its JSON."""
+    log.info(
+        "%s predicted %d discs from %s%d bytes in %.2f s",
+        request_id, len(result["discs"]), what, size, time.perf_counter() - start,
+    )  # fmt: skip
+    return JSONResponse(result)
 
 
 _IMAGE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm"}
